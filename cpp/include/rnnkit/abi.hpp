@@ -1,0 +1,13 @@
+// Namespace macros that keep each per-ISA build of the core distinct.
+//
+// The extension is compiled once per SIMD level (generic, AVX2, AVX-512) into separate
+// modules; giving every build its own inline namespace means no two builds ever share a
+// symbol, even if they were linked into one image.
+#pragma once
+
+#ifndef RNNKIT_ISA_NS
+#define RNNKIT_ISA_NS isa_default
+#endif
+
+#define RNNKIT_BEGIN_NAMESPACE namespace rnnkit { inline namespace RNNKIT_ISA_NS {
+#define RNNKIT_END_NAMESPACE } }

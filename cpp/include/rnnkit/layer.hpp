@@ -1,0 +1,86 @@
+// The layer driver: runs any cell through time over a stack of layers and directions,
+// forward and backward (BPTT). The matrix products happen here, fused over gates and, where
+// the data allows, over all time steps; the cells do the element-wise rest.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "rnnkit/spec.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+
+/// What a training forward keeps for the backward pass. Opaque to callers.
+template <class T>
+struct Tape {
+  struct Direction {
+    std::vector<T> gates;   // [T, B, GH] activated gates, indexed by time
+    std::vector<T> states;  // [T+1, B, H] h; forward: h_{-1} first, reverse: h_{T} last
+    std::vector<T> cells;   // [T+1, B, H] c (LSTM)
+    std::vector<T> extra;   // [T, B, H] W_hn h + b_hn (GRU)
+  };
+  struct Layer {
+    std::vector<T> input;          // [T, B, D_in] what the layer saw (after dropout)
+    std::vector<T> dropout_scale;  // [T, B, D_in] 0 or 1/(1-p) per element; empty if none
+    std::vector<Direction> directions;
+  };
+
+  LayerSpec spec;
+  Index steps = 0;
+  Index batch = 0;
+  bool batch_first = false;
+  std::vector<std::uint8_t> active;  // [T, B]; empty when every sequence spans all T steps
+  std::vector<Layer> layers;
+};
+
+struct ForwardOptions {
+  bool batch_first = false;
+  /// Keep a tape for backward, and apply dropout between layers.
+  bool training = false;
+  /// Probability of zeroing an element of each layer's output but the last (training only).
+  double dropout = 0.0;
+  /// Selects the dropout masks: the same key gives the same masks.
+  std::uint64_t dropout_key = 0;
+  int n_threads = 1;
+};
+
+/// Arrays of a forward call; all dense row-major, owned by the caller.
+template <class T>
+struct ForwardArgs {
+  const T* params = nullptr;          // flat buffer, layout of param_layout(spec)
+  const T* x = nullptr;               // [T, B, D], or [B, T, D] with batch_first
+  Index steps = 0;
+  Index batch = 0;
+  const T* h0 = nullptr;              // [L*dirs, B, H], or nullptr for zeros
+  const T* c0 = nullptr;              // [L*dirs, B, H] (LSTM), or nullptr for zeros
+  const std::int64_t* lengths = nullptr;  // [B] each in [1, T], or nullptr for all T
+  T* out = nullptr;                   // [T, B, dirs*H], or [B, T, dirs*H] with batch_first
+  T* h_n = nullptr;                   // [L*dirs, B, H]
+  T* c_n = nullptr;                   // [L*dirs, B, H] (LSTM), may be nullptr otherwise
+};
+
+/// Arrays of a backward call. Gradients of parameters are added to grad_params.
+template <class T>
+struct BackwardArgs {
+  const T* params = nullptr;     // the same values the forward used
+  const T* grad_out = nullptr;   // like out, or nullptr for zeros
+  const T* grad_h_n = nullptr;   // [L*dirs, B, H], or nullptr for zeros
+  const T* grad_c_n = nullptr;   // [L*dirs, B, H] (LSTM), or nullptr for zeros
+  T* grad_x = nullptr;           // like x
+  T* grad_h0 = nullptr;          // [L*dirs, B, H]
+  T* grad_c0 = nullptr;          // [L*dirs, B, H] (LSTM), may be nullptr otherwise
+  T* grad_params = nullptr;      // like params; accumulated into
+};
+
+/// Runs the stack over a batch of sequences. Returns the tape when options.training, else
+/// nullptr. Throws std::invalid_argument on inconsistent sizes.
+template <class T>
+std::unique_ptr<Tape<T>> forward(const LayerSpec& spec, const ForwardArgs<T>& args,
+                                 const ForwardOptions& options);
+
+/// Back-propagates through time from the gradients of the outputs and final states.
+template <class T>
+void backward(const Tape<T>& tape, const BackwardArgs<T>& args, int n_threads);
+
+RNNKIT_END_NAMESPACE

@@ -1,0 +1,38 @@
+// Eigen views over caller-owned memory. Everything is row-major, matching numpy and PyTorch.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstddef>
+
+#include "rnnkit/abi.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+
+using Index = std::ptrdiff_t;
+
+template <class T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Mutable / read-only view of a dense row-major [rows, cols] block.
+template <class T>
+using MatrixMap = Eigen::Map<Matrix<T>>;
+template <class T>
+using ConstMatrixMap = Eigen::Map<const Matrix<T>>;
+
+/// Views whose rows are `stride` elements apart (a column slice of a wider matrix).
+template <class T>
+using StridedMap = Eigen::Map<Matrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using ConstStridedMap = Eigen::Map<const Matrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+/// One-dimensional array views (for element-wise gate math).
+template <class T>
+using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+/// Row-vector view (a bias broadcast over rows).
+template <class T>
+using ConstRowMap = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+
+RNNKIT_END_NAMESPACE

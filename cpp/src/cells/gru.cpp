@@ -1,0 +1,72 @@
+// GRU cell with PyTorch / cuDNN semantics, gates in the order (reset, update, new):
+//   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+//   z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+//   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+//   h' = (1 - z) * n + z * h
+#include "row_ops.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+
+using cells::gate;
+using cells::is_active;
+
+template <class T>
+void GruCell<T>::forward(const ForwardStep<T>& s) noexcept {
+  const Index h = s.hidden;
+  const Index gh = 3 * h;
+  for (Index b = 0; b < s.batch; ++b) {
+    if (!is_active(s.active, b)) {
+      cells::carry_state(s, b);
+      continue;
+    }
+    auto r = gate(s.gates, b, gh, h, 0);
+    auto z = gate(s.gates, b, gh, h, 1);
+    auto n = gate(s.gates, b, gh, h, 2);
+    ArrayMap<T> hn(s.extra + b * h, h);
+    r += gate(s.recurrent, b, gh, h, 0);
+    z += gate(s.recurrent, b, gh, h, 1);
+    hn = gate(s.recurrent, b, gh, h, 2);
+    if (s.bias_hh != nullptr) {
+      r += cells::bias_block(s.bias_hh, h, 0);
+      z += cells::bias_block(s.bias_hh, h, 1);
+      hn += cells::bias_block(s.bias_hh, h, 2);
+    }
+    r = r.logistic();
+    z = z.logistic();
+    n = (n + r * hn).tanh();
+    const ConstArrayMap<T> h_prev(s.h_prev + b * h, h);
+    ArrayMap<T>(s.h_next + b * h, h) = (T(1) - z) * n + z * h_prev;
+  }
+}
+
+template <class T>
+void GruCell<T>::backward(const BackwardStep<T>& s) noexcept {
+  const Index h = s.hidden;
+  const Index gh = 3 * h;
+  for (Index b = 0; b < s.batch; ++b) {
+    if (!is_active(s.active, b)) {
+      cells::pass_gradient(s, b, gh);
+      continue;
+    }
+    const auto r = gate(s.gates, b, gh, h, 0);
+    const auto z = gate(s.gates, b, gh, h, 1);
+    const auto n = gate(s.gates, b, gh, h, 2);
+    const ConstArrayMap<T> hn(s.extra + b * h, h);
+    const ConstArrayMap<T> h_prev(s.h_prev + b * h, h);
+    const ConstArrayMap<T> dh(s.grad_h + b * h, h);
+
+    auto dn = gate(s.grad_gates_input, b, gh, h, 2);
+    dn = dh * (T(1) - z) * (T(1) - n.square());
+    gate(s.grad_gates_input, b, gh, h, 0) = dn * hn * r * (T(1) - r);
+    gate(s.grad_gates_input, b, gh, h, 1) = dh * (h_prev - n) * z * (T(1) - z);
+    gate(s.grad_gates_hidden, b, gh, h, 0) = gate(s.grad_gates_input, b, gh, h, 0);
+    gate(s.grad_gates_hidden, b, gh, h, 1) = gate(s.grad_gates_input, b, gh, h, 1);
+    gate(s.grad_gates_hidden, b, gh, h, 2) = dn * r;
+    ArrayMap<T>(s.grad_h_prev + b * h, h) = dh * z;
+  }
+}
+
+template struct GruCell<float>;
+template struct GruCell<double>;
+
+RNNKIT_END_NAMESPACE

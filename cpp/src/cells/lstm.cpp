@@ -1,0 +1,72 @@
+// LSTM cell, gates in PyTorch's order (input, forget, cell, output):
+//   i = sigmoid(.), f = sigmoid(.), g = tanh(.), o = sigmoid(.)
+//   c' = f * c + i * g,   h' = o * tanh(c')
+#include "row_ops.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+
+using cells::gate;
+using cells::is_active;
+
+template <class T>
+void LstmCell<T>::forward(const ForwardStep<T>& s) noexcept {
+  const Index h = s.hidden;
+  const Index gh = 4 * h;
+  for (Index b = 0; b < s.batch; ++b) {
+    if (!is_active(s.active, b)) {
+      cells::carry_state(s, b);
+      continue;
+    }
+    for (Index k = 0; k < 4; ++k) {
+      auto pre = gate(s.gates, b, gh, h, k);
+      pre += gate(s.recurrent, b, gh, h, k);
+      if (s.bias_hh != nullptr) pre += cells::bias_block(s.bias_hh, h, k);
+    }
+    auto i = gate(s.gates, b, gh, h, 0);
+    auto f = gate(s.gates, b, gh, h, 1);
+    auto g = gate(s.gates, b, gh, h, 2);
+    auto o = gate(s.gates, b, gh, h, 3);
+    i = i.logistic();
+    f = f.logistic();
+    g = g.tanh();
+    o = o.logistic();
+    const ConstArrayMap<T> c_prev(s.c_prev + b * h, h);
+    ArrayMap<T> c_next(s.c_next + b * h, h);
+    c_next = f * c_prev + i * g;
+    ArrayMap<T>(s.h_next + b * h, h) = o * c_next.tanh();
+  }
+}
+
+template <class T>
+void LstmCell<T>::backward(const BackwardStep<T>& s) noexcept {
+  const Index h = s.hidden;
+  const Index gh = 4 * h;
+  for (Index b = 0; b < s.batch; ++b) {
+    if (!is_active(s.active, b)) {
+      cells::pass_gradient(s, b, gh);
+      continue;  // dc passes through unchanged
+    }
+    const auto i = gate(s.gates, b, gh, h, 0);
+    const auto f = gate(s.gates, b, gh, h, 1);
+    const auto g = gate(s.gates, b, gh, h, 2);
+    const auto o = gate(s.gates, b, gh, h, 3);
+    const ConstArrayMap<T> c_prev(s.c_prev + b * h, h);
+    const ConstArrayMap<T> c_next(s.c_next + b * h, h);
+    const ConstArrayMap<T> dh(s.grad_h + b * h, h);
+    ArrayMap<T> dc(s.grad_c + b * h, h);
+
+    const Eigen::Array<T, Eigen::Dynamic, 1> tanh_c = c_next.tanh();
+    dc += dh * o * (T(1) - tanh_c.square());  // total dL/dc_t
+    gate(s.grad_gates_input, b, gh, h, 0) = dc * g * i * (T(1) - i);
+    gate(s.grad_gates_input, b, gh, h, 1) = dc * c_prev * f * (T(1) - f);
+    gate(s.grad_gates_input, b, gh, h, 2) = dc * i * (T(1) - g.square());
+    gate(s.grad_gates_input, b, gh, h, 3) = dh * tanh_c * o * (T(1) - o);
+    dc *= f;  // dL/dc_{t-1}
+    ArrayMap<T>(s.grad_h_prev + b * h, h).setZero();
+  }
+}
+
+template struct LstmCell<float>;
+template struct LstmCell<double>;
+
+RNNKIT_END_NAMESPACE

@@ -1,0 +1,413 @@
+// The layer driver: stacking, directions, variable lengths and dropout around the cells.
+//
+// Per (layer, direction) the forward pass is: one GEMM for the input projection of all T
+// steps, then per step one recurrent GEMM and one fused element-wise cell step. The backward
+// pass mirrors it and finishes with the weight gradients as GEMMs over all steps.
+#include "rnnkit/layer.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "rnnkit/cells.hpp"
+#include "rnnkit/parallel.hpp"
+#include "rnnkit/random.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+
+namespace {
+
+/// dst[j, i, :] = src[i, j, :] for src of shape [n0, n1, width].
+template <class T>
+void swap_leading_axes(const T* src, T* dst, Index n0, Index n1, Index width) {
+  for (Index i = 0; i < n0; ++i) {
+    for (Index j = 0; j < n1; ++j) {
+      std::copy_n(src + (i * n1 + j) * width, width, dst + (j * n0 + i) * width);
+    }
+  }
+}
+
+/// Copies a [T, B, F] (or [B, T, F] when batch_first) array into time-major order.
+template <class T>
+std::vector<T> to_time_major(const T* src, Index steps, Index batch, Index width, bool batch_first) {
+  std::vector<T> out(static_cast<std::size_t>(steps * batch * width));
+  if (batch_first) {
+    swap_leading_axes(src, out.data(), batch, steps, width);
+  } else {
+    std::copy_n(src, out.size(), out.data());
+  }
+  return out;
+}
+
+template <class T>
+void from_time_major(const std::vector<T>& src, T* dst, Index steps, Index batch, Index width,
+                     bool batch_first) {
+  if (batch_first) {
+    swap_leading_axes(src.data(), dst, steps, batch, width);
+  } else {
+    std::copy(src.begin(), src.end(), dst);
+  }
+}
+
+template <class T>
+void cell_forward(CellKind cell, const ForwardStep<T>& step) noexcept {
+  switch (cell) {
+    case CellKind::RnnTanh: RnnCell<T>::forward(step, false); break;
+    case CellKind::RnnRelu: RnnCell<T>::forward(step, true); break;
+    case CellKind::Lstm: LstmCell<T>::forward(step); break;
+    case CellKind::Gru: GruCell<T>::forward(step); break;
+  }
+}
+
+template <class T>
+void cell_backward(CellKind cell, const BackwardStep<T>& step) noexcept {
+  switch (cell) {
+    case CellKind::RnnTanh: RnnCell<T>::backward(step, false); break;
+    case CellKind::RnnRelu: RnnCell<T>::backward(step, true); break;
+    case CellKind::Lstm: LstmCell<T>::backward(step); break;
+    case CellKind::Gru: GruCell<T>::backward(step); break;
+  }
+}
+
+/// Where the state before and after the step at time t lives in Direction::states.
+/// Forward runs t = 0..T-1 and keeps h_{t-1} at slot t; reverse runs t = T-1..0 and keeps
+/// the state it started time t from at slot t+1.
+struct Slots {
+  Index prev;
+  Index next;
+};
+inline Slots slots(bool reverse, Index t) noexcept {
+  return reverse ? Slots{t + 1, t} : Slots{t, t + 1};
+}
+
+/// Everything one (layer, direction) needs, fixed for a call.
+template <class T>
+struct DirectionContext {
+  const LayerSpec& spec;
+  Index steps;
+  Index batch;
+  Index input_width;
+  Index layer;
+  bool reverse;
+  const T* w_ih;
+  const T* w_hh;
+  const T* b_ih;  // nullptr without bias
+  const T* b_hh;  // nullptr without bias
+  const std::uint8_t* active;  // [T, B] or nullptr
+  int n_threads;
+
+  Index hidden() const noexcept { return spec.hidden_size; }
+  Index gate_width() const noexcept { return spec.gate_width(); }
+  Index state_index() const noexcept { return layer * spec.directions() + (reverse ? 1 : 0); }
+  const std::uint8_t* active_at(Index t) const noexcept {
+    return active == nullptr ? nullptr : active + t * batch;
+  }
+
+  DirectionContext(const LayerSpec& s, Index t, Index b, Index l, Index dir, const T* params,
+                   const std::uint8_t* act, int threads)
+      : spec(s), steps(t), batch(b), input_width(s.layer_input_size(l)), layer(l), reverse(dir == 1),
+        active(act), n_threads(threads) {
+    const DirectionParams p = direction_params(s, l, dir);
+    w_ih = params + p.weight_ih;
+    w_hh = params + p.weight_hh;
+    b_ih = p.bias_ih >= 0 ? params + p.bias_ih : nullptr;
+    b_hh = p.bias_hh >= 0 ? params + p.bias_hh : nullptr;
+  }
+};
+
+/// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows.
+template <class T>
+void project_inputs(const DirectionContext<T>& c, const T* input, T* gates) {
+  const Index rows = c.steps * c.batch;
+  const Index gh = c.gate_width();
+  const ConstMatrixMap<T> x(input, rows, c.input_width);
+  const ConstMatrixMap<T> w(c.w_ih, gh, c.input_width);
+  MatrixMap<T> g(gates, rows, gh);
+  const int threads = c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, c.n_threads) : 1;
+  parallel_blocks(rows, threads, 4, [&](Index r0, Index n) {
+    g.middleRows(r0, n).noalias() = x.middleRows(r0, n) * w.transpose();
+    if (c.b_ih != nullptr) g.middleRows(r0, n).rowwise() += ConstRowMap<T>(c.b_ih, gh);
+  });
+}
+
+/// rec[B, GH] = h[B, H] W_hh^T, split over gate columns.
+template <class T>
+void recurrent_product(const DirectionContext<T>& c, const T* h, T* rec) {
+  const Index gh = c.gate_width();
+  const ConstMatrixMap<T> hm(h, c.batch, c.hidden());
+  const ConstMatrixMap<T> w(c.w_hh, gh, c.hidden());
+  MatrixMap<T> r(rec, c.batch, gh);
+  const int threads = c.n_threads > 1 ? threads_for(2.0 * c.batch * gh * c.hidden(), gh / 16, c.n_threads) : 1;
+  parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
+    r.middleCols(j0, n).noalias() = hm * w.middleRows(j0, n).transpose();
+  });
+}
+
+/// Runs one direction of one layer over all steps, writing its half of `output`
+/// ([T, B, dirs*H], pre-zeroed) and its final state.
+template <class T>
+void forward_direction(const DirectionContext<T>& c, const T* input, const ForwardArgs<T>& args,
+                       T* output, typename Tape<T>::Direction& tape) {
+  const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
+  const Index dirs = c.spec.directions();
+  const bool lstm = c.spec.cell == CellKind::Lstm;
+  const bool gru = c.spec.cell == CellKind::Gru;
+  const Index state_size = batch * h;
+
+  tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
+  tape.states.resize(static_cast<std::size_t>((steps + 1) * state_size));
+  if (lstm) tape.cells.resize(tape.states.size());
+  if (gru) tape.extra.resize(static_cast<std::size_t>(steps * state_size));
+
+  project_inputs(c, input, tape.gates.data());
+
+  // Initial state into the slot the first step reads.
+  const Index first = c.reverse ? steps : 0;
+  const Index k = c.state_index();
+  T* h_first = tape.states.data() + first * state_size;
+  if (args.h0 != nullptr) {
+    std::copy_n(args.h0 + k * state_size, state_size, h_first);
+  } else {
+    std::fill_n(h_first, state_size, T(0));
+  }
+  if (lstm) {
+    T* c_first = tape.cells.data() + first * state_size;
+    if (args.c0 != nullptr) {
+      std::copy_n(args.c0 + k * state_size, state_size, c_first);
+    } else {
+      std::fill_n(c_first, state_size, T(0));
+    }
+  }
+
+  std::vector<T> rec(static_cast<std::size_t>(batch * gh));
+  for (Index s = 0; s < steps; ++s) {
+    const Index t = c.reverse ? steps - 1 - s : s;
+    const Slots slot = slots(c.reverse, t);
+    const T* h_prev = tape.states.data() + slot.prev * state_size;
+    recurrent_product(c, h_prev, rec.data());
+
+    ForwardStep<T> step;
+    step.batch = batch;
+    step.hidden = h;
+    step.gates = tape.gates.data() + t * batch * gh;
+    step.recurrent = rec.data();
+    step.bias_hh = c.b_hh;
+    step.h_prev = h_prev;
+    step.h_next = tape.states.data() + slot.next * state_size;
+    if (lstm) {
+      step.c_prev = tape.cells.data() + slot.prev * state_size;
+      step.c_next = tape.cells.data() + slot.next * state_size;
+    }
+    if (gru) step.extra = tape.extra.data() + t * state_size;
+    step.active = c.active_at(t);
+    cell_forward(c.spec.cell, step);
+
+    for (Index b = 0; b < batch; ++b) {
+      if (step.active != nullptr && step.active[b] == 0) continue;  // output stays zero
+      std::copy_n(step.h_next + b * h, h, output + (t * batch + b) * dirs * h + (c.reverse ? h : 0));
+    }
+  }
+
+  // Rows past their length carried their state, so the last slot holds each final state.
+  const Index last = c.reverse ? 0 : steps;
+  std::copy_n(tape.states.data() + last * state_size, state_size, args.h_n + k * state_size);
+  if (lstm && args.c_n != nullptr) {
+    std::copy_n(tape.cells.data() + last * state_size, state_size, args.c_n + k * state_size);
+  }
+}
+
+/// Back-propagates one direction of one layer. Adds dL/d(input) into grad_input and the
+/// parameter gradients into grad_params; writes the initial-state gradients.
+template <class T>
+void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
+                        const T* input, const T* grad_output, const BackwardArgs<T>& args,
+                        T* grad_input, T* grad_params) {
+  const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
+  const Index dirs = c.spec.directions();
+  const bool lstm = c.spec.cell == CellKind::Lstm;
+  const bool gru = c.spec.cell == CellKind::Gru;
+  const Index state_size = batch * h;
+  const Index rows = steps * batch;
+  const Index k = c.state_index();
+
+  std::vector<T> grad_gates_input(static_cast<std::size_t>(rows * gh));
+  std::vector<T> grad_gates_hidden(gru ? grad_gates_input.size() : 0);
+  T* dgx = grad_gates_input.data();
+  T* dgh = gru ? grad_gates_hidden.data() : dgx;
+
+  std::vector<T> dh(static_cast<std::size_t>(state_size));
+  std::vector<T> dh_carry(static_cast<std::size_t>(state_size), T(0));
+  std::vector<T> dc(lstm ? static_cast<std::size_t>(state_size) : 0, T(0));
+  if (args.grad_h_n != nullptr) std::copy_n(args.grad_h_n + k * state_size, state_size, dh_carry.data());
+  if (lstm && args.grad_c_n != nullptr) std::copy_n(args.grad_c_n + k * state_size, state_size, dc.data());
+
+  const ConstMatrixMap<T> w_hh(c.w_hh, gh, h);
+  MatrixMap<T> carry(dh_carry.data(), batch, h);
+  const int carry_threads =
+      c.n_threads > 1 ? threads_for(2.0 * batch * gh * h, h / 16, c.n_threads) : 1;
+
+  for (Index s = steps - 1; s >= 0; --s) {
+    const Index t = c.reverse ? steps - 1 - s : s;
+    const Slots slot = slots(c.reverse, t);
+    const std::uint8_t* active = c.active_at(t);
+
+    // Everything that reaches h_t: the carried gradient plus this step's output gradient.
+    std::copy(dh_carry.begin(), dh_carry.end(), dh.begin());
+    if (grad_output != nullptr) {
+      for (Index b = 0; b < batch; ++b) {
+        if (active != nullptr && active[b] == 0) continue;
+        const T* g = grad_output + (t * batch + b) * dirs * h + (c.reverse ? h : 0);
+        ArrayMap<T>(dh.data() + b * h, h) += ConstArrayMap<T>(g, h);
+      }
+    }
+
+    BackwardStep<T> step;
+    step.batch = batch;
+    step.hidden = h;
+    step.gates = tape.gates.data() + t * batch * gh;
+    step.h_prev = tape.states.data() + slot.prev * state_size;
+    step.h_next = tape.states.data() + slot.next * state_size;
+    if (lstm) {
+      step.c_prev = tape.cells.data() + slot.prev * state_size;
+      step.c_next = tape.cells.data() + slot.next * state_size;
+      step.grad_c = dc.data();
+    }
+    if (gru) step.extra = tape.extra.data() + t * state_size;
+    step.grad_h = dh.data();
+    step.grad_gates_input = dgx + t * batch * gh;
+    step.grad_gates_hidden = dgh + t * batch * gh;
+    step.grad_h_prev = dh_carry.data();
+    step.active = active;
+    cell_backward(c.spec.cell, step);
+
+    const ConstMatrixMap<T> dg_step(step.grad_gates_hidden, batch, gh);
+    parallel_blocks(h, carry_threads, 16, [&](Index j0, Index n) {
+      carry.middleCols(j0, n).noalias() += dg_step * w_hh.middleCols(j0, n);
+    });
+  }
+
+  std::copy(dh_carry.begin(), dh_carry.end(), args.grad_h0 + k * state_size);
+  if (lstm && args.grad_c0 != nullptr) std::copy(dc.begin(), dc.end(), args.grad_c0 + k * state_size);
+
+  // Weight and bias gradients over all steps at once.
+  const DirectionParams p = direction_params(c.spec, c.layer, c.reverse ? 1 : 0);
+  const ConstMatrixMap<T> gx(dgx, rows, gh);
+  const ConstMatrixMap<T> ghid(dgh, rows, gh);
+  const ConstMatrixMap<T> x(input, rows, c.input_width);
+  const T* h_prev_all = tape.states.data() + (c.reverse ? state_size : 0);
+  const ConstMatrixMap<T> hp(h_prev_all, rows, h);
+  MatrixMap<T> dw_ih(grad_params + p.weight_ih, gh, c.input_width);
+  MatrixMap<T> dw_hh(grad_params + p.weight_hh, gh, h);
+  const int w_threads =
+      c.n_threads > 1 ? threads_for(2.0 * rows * gh * (c.input_width + h), gh / 16, c.n_threads) : 1;
+  parallel_blocks(gh, w_threads, 16, [&](Index r0, Index n) {
+    dw_ih.middleRows(r0, n).noalias() += gx.middleCols(r0, n).transpose() * x;
+    dw_hh.middleRows(r0, n).noalias() += ghid.middleCols(r0, n).transpose() * hp;
+  });
+  if (c.spec.bias) {
+    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(grad_params + p.bias_ih, gh) += gx.colwise().sum();
+    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(grad_params + p.bias_hh, gh) += ghid.colwise().sum();
+  }
+
+  // dL/d(input) += dG_x W_ih.
+  const ConstMatrixMap<T> w_ih(c.w_ih, gh, c.input_width);
+  MatrixMap<T> dx(grad_input, rows, c.input_width);
+  const int x_threads =
+      c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, c.n_threads) : 1;
+  parallel_blocks(rows, x_threads, 4, [&](Index r0, Index n) {
+    dx.middleRows(r0, n).noalias() += gx.middleRows(r0, n) * w_ih;
+  });
+}
+
+}  // namespace
+
+template <class T>
+std::unique_ptr<Tape<T>> forward(const LayerSpec& spec, const ForwardArgs<T>& args,
+                                 const ForwardOptions& options) {
+  spec.validate();
+  if (args.steps <= 0 || args.batch <= 0) throw std::invalid_argument("x must have at least one step and one sequence");
+  if (!(options.dropout >= 0.0 && options.dropout < 1.0)) throw std::invalid_argument("dropout must be in [0, 1)");
+  const Index steps = args.steps, batch = args.batch, h = spec.hidden_size, dirs = spec.directions();
+
+  auto tape = std::make_unique<Tape<T>>();
+  tape->spec = spec;
+  tape->steps = steps;
+  tape->batch = batch;
+  tape->batch_first = options.batch_first;
+  if (args.lengths != nullptr) {
+    tape->active.resize(static_cast<std::size_t>(steps * batch));
+    for (Index b = 0; b < batch; ++b) {
+      const std::int64_t len = args.lengths[b];
+      if (len < 1 || len > steps) throw std::invalid_argument("lengths must lie in [1, T]");
+      for (Index t = 0; t < steps; ++t) tape->active[t * batch + b] = t < len ? 1 : 0;
+    }
+  }
+  const std::uint8_t* active = tape->active.empty() ? nullptr : tape->active.data();
+  tape->layers.resize(static_cast<std::size_t>(spec.num_layers));
+
+  std::vector<T> input = to_time_major(args.x, steps, batch, spec.input_size, options.batch_first);
+  const bool use_dropout = options.training && options.dropout > 0.0;
+  typename Tape<T>::Direction scratch;  // reused across directions when nothing is kept
+  for (Index l = 0; l < spec.num_layers; ++l) {
+    auto& layer = tape->layers[static_cast<std::size_t>(l)];
+    std::vector<T> output(static_cast<std::size_t>(steps * batch * dirs * h), T(0));
+    if (options.training) layer.directions.resize(static_cast<std::size_t>(dirs));
+    for (Index d = 0; d < dirs; ++d) {
+      const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, options.n_threads);
+      auto& dir_tape = options.training ? layer.directions[static_cast<std::size_t>(d)] : scratch;
+      forward_direction(c, input.data(), args, output.data(), dir_tape);
+    }
+    if (use_dropout && l + 1 < spec.num_layers) {
+      auto& scale = tape->layers[static_cast<std::size_t>(l + 1)].dropout_scale;
+      scale.resize(output.size());
+      const T keep = T(1) / static_cast<T>(1.0 - options.dropout);
+      for (std::size_t i = 0; i < output.size(); ++i) {
+        const bool drop = uniform01(options.dropout_key, static_cast<std::uint64_t>(l), i) < options.dropout;
+        scale[i] = drop ? T(0) : keep;
+        output[i] *= scale[i];
+      }
+    }
+    if (options.training) layer.input = std::move(input);
+    input = std::move(output);
+  }
+  from_time_major(input, args.out, steps, batch, dirs * h, options.batch_first);
+  if (!options.training) return nullptr;
+  return tape;
+}
+
+template <class T>
+void backward(const Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
+  const LayerSpec& spec = tape.spec;
+  const Index steps = tape.steps, batch = tape.batch, h = spec.hidden_size, dirs = spec.directions();
+  const std::uint8_t* active = tape.active.empty() ? nullptr : tape.active.data();
+
+  std::vector<T> grad_output;
+  if (args.grad_out != nullptr) {
+    grad_output = to_time_major(args.grad_out, steps, batch, dirs * h, tape.batch_first);
+  }
+  for (Index l = spec.num_layers - 1; l >= 0; --l) {
+    const auto& layer = tape.layers[static_cast<std::size_t>(l)];
+    std::vector<T> grad_input(static_cast<std::size_t>(steps * batch * spec.layer_input_size(l)), T(0));
+    for (Index d = 0; d < dirs; ++d) {
+      const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, n_threads);
+      backward_direction(c, layer.directions[static_cast<std::size_t>(d)], layer.input.data(),
+                         grad_output.empty() ? nullptr : grad_output.data(), args, grad_input.data(),
+                         args.grad_params);
+    }
+    if (!layer.dropout_scale.empty()) {
+      ArrayMap<T>(grad_input.data(), static_cast<Index>(grad_input.size())) *=
+          ConstArrayMap<T>(layer.dropout_scale.data(), static_cast<Index>(layer.dropout_scale.size()));
+    }
+    if (l == 0) {
+      from_time_major(grad_input, args.grad_x, steps, batch, spec.input_size, tape.batch_first);
+    } else {
+      grad_output = std::move(grad_input);
+    }
+  }
+}
+
+template std::unique_ptr<Tape<float>> forward(const LayerSpec&, const ForwardArgs<float>&, const ForwardOptions&);
+template std::unique_ptr<Tape<double>> forward(const LayerSpec&, const ForwardArgs<double>&, const ForwardOptions&);
+template void backward(const Tape<float>&, const BackwardArgs<float>&, int);
+template void backward(const Tape<double>&, const BackwardArgs<double>&, int);
+
+RNNKIT_END_NAMESPACE

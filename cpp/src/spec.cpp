@@ -1,0 +1,69 @@
+#include "rnnkit/spec.hpp"
+
+#include <stdexcept>
+
+RNNKIT_BEGIN_NAMESPACE
+
+void LayerSpec::validate() const {
+  if (input_size <= 0) throw std::invalid_argument("input_size must be positive");
+  if (hidden_size <= 0) throw std::invalid_argument("hidden_size must be positive");
+  if (num_layers <= 0) throw std::invalid_argument("num_layers must be positive");
+}
+
+namespace {
+
+/// Visits every (layer, direction) in PyTorch's order, with the offsets of its parameters.
+template <class Visit>
+void walk(const LayerSpec& spec, const Visit& visit) {
+  const Index gh = spec.gate_width();
+  Index offset = 0;
+  for (Index layer = 0; layer < spec.num_layers; ++layer) {
+    for (Index dir = 0; dir < spec.directions(); ++dir) {
+      DirectionParams p;
+      p.weight_ih = offset;
+      offset += gh * spec.layer_input_size(layer);
+      p.weight_hh = offset;
+      offset += gh * spec.hidden_size;
+      if (spec.bias) {
+        p.bias_ih = offset;
+        offset += gh;
+        p.bias_hh = offset;
+        offset += gh;
+      }
+      visit(layer, dir, p);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<ParamInfo> param_layout(const LayerSpec& spec) {
+  std::vector<ParamInfo> out;
+  const Index gh = spec.gate_width();
+  walk(spec, [&](Index layer, Index dir, const DirectionParams& p) {
+    const std::string suffix = "_l" + std::to_string(layer) + (dir == 1 ? "_reverse" : "");
+    out.push_back({"weight_ih" + suffix, p.weight_ih, gh, spec.layer_input_size(layer)});
+    out.push_back({"weight_hh" + suffix, p.weight_hh, gh, spec.hidden_size});
+    if (spec.bias) {
+      out.push_back({"bias_ih" + suffix, p.bias_ih, gh, 0});
+      out.push_back({"bias_hh" + suffix, p.bias_hh, gh, 0});
+    }
+  });
+  return out;
+}
+
+DirectionParams direction_params(const LayerSpec& spec, Index layer, Index direction) {
+  DirectionParams found;
+  walk(spec, [&](Index l, Index d, const DirectionParams& p) {
+    if (l == layer && d == direction) found = p;
+  });
+  return found;
+}
+
+Index param_count(const LayerSpec& spec) {
+  Index count = 0;
+  for (const auto& p : param_layout(spec)) count += p.size();
+  return count;
+}
+
+RNNKIT_END_NAMESPACE
