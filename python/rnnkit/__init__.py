@@ -1,0 +1,17 @@
+"""rnnkit: small, fast recurrent networks (RNN, LSTM, GRU) with BPTT in C++, exact to PyTorch."""
+
+from ._config import config, show_config
+from ._version import __version__
+from .clip import clip_grad_norm, clip_grad_value
+from .layers import GRU, LSTM, RNN
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "__version__",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "config",
+    "show_config",
+]

@@ -1,0 +1,72 @@
+"""Argument checks shared by the public API. Every failure names the argument."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+_FLOAT_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
+def check_dtype(dtype: Any) -> np.dtype:
+    """Return np.float32 or np.float64 for ``dtype``; ValueError for anything else."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
+    if resolved not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """An integer >= minimum (bool is rejected)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def as_array(value: Any) -> np.ndarray:
+    """numpy view of an array-like; framework tensors are detached first."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def float_array(value: Any, name: str, dtype: np.dtype, *, finite: bool = True) -> np.ndarray:
+    """A C-contiguous array of ``dtype`` from a real floating-point array-like.
+
+    Raises TypeError for integer, boolean, complex or object data and ValueError for NaN/Inf.
+    Non-contiguous and Fortran-ordered input is copied.
+    """
+    try:
+        arr = as_array(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a floating-point array: {exc}") from exc
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if finite and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    return arr
+
+
+def expect_shape(arr: np.ndarray, shape: tuple[int, ...], name: str) -> None:
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")

@@ -1,0 +1,414 @@
+"""Recurrent layers with PyTorch's semantics: ``RNN``, ``LSTM`` and ``GRU``.
+
+Parameters live in one flat buffer; ``state_dict()`` and ``grads`` are named views with
+PyTorch's names and layouts, so weights move between the two libraries unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _checks
+from ._backend import core
+
+State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
+
+
+class _Recurrent:
+    """Shared machinery of RNN, LSTM and GRU (a stack of layers of one cell)."""
+
+    _mode: str = ""  # "rnn_tanh", "rnn_relu", "lstm" or "gru"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype: Any = "float32",
+        seed: Optional[int] = None,
+        n_threads: Optional[int] = None,
+    ) -> None:
+        self.input_size = _checks.check_int(input_size, "input_size", 1)
+        self.hidden_size = _checks.check_int(hidden_size, "hidden_size", 1)
+        self.num_layers = _checks.check_int(num_layers, "num_layers", 1)
+        self.bias = _checks.check_bool(bias, "bias")
+        self.batch_first = _checks.check_bool(batch_first, "batch_first")
+        self.dropout = _checks.check_float(dropout, "dropout")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.bidirectional = _checks.check_bool(bidirectional, "bidirectional")
+        self.dtype = _checks.check_dtype(dtype)
+        if seed is not None:
+            seed = _checks.check_int(seed, "seed", 0)
+        self.seed = seed
+        self.n_threads = None if n_threads is None else _checks.check_int(n_threads, "n_threads", 1)
+
+        self._spec = core.LayerSpec(
+            self._mode, self.input_size, self.hidden_size, self.num_layers, self.bidirectional, self.bias
+        )
+        self._layout = core.param_layout(self._spec)
+        count = core.param_count(self._spec)
+        self._flat = np.empty(count, dtype=self.dtype)
+        self._flat_grad = np.zeros(count, dtype=self.dtype)
+        self._params = self._views(self._flat)
+        self._grads = self._views(self._flat_grad)
+        # Entropy for the weights and for the dropout masks, fixed by `seed` when given.
+        self._entropy = np.random.SeedSequence(seed).entropy
+        self._dropout_calls = 0
+        self._version = 0
+        self._tape: Optional[tuple] = None
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------------------- params
+    def _views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            name: flat[offset : offset + math.prod(shape)].reshape(shape)
+            for name, offset, shape in self._layout
+        }
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        """Draw every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch does, seeded."""
+        rng = np.random.default_rng(np.random.SeedSequence(self._entropy))
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        self._flat[:] = rng.uniform(-bound, bound, size=self._flat.size)
+        self._version += 1
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters, with PyTorch's names and shapes."""
+        return {name: view.copy() for name, view in self._params.items()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Load parameters by PyTorch's names (numpy arrays or CPU tensors).
+
+        Raises
+        ------
+        ValueError
+            A key is missing or unexpected (``strict``), a shape differs, or a value is not finite.
+        TypeError
+            A value is not a real floating-point array.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping of name -> array, got {type(state_dict).__name__}")
+        missing = [k for k in self._params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in self._params]
+        if strict and (missing or unexpected):
+            raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        staged = {}
+        for name, view in self._params.items():
+            if name not in state_dict:
+                continue
+            value = _checks.float_array(state_dict[name], f"state_dict[{name!r}]", self.dtype)
+            _checks.expect_shape(value, view.shape, f"state_dict[{name!r}]")
+            staged[name] = value
+        for name, value in staged.items():  # all checked first: a failed load changes nothing
+            self._params[name][...] = value
+        self._version += 1
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Gradients of the last :meth:`backward`, same keys and shapes as ``state_dict()``.
+
+        The arrays are live views: clipping them in place changes what an optimizer sees.
+        """
+        return self._grads
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero."""
+        self._flat_grad.fill(0)
+
+    # ---------------------------------------------------------------------------- forward
+    def _threads(self) -> int:
+        return self.n_threads if self.n_threads is not None else core.default_threads()
+
+    def _state_arrays(self, state: Any, batch: int, unbatched: bool, name: str) -> tuple:
+        """(h0, c0) as C-contiguous (L*dirs, B, H) arrays or None."""
+        if state is None:
+            return None, None
+        lstm = self._mode == "lstm"
+        if lstm:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"{name} must be a tuple (h, c) for LSTM")
+            parts = [(state[0], f"{name}[0]"), (state[1], f"{name}[1]")]
+        else:
+            parts = [(state, name)]
+        shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        out = []
+        for value, label in parts:
+            if value is None:
+                out.append(None)
+                continue
+            arr = _checks.float_array(value, label, self.dtype)
+            if unbatched:
+                _checks.expect_shape(arr, (shape[0], shape[2]), label)
+                arr = np.ascontiguousarray(arr[:, None, :])
+            _checks.expect_shape(arr, shape, label)
+            out.append(arr)
+        return (out[0], out[1]) if lstm else (out[0], None)
+
+    def _lengths(self, lengths: Any, batch: int, steps: int) -> Optional[np.ndarray]:
+        if lengths is None:
+            return None
+        arr = _checks.as_array(lengths)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+        if arr.ndim != 1 or arr.shape[0] != batch:
+            raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {arr.shape}")
+        if arr.size and (arr.min() < 1 or arr.max() > steps):
+            raise ValueError(f"lengths must lie in [1, {steps}] (the number of steps), got {arr.min()}..{arr.max()}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    def forward(
+        self,
+        x: Any,
+        state: Optional[State] = None,
+        lengths: Any = None,
+        training: bool = False,
+    ) -> tuple:
+        """Run the stack over a batch of sequences.
+
+        Parameters
+        ----------
+        x : array, shape (T, B, input_size), or (B, T, input_size) with ``batch_first``
+            The sequences; a 2-D (T, input_size) array is one unbatched sequence.
+        state : array (L*dirs, B, H), or for LSTM a tuple (h0, c0) of them, optional
+            Initial state; zeros when omitted.
+        lengths : sequence of int, shape (B,), optional
+            Valid steps of each sequence, in [1, T], any order. Outputs past a length are zero
+            and the final state is the one at the last valid step (PyTorch's packed sequences).
+        training : bool
+            Apply dropout between layers and keep what :meth:`backward` needs.
+
+        Returns
+        -------
+        out : array, shape (T, B, dirs*H) (or (B, T, dirs*H) with ``batch_first``)
+        state : h_n of shape (L*dirs, B, H), or for LSTM a tuple (h_n, c_n)
+        """
+        training = _checks.check_bool(training, "training")
+        x = _checks.float_array(x, "x", self.dtype)
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[None] if self.batch_first else x[:, None]
+        if x.ndim != 3:
+            raise ValueError(
+                f"x must be 3-D ({'B, T' if self.batch_first else 'T, B'}, input_size) or 2-D (T, input_size), "
+                f"got shape {x.shape}"
+            )
+        steps, batch = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"x must have input_size={self.input_size} features in its last axis, got {x.shape[2]}")
+        if steps == 0:
+            raise ValueError("x must have at least one time step (T >= 1)")
+        if batch == 0:
+            raise ValueError("x must hold at least one sequence (empty batch)")
+        h0, c0 = self._state_arrays(state, batch, unbatched, "state")
+        lengths_arr = self._lengths(lengths, batch, steps)
+
+        dropout_key = 0
+        if training and self.dropout > 0.0:
+            seq = np.random.SeedSequence(self._entropy, spawn_key=(1, self._dropout_calls))
+            dropout_key = int(seq.generate_state(1, np.uint64)[0])
+            self._dropout_calls += 1
+        run = getattr(core, f"forward_{self.dtype.name}")
+        out, h_n, c_n, tape = run(
+            self._spec, self._flat, x, self.batch_first, h0, c0, lengths_arr,
+            training, self.dropout, dropout_key, self._threads(),
+        )
+        self._tape = (tape, self._version, out.shape, unbatched) if training else None
+        if unbatched:
+            out = out[0] if self.batch_first else out[:, 0]
+            h_n = h_n[:, 0]
+            c_n = c_n[:, 0] if c_n is not None else None
+        return (out, (h_n, c_n)) if self._mode == "lstm" else (out, h_n)
+
+    __call__ = forward
+
+    def backward(
+        self,
+        grad_out: Any = None,
+        grad_state: Optional[State] = None,
+        accumulate: bool = False,
+    ) -> tuple:
+        """Back-propagate through time from the last ``forward(..., training=True)``.
+
+        Parameters
+        ----------
+        grad_out : array shaped like that forward's ``out``, optional
+            dL/d(out); zeros when omitted.
+        grad_state : like that forward's returned state, optional
+            dL/d(h_n) (LSTM: a tuple (dL/dh_n, dL/dc_n), either may be None).
+        accumulate : bool
+            Add the parameter gradients to :attr:`grads` instead of replacing them.
+
+        Returns
+        -------
+        grad_x : array shaped like x
+        grad_state : dL/d(h0), or for LSTM a tuple (dL/dh0, dL/dc0)
+        """
+        if self._tape is None:
+            raise ValueError("backward() needs a preceding forward(..., training=True) on this layer")
+        tape, version, out_shape, unbatched = self._tape
+        if version != self._version:
+            raise ValueError("backward(): the parameters changed since the training forward; run forward again")
+        accumulate = _checks.check_bool(accumulate, "accumulate")
+        g_out = None
+        if grad_out is not None:
+            g_out = _checks.float_array(grad_out, "grad_out", self.dtype)
+            if unbatched:
+                g_out = g_out[None] if self.batch_first else g_out[:, None]
+            _checks.expect_shape(g_out, tuple(out_shape), "grad_out")
+        g_h, g_c = self._state_arrays(grad_state, tape.batch, unbatched, "grad_state")
+        if not accumulate:
+            self._flat_grad.fill(0)
+        run = getattr(core, f"backward_{self.dtype.name}")
+        grad_x, grad_h0, grad_c0 = run(tape, self._flat, g_out, g_h, g_c, self._flat_grad, self._threads())
+        if unbatched:
+            grad_x = grad_x[0] if self.batch_first else grad_x[:, 0]
+            grad_h0 = grad_h0[:, 0]
+            grad_c0 = grad_c0[:, 0] if grad_c0 is not None else None
+        return (grad_x, (grad_h0, grad_c0)) if self._mode == "lstm" else (grad_x, grad_h0)
+
+    # ------------------------------------------------------------------------- plumbing
+    def _extra_repr(self) -> str:
+        parts = [f"{self.input_size}", f"{self.hidden_size}"]
+        if self.num_layers != 1:
+            parts.append(f"num_layers={self.num_layers}")
+        if not self.bias:
+            parts.append("bias=False")
+        if self.batch_first:
+            parts.append("batch_first=True")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
+        if self.bidirectional:
+            parts.append("bidirectional=True")
+        if self.dtype != np.float32:
+            parts.append(f"dtype={self.dtype.name!r}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._extra_repr()})"
+
+    def __getstate__(self) -> dict:
+        return {
+            "params": self._init_params(),
+            "flat": self._flat.copy(),
+            "flat_grad": self._flat_grad.copy(),
+            "entropy": self._entropy,
+            "dropout_calls": self._dropout_calls,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state["params"])
+        self._flat[:] = state["flat"]
+        self._flat_grad[:] = state["flat_grad"]
+        self._entropy = state["entropy"]
+        self._dropout_calls = state["dropout_calls"]
+
+    def _init_params(self) -> dict:
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "n_threads": self.n_threads,
+        }
+
+
+class LSTM(_Recurrent):
+    """Multi-layer LSTM, numerically PyTorch's ``torch.nn.LSTM``.
+
+    Gates in PyTorch's order (input, forget, cell, output)::
+
+        i, f, o = sigmoid(W_i* x + b_i* + W_h* h + b_h*),  g = tanh(W_ig x + b_ig + W_hg h + b_hg)
+        c' = f * c + i * g,   h' = o * tanh(c')
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features per step in, and hidden units per direction.
+    num_layers : int
+        Stacked layers.
+    bias : bool
+        Use b_ih and b_hh.
+    batch_first : bool
+        x and out are (B, T, F) instead of (T, B, F).
+    dropout : float
+        Dropout on the outputs of every layer but the last, in training forwards only.
+    bidirectional : bool
+        Run a reverse direction too; outputs are concatenated.
+    dtype : {"float32", "float64"}
+    seed : int, optional
+        Seeds the initial weights and the dropout masks.
+    n_threads : int, optional
+        Threads per call; by default OpenMP's maximum (``OMP_NUM_THREADS`` or all cores).
+    """
+
+    _mode = "lstm"
+
+
+class GRU(_Recurrent):
+    """Multi-layer GRU, numerically PyTorch's ``torch.nn.GRU`` (cuDNN's variant)::
+
+        r = sigmoid(W_ir x + b_ir + W_hr h + b_hr),  z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = (1 - z) * n + z * h
+
+    Parameters are those of :class:`LSTM`.
+    """
+
+    _mode = "gru"
+
+
+class RNN(_Recurrent):
+    """Multi-layer Elman RNN, numerically PyTorch's ``torch.nn.RNN``::
+
+        h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh or relu
+
+    Parameters are those of :class:`LSTM`, plus ``nonlinearity`` ("tanh" or "relu").
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype: Any = "float32",
+        seed: Optional[int] = None,
+        n_threads: Optional[int] = None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        self._mode = f"rnn_{nonlinearity}"
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            dtype=dtype, seed=seed, n_threads=n_threads,
+        )
+
+    def _extra_repr(self) -> str:
+        extra = super()._extra_repr()
+        return extra + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
+
+    def _init_params(self) -> dict:
+        return {**super()._init_params(), "nonlinearity": self.nonlinearity}
