@@ -85,6 +85,15 @@ class _Recurrent:
         self._flat[:] = rng.uniform(-bound, bound, size=self._flat.size)
         self._version += 1
 
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Live views of the parameters (PyTorch's names and shapes), for optimizers.
+
+        Writing into them changes the layer; use :meth:`load_state_dict` to replace values
+        with checks.
+        """
+        return self._params
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters, with PyTorch's names and shapes."""
         return {name: view.copy() for name, view in self._params.items()}
