@@ -28,8 +28,8 @@ void swap_leading_axes(const T* src, T* dst, Index n0, Index n1, Index width) {
 
 /// Copies a [T, B, F] (or [B, T, F] when batch_first) array into time-major order.
 template <class T>
-std::vector<T> to_time_major(const T* src, Index steps, Index batch, Index width, bool batch_first) {
-  std::vector<T> out(static_cast<std::size_t>(steps * batch * width));
+AlignedVector<T> to_time_major(const T* src, Index steps, Index batch, Index width, bool batch_first) {
+  AlignedVector<T> out(static_cast<std::size_t>(steps * batch * width));
   if (batch_first) {
     swap_leading_axes(src, out.data(), batch, steps, width);
   } else {
@@ -39,7 +39,7 @@ std::vector<T> to_time_major(const T* src, Index steps, Index batch, Index width
 }
 
 template <class T>
-void from_time_major(const std::vector<T>& src, T* dst, Index steps, Index batch, Index width,
+void from_time_major(const AlignedVector<T>& src, T* dst, Index steps, Index batch, Index width,
                      bool batch_first) {
   if (batch_first) {
     swap_leading_axes(src.data(), dst, steps, batch, width);
@@ -178,7 +178,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     }
   }
 
-  std::vector<T> rec(static_cast<std::size_t>(batch * gh));
+  AlignedVector<T> rec(static_cast<std::size_t>(batch * gh));
   for (Index s = 0; s < steps; ++s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
@@ -229,14 +229,14 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   const Index rows = steps * batch;
   const Index k = c.state_index();
 
-  std::vector<T> grad_gates_input(static_cast<std::size_t>(rows * gh));
-  std::vector<T> grad_gates_hidden(gru ? grad_gates_input.size() : 0);
+  AlignedVector<T> grad_gates_input(static_cast<std::size_t>(rows * gh));
+  AlignedVector<T> grad_gates_hidden(gru ? grad_gates_input.size() : 0);
   T* dgx = grad_gates_input.data();
   T* dgh = gru ? grad_gates_hidden.data() : dgx;
 
-  std::vector<T> dh(static_cast<std::size_t>(state_size));
-  std::vector<T> dh_carry(static_cast<std::size_t>(state_size), T(0));
-  std::vector<T> dc(lstm ? static_cast<std::size_t>(state_size) : 0, T(0));
+  AlignedVector<T> dh(static_cast<std::size_t>(state_size));
+  AlignedVector<T> dh_carry(static_cast<std::size_t>(state_size), T(0));
+  AlignedVector<T> dc(lstm ? static_cast<std::size_t>(state_size) : 0, T(0));
   if (args.grad_h_n != nullptr) std::copy_n(args.grad_h_n + k * state_size, state_size, dh_carry.data());
   if (lstm && args.grad_c_n != nullptr) std::copy_n(args.grad_c_n + k * state_size, state_size, dc.data());
 
@@ -344,12 +344,12 @@ std::unique_ptr<Tape<T>> forward(const LayerSpec& spec, const ForwardArgs<T>& ar
   const std::uint8_t* active = tape->active.empty() ? nullptr : tape->active.data();
   tape->layers.resize(static_cast<std::size_t>(spec.num_layers));
 
-  std::vector<T> input = to_time_major(args.x, steps, batch, spec.input_size, options.batch_first);
+  AlignedVector<T> input = to_time_major(args.x, steps, batch, spec.input_size, options.batch_first);
   const bool use_dropout = options.training && options.dropout > 0.0;
   typename Tape<T>::Direction scratch;  // reused across directions when nothing is kept
   for (Index l = 0; l < spec.num_layers; ++l) {
     auto& layer = tape->layers[static_cast<std::size_t>(l)];
-    std::vector<T> output(static_cast<std::size_t>(steps * batch * dirs * h), T(0));
+    AlignedVector<T> output(static_cast<std::size_t>(steps * batch * dirs * h), T(0));
     if (options.training) layer.directions.resize(static_cast<std::size_t>(dirs));
     for (Index d = 0; d < dirs; ++d) {
       const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, options.n_threads);
@@ -380,13 +380,13 @@ void backward(const Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
   const Index steps = tape.steps, batch = tape.batch, h = spec.hidden_size, dirs = spec.directions();
   const std::uint8_t* active = tape.active.empty() ? nullptr : tape.active.data();
 
-  std::vector<T> grad_output;
+  AlignedVector<T> grad_output;
   if (args.grad_out != nullptr) {
     grad_output = to_time_major(args.grad_out, steps, batch, dirs * h, tape.batch_first);
   }
   for (Index l = spec.num_layers - 1; l >= 0; --l) {
     const auto& layer = tape.layers[static_cast<std::size_t>(l)];
-    std::vector<T> grad_input(static_cast<std::size_t>(steps * batch * spec.layer_input_size(l)), T(0));
+    AlignedVector<T> grad_input(static_cast<std::size_t>(steps * batch * spec.layer_input_size(l)), T(0));
     for (Index d = 0; d < dirs; ++d) {
       const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, n_threads);
       backward_direction(c, layer.directions[static_cast<std::size_t>(d)], layer.input.data(),

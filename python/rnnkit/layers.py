@@ -17,6 +17,17 @@ from ._backend import core
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
 
+def _aligned_zeros(size: int, dtype: np.dtype, alignment: int = 64) -> np.ndarray:
+    """Zeros whose first element sits on an ``alignment``-byte boundary.
+
+    The C++ core's results must not depend on where numpy happened to put the weights:
+    SIMD loops round their unaligned heads differently.
+    """
+    raw = np.zeros(size * dtype.itemsize + alignment, dtype=np.uint8)
+    start = (-raw.ctypes.data) % alignment
+    return raw[start : start + size * dtype.itemsize].view(dtype)
+
+
 class _Recurrent:
     """Shared machinery of RNN, LSTM and GRU (a stack of layers of one cell)."""
 
@@ -56,8 +67,8 @@ class _Recurrent:
         )
         self._layout = core.param_layout(self._spec)
         count = core.param_count(self._spec)
-        self._flat = np.empty(count, dtype=self.dtype)
-        self._flat_grad = np.zeros(count, dtype=self.dtype)
+        self._flat = _aligned_zeros(count, self.dtype)
+        self._flat_grad = _aligned_zeros(count, self.dtype)
         self._params = self._views(self._flat)
         self._grads = self._views(self._flat_grad)
         # Entropy for the weights and for the dropout masks, fixed by `seed` when given.

@@ -15,14 +15,14 @@ RNNKIT_BEGIN_NAMESPACE
 template <class T>
 struct Tape {
   struct Direction {
-    std::vector<T> gates;   // [T, B, GH] activated gates, indexed by time
-    std::vector<T> states;  // [T+1, B, H] h; forward: h_{-1} first, reverse: h_{T} last
-    std::vector<T> cells;   // [T+1, B, H] c (LSTM)
-    std::vector<T> extra;   // [T, B, H] W_hn h + b_hn (GRU)
+    AlignedVector<T> gates;   // [T, B, GH] activated gates, indexed by time
+    AlignedVector<T> states;  // [T+1, B, H] h; forward: h_{-1} first, reverse: h_{T} last
+    AlignedVector<T> cells;   // [T+1, B, H] c (LSTM)
+    AlignedVector<T> extra;   // [T, B, H] W_hn h + b_hn (GRU)
   };
   struct Layer {
-    std::vector<T> input;          // [T, B, D_in] what the layer saw (after dropout)
-    std::vector<T> dropout_scale;  // [T, B, D_in] 0 or 1/(1-p) per element; empty if none
+    AlignedVector<T> input;          // [T, B, D_in] what the layer saw (after dropout)
+    AlignedVector<T> dropout_scale;  // [T, B, D_in] 0 or 1/(1-p) per element; empty if none
     std::vector<Direction> directions;
   };
 

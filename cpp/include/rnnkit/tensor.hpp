@@ -3,6 +3,7 @@
 
 #include <Eigen/Core>
 #include <cstddef>
+#include <vector>
 
 #include "rnnkit/abi.hpp"
 
@@ -12,6 +13,12 @@ using Index = std::ptrdiff_t;
 
 template <class T>
 using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Storage for workspaces and tapes, aligned for the widest SIMD load. Alignment matters
+/// beyond speed: Eigen peels unaligned heads off its loops, so the same data at another
+/// address can round differently; aligned buffers keep repeated calls bit-identical.
+template <class T>
+using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
 
 /// Mutable / read-only view of a dense row-major [rows, cols] block.
 template <class T>
