@@ -1,0 +1,264 @@
+"""Forward/backward parity with torch.nn.{RNN,LSTM,GRU}.
+
+Tolerances (norm-inf relative error per tensor, see conftest.assert_close_rel):
+1e-5 in float32, 1e-10 in float64.  They are part of the contract: do not loosen.
+"""
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import (CELLS, DTYPES, RTOL, assert_close_rel, compare_results, make_problem,
+                      make_rnnkit, make_torch, rel_err, require_torch, rnnkit_forward,
+                      rnnkit_run, torch_run, torch_state_dict_np)
+
+torch = require_torch()
+
+T, B, D, H = 7, 4, 5, 6
+
+
+def _pair(cell, num_layers, bidirectional, dtype, bias=True, batch_first=False, seed=0,
+          D=D, H=H):
+    m = make_rnnkit(cell, D, H, num_layers, bias=bias, batch_first=batch_first,
+                    bidirectional=bidirectional, dtype=dtype, seed=seed)
+    tm = make_torch(cell, D, H, num_layers, bias=bias, batch_first=batch_first,
+                    bidirectional=bidirectional, dtype=dtype, state_dict=m.state_dict())
+    return m, tm
+
+
+def _check_padding_zero(res, p, label):
+    """rnnkit outputs and grad_x past each sequence's length must be exactly zero."""
+    if p.lengths is None:
+        return
+    out, gx = res["out"], res["grad_x"]
+    for b, n in enumerate(p.lengths):
+        o = out[b, n:] if p.batch_first else out[n:, b]
+        g = gx[b, n:] if p.batch_first else gx[n:, b]
+        assert np.all(o == 0), f"{label}: out past length {n} of sequence {b} not zero"
+        assert np.all(g == 0), f"{label}: grad_x past length {n} of sequence {b} not zero"
+
+
+GRID = list(itertools.product(CELLS, (1, 2, 3), (False, True), (False, True), DTYPES))
+
+
+@pytest.mark.parametrize(
+    "cell,num_layers,bidirectional,with_lengths,dtype", GRID,
+    ids=[f"{c}-L{l}-{'bi' if b else 'uni'}-{'len' if w else 'full'}-{d}"
+         for c, l, b, w, d in GRID])
+def test_parity_grid(cell, num_layers, bidirectional, with_lengths, dtype):
+    m, tm = _pair(cell, num_layers, bidirectional, dtype, seed=11 * num_layers)
+    p = make_problem(cell, T, B, D, H, num_layers, bidirectional, dtype,
+                     with_lengths=with_lengths, seed=num_layers + 10 * bidirectional)
+    ours = rnnkit_run(m, p)
+    ref = torch_run(tm, p)
+    dt = np.dtype(dtype)
+    for k in ("out", "h_n", "grad_x", "grad_h0"):
+        assert ours[k].dtype == dt, f"{k} dtype {ours[k].dtype} != model dtype {dt}"
+    for k, v in ours["grads"].items():
+        assert v.dtype == dt, f"grads[{k}] dtype {v.dtype} != {dt}"
+    compare_results(ours, ref, RTOL[dtype])
+    _check_padding_zero(ours, p, "rnnkit")
+
+
+BF_GRID = list(itertools.product(CELLS, (False, True), (False, True)))
+
+
+@pytest.mark.parametrize("cell,batch_first,with_lengths", BF_GRID,
+                         ids=[f"{c}-{'bf' if b else 'tf'}-{'len' if w else 'full'}"
+                              for c, b, w in BF_GRID])
+def test_batch_first(cell, batch_first, with_lengths):
+    dtype = "float64"
+    m, tm = _pair(cell, 2, True, dtype, batch_first=batch_first, seed=3)
+    p = make_problem(cell, T, B, D, H, 2, True, dtype, batch_first=batch_first,
+                     with_lengths=with_lengths, seed=5)
+    ours = rnnkit_run(m, p)
+    shape_out = (B, T, 2 * H) if batch_first else (T, B, 2 * H)
+    assert ours["out"].shape == shape_out
+    assert ours["h_n"].shape == (4, B, H)  # (layers*dirs, B, H) regardless of batch_first
+    assert ours["grad_x"].shape == p.x.shape
+    compare_results(ours, torch_run(tm, p), RTOL[dtype])
+    _check_padding_zero(ours, p, "rnnkit")
+
+
+def test_batch_first_equals_transposed_time_first():
+    """batch_first=True on x.transpose(1,0,2) == batch_first=False on x."""
+    for cell in CELLS:
+        p = make_problem(cell, T, B, D, H, 2, True, "float64", with_lengths=True, seed=2)
+        m_tf = make_rnnkit(cell, D, H, 2, bidirectional=True, seed=4)
+        m_bf = make_rnnkit(cell, D, H, 2, bidirectional=True, batch_first=True, seed=4)
+        a = rnnkit_run(m_tf, p)
+        pb = make_problem(cell, T, B, D, H, 2, True, "float64", with_lengths=True, seed=2)
+        pb.x = np.ascontiguousarray(p.x.transpose(1, 0, 2))
+        pb.G = np.ascontiguousarray(p.G.transpose(1, 0, 2))
+        pb.batch_first = True
+        b = rnnkit_run(m_bf, pb)
+        assert_close_rel(b["out"].transpose(1, 0, 2), a["out"], 1e-12, name=f"{cell} out")
+        assert_close_rel(b["h_n"], a["h_n"], 1e-12, name=f"{cell} h_n")
+        assert_close_rel(b["grad_x"].transpose(1, 0, 2), a["grad_x"], 1e-12, name=f"{cell} gx")
+        for k in a["grads"]:
+            assert_close_rel(b["grads"][k], a["grads"][k], 1e-12, name=f"{cell} {k}")
+
+
+NB_GRID = list(itertools.product(CELLS, (1, 2), (False, True), DTYPES))
+
+
+@pytest.mark.parametrize("cell,num_layers,bidirectional,dtype", NB_GRID,
+                         ids=[f"{c}-L{l}-{'bi' if b else 'uni'}-{d}" for c, l, b, d in NB_GRID])
+def test_bias_false(cell, num_layers, bidirectional, dtype):
+    m, tm = _pair(cell, num_layers, bidirectional, dtype, bias=False, seed=8)
+    assert not any(k.startswith("bias") for k in m.state_dict())
+    p = make_problem(cell, T, B, D, H, num_layers, bidirectional, dtype, with_lengths=True, seed=9)
+    compare_results(rnnkit_run(m, p), torch_run(tm, p), RTOL[dtype])
+
+
+UB_GRID = list(itertools.product(CELLS, (1, 2), (False, True), DTYPES))
+
+
+@pytest.mark.parametrize("cell,num_layers,bidirectional,dtype", UB_GRID,
+                         ids=[f"{c}-L{l}-{'bi' if b else 'uni'}-{d}" for c, l, b, d in UB_GRID])
+def test_unbatched_2d_input(cell, num_layers, bidirectional, dtype):
+    m, tm = _pair(cell, num_layers, bidirectional, dtype, seed=21)
+    p = make_problem(cell, T, B, D, H, num_layers, bidirectional, dtype, unbatched=True, seed=22)
+    ours = rnnkit_run(m, p)
+    dirs = 2 if bidirectional else 1
+    assert ours["out"].shape == (T, dirs * H)
+    assert ours["h_n"].shape == (num_layers * dirs, H)
+    assert ours["grad_x"].shape == (T, D)
+    assert ours["grad_h0"].shape == (num_layers * dirs, H)
+    if cell == "lstm":
+        assert ours["c_n"].shape == (num_layers * dirs, H)
+        assert ours["grad_c0"].shape == (num_layers * dirs, H)
+    compare_results(ours, torch_run(tm, p), RTOL[dtype])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_no_initial_state_no_grad_state(cell, dtype):
+    """state=None means zeros; grad_state=None means zero grad for h_n (and c_n)."""
+    m, tm = _pair(cell, 2, True, dtype, seed=31)
+    p = make_problem(cell, T, B, D, H, 2, True, dtype, with_state=False,
+                     with_grad_state=False, with_lengths=True, seed=32)
+    ours = rnnkit_run(m, p)
+    ref = torch_run(tm, p)
+    compare_results(ours, ref, RTOL[dtype])
+    # The gradient wrt the implicit zero initial state, if returned (the contract does
+    # not say it may be None, but torch has nothing to compare a missing one with),
+    # must equal torch's gradient wrt an explicit zero state.
+    dirs_shape = (4, B, H)
+    p0 = dataclasses.replace(p, h0=np.zeros(dirs_shape, np.dtype(dtype)),
+                             c0=np.zeros(dirs_shape, np.dtype(dtype)) if cell == "lstm" else None)
+    ref0 = torch_run(tm, p0)
+    if ours["grad_h0"] is not None:
+        assert_close_rel(ours["grad_h0"], ref0["grad_h0"], RTOL[dtype], name="grad_h0 (state=None)")
+    if cell == "lstm" and ours["grad_c0"] is not None:
+        assert_close_rel(ours["grad_c0"], ref0["grad_c0"], RTOL[dtype], name="grad_c0 (state=None)")
+    # and the forward must equal an explicit zero state
+    assert_close_rel(ours["out"], ref0["out"], RTOL[dtype], name="out vs explicit zero state")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_grad_out_none_means_zeros(cell):
+    m, tm = _pair(cell, 2, True, "float64", seed=41)
+    p = make_problem(cell, T, B, D, H, 2, True, "float64", with_lengths=True, seed=42)
+    rnnkit_forward(m, p, training=True)
+    gx, gst = m.backward(None, p.grad_state())
+    gx = np.array(gx, copy=True)
+    grads_none = {k: np.array(v, copy=True) for k, v in m.grads.items()}
+    p.G = np.zeros_like(p.G)
+    ref = torch_run(tm, p)
+    assert_close_rel(gx, ref["grad_x"], RTOL["float64"], name="grad_x")
+    for k in ref["grads"]:
+        assert_close_rel(grads_none[k], ref["grads"][k], RTOL["float64"], name=k)
+
+
+@pytest.mark.parametrize("cell", ["lstm"])
+@pytest.mark.parametrize("which_none", [0, 1])
+def test_lstm_grad_state_element_none(cell, which_none):
+    m, tm = _pair(cell, 2, False, "float64", seed=51)
+    p = make_problem(cell, T, B, D, H, 2, False, "float64", seed=52)
+    rnnkit_forward(m, p, training=True)
+    gs = [p.Gh, p.Gc]
+    gs[which_none] = None
+    gx, (gh0, gc0) = m.backward(p.G, tuple(gs))
+    gx, gh0, gc0 = (np.array(a, copy=True) for a in (gx, gh0, gc0))
+    if which_none == 0:
+        p.Gh = np.zeros_like(p.Gh)
+    else:
+        p.Gc = np.zeros_like(p.Gc)
+    ref = torch_run(tm, p)
+    assert_close_rel(gx, ref["grad_x"], 1e-10, name="grad_x")
+    assert_close_rel(gh0, ref["grad_h0"], 1e-10, name="grad_h0")
+    assert_close_rel(gc0, ref["grad_c0"], 1e-10, name="grad_c0")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_load_state_dict_from_torch(cell, dtype):
+    torch.manual_seed(123)
+    tm = make_torch(cell, D, H, 2, bidirectional=True, dtype=dtype)
+    m = make_rnnkit(cell, D, H, 2, bidirectional=True, dtype=dtype, seed=999)
+    m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    sd = m.state_dict()
+    for k, v in torch_state_dict_np(tm).items():
+        assert np.array_equal(sd[k], v), f"{k} not loaded exactly"
+    p = make_problem(cell, T, B, D, H, 2, True, dtype, with_lengths=True, seed=61)
+    compare_results(rnnkit_run(m, p), torch_run(tm, p), RTOL[dtype])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_rnnkit_state_dict_loads_into_torch_strict(cell, bias):
+    m = make_rnnkit(cell, D, H, 3, bias=bias, bidirectional=True, dtype="float32", seed=71)
+    tm = make_torch(cell, D, H, 3, bias=bias, bidirectional=True, dtype="float32")
+    res = tm.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
+                              for k, v in m.state_dict().items()}, strict=True)
+    assert not res.missing_keys and not res.unexpected_keys
+    for k, v in m.state_dict().items():
+        assert np.array_equal(tm.state_dict()[k].numpy(), v)
+    p = make_problem(cell, T, B, D, H, 3, True, "float32", seed=72)
+    ours = rnnkit_forward(m, p)
+    ref = torch_run(tm, p)
+    assert_close_rel(ours[0], ref["out"], RTOL["float32"], name="out")
+    assert_close_rel(ours[1], ref["h_n"], RTOL["float32"], name="h_n")
+
+
+LARGE = [("lstm", 2, True, True), ("gru", 2, True, True), ("rnn_tanh", 2, True, False),
+         ("lstm", 1, False, False), ("gru", 1, False, False), ("rnn_relu", 1, False, True)]
+
+
+@pytest.mark.parametrize("cell,num_layers,bidirectional,with_lengths", LARGE,
+                         ids=[f"{c}-L{l}-{'bi' if b else 'uni'}-{'len' if w else 'full'}"
+                              for c, l, b, w in LARGE])
+def test_larger_float32(cell, num_layers, bidirectional, with_lengths):
+    """T=50, H=64, B=8 in float32: accumulated error must stay within 1e-5 relative.
+
+    Asserted against torch float32; the error of both against a float64 torch reference
+    (same float32 weights and inputs, upcast) is printed for the report (pytest -s / -rA).
+    """
+    TL, BL, DL, HL = 50, 8, 16, 64
+    m, tm = _pair(cell, num_layers, bidirectional, "float32", seed=81, D=DL, H=HL)
+    p = make_problem(cell, TL, BL, DL, HL, num_layers, bidirectional, "float32",
+                     with_lengths=with_lengths, seed=82)
+    ours = rnnkit_run(m, p)
+    ref32 = torch_run(tm, p)
+    # float64 "ground truth" from the same float32 numbers
+    tm64 = make_torch(cell, DL, HL, num_layers, bidirectional=bidirectional, dtype="float64",
+                      state_dict={k: v.astype(np.float64) for k, v in m.state_dict().items()})
+    p64 = make_problem(cell, TL, BL, DL, HL, num_layers, bidirectional, "float32",
+                       with_lengths=with_lengths, seed=82)
+    for a in ("x", "h0", "c0", "G", "Gh", "Gc"):
+        v = getattr(p64, a)
+        if v is not None:
+            setattr(p64, a, v.astype(np.float64))
+    ref64 = torch_run(tm64, p64)
+    worst_ours = max(rel_err(ours[k], ref64[k]) for k in ("out", "h_n", "grad_x", "grad_h0"))
+    worst_ours = max([worst_ours] + [rel_err(ours["grads"][k], ref64["grads"][k])
+                                     for k in ref64["grads"]])
+    worst_torch = max(rel_err(ref32[k], ref64[k]) for k in ("out", "h_n", "grad_x", "grad_h0"))
+    worst_torch = max([worst_torch] + [rel_err(ref32["grads"][k], ref64["grads"][k])
+                                       for k in ref64["grads"]])
+    errs = compare_results(ours, ref32, RTOL["float32"])
+    print(f"\n[{cell} L{num_layers} bi={bidirectional} len={with_lengths}] "
+          f"max rel err vs torch32: {max(errs.values()):.2e}; "
+          f"vs float64 ref: rnnkit {worst_ours:.2e}, torch32 {worst_torch:.2e}")
