@@ -13,5 +13,6 @@ namespace py = pybind11;
 void register_layers(py::module_& m);
 void register_clip(py::module_& m);
 void register_config(py::module_& m);
+void register_optim(py::module_& m);
 
 }  // namespace rnnkit_py

@@ -11,4 +11,5 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
   rnnkit_py::register_config(m);
   rnnkit_py::register_layers(m);
   rnnkit_py::register_clip(m);
+  rnnkit_py::register_optim(m);
 }

@@ -1,5 +1,6 @@
 """rnnkit: small, fast recurrent networks (RNN, LSTM, GRU) with BPTT in C++, exact to PyTorch."""
 
+from . import optim
 from ._config import config, show_config
 from ._version import __version__
 from .clip import clip_grad_norm, clip_grad_value
@@ -13,5 +14,6 @@ __all__ = [
     "clip_grad_norm",
     "clip_grad_value",
     "config",
+    "optim",
     "show_config",
 ]

@@ -105,6 +105,16 @@ class _Recurrent:
         """
         return self._params
 
+    @property
+    def flat_params(self) -> np.ndarray:
+        """Every parameter in one contiguous buffer (what optimizers step)."""
+        return self._flat
+
+    @property
+    def flat_grads(self) -> np.ndarray:
+        """Every gradient in one contiguous buffer, laid out like :attr:`flat_params`."""
+        return self._flat_grad
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters, with PyTorch's names and shapes."""
         return {name: view.copy() for name, view in self._params.items()}
