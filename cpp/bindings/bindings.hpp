@@ -14,5 +14,6 @@ void register_layers(py::module_& m);
 void register_clip(py::module_& m);
 void register_config(py::module_& m);
 void register_optim(py::module_& m);
+void register_model(py::module_& m);
 
 }  // namespace rnnkit_py

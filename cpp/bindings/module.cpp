@@ -12,4 +12,5 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
   rnnkit_py::register_layers(m);
   rnnkit_py::register_clip(m);
   rnnkit_py::register_optim(m);
+  rnnkit_py::register_model(m);
 }

@@ -1,0 +1,188 @@
+// Dense read-out and loss on top of the layer driver.
+#include "rnnkit/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+RNNKIT_BEGIN_NAMESPACE
+
+Index ModelSpec::head_offset() const noexcept { return rnnkit::param_count(rnn); }
+
+Index ModelSpec::param_count() const noexcept { return head_offset() + n_outputs * (features() + 1); }
+
+void ModelSpec::validate() const {
+  rnn.validate();
+  if (n_outputs < 1) throw std::invalid_argument("n_outputs must be positive");
+}
+
+namespace {
+
+/// What the head reads: [rows, F], one row per sequence (Last) or per (sequence, step).
+template <class T>
+struct Features {
+  AlignedVector<T> values;
+  AlignedVector<T> valid;  // [rows] 1 where the row counts in the loss, else 0
+  Index rows = 0;
+};
+
+/// Runs the stack and gathers the head's input rows.
+template <class T>
+std::unique_ptr<Tape<T>> run_stack(const ModelSpec& spec, const T* params, const Batch<T>& batch,
+                                   bool training, double dropout, std::uint64_t key, int n_threads,
+                                   Features<T>& f) {
+  const LayerSpec& rnn = spec.rnn;
+  const Index B = batch.batch, steps = batch.steps, H = rnn.hidden_size, dirs = rnn.directions();
+  const Index F = spec.features(), states = rnn.num_layers * dirs;
+  AlignedVector<T> out(static_cast<std::size_t>(B * steps * F));
+  AlignedVector<T> h_n(static_cast<std::size_t>(states * B * H));
+  AlignedVector<T> c_n(rnn.cell == CellKind::Lstm ? h_n.size() : 0);
+
+  ForwardArgs<T> args;
+  args.params = params;
+  args.x = batch.x;
+  args.steps = steps;
+  args.batch = B;
+  args.lengths = batch.lengths;
+  args.out = out.data();
+  args.h_n = h_n.data();
+  args.c_n = c_n.empty() ? nullptr : c_n.data();
+  ForwardOptions options;
+  options.batch_first = true;
+  options.training = training;
+  options.dropout = dropout;
+  options.dropout_key = key;
+  options.n_threads = n_threads;
+  auto tape = forward(rnn, args, options);
+
+  if (spec.readout == Readout::Last) {
+    f.rows = B;
+    f.values.resize(static_cast<std::size_t>(B * F));
+    f.valid.assign(static_cast<std::size_t>(B), T(1));
+    for (Index d = 0; d < dirs; ++d) {
+      const T* top = h_n.data() + ((rnn.num_layers - 1) * dirs + d) * B * H;
+      for (Index b = 0; b < B; ++b) std::copy_n(top + b * H, H, f.values.data() + b * F + d * H);
+    }
+  } else {
+    f.rows = B * steps;
+    f.values = std::move(out);
+    f.valid.assign(static_cast<std::size_t>(f.rows), T(1));
+    if (batch.lengths != nullptr) {
+      for (Index b = 0; b < B; ++b) {
+        for (Index t = batch.lengths[b]; t < steps; ++t) f.valid[static_cast<std::size_t>(b * steps + t)] = T(0);
+      }
+    }
+  }
+  return tape;
+}
+
+/// logits[rows, n_out] = features W^T + b, then softmax for cross-entropy models.
+template <class T>
+void head_forward(const ModelSpec& spec, const T* params, const Features<T>& f, T* out) {
+  const Index F = spec.features(), n_out = spec.n_outputs;
+  const ConstMatrixMap<T> w(params + spec.head_offset(), n_out, F);
+  const ConstRowMap<T> bias(params + spec.head_offset() + n_out * F, n_out);
+  MatrixMap<T> y(out, f.rows, n_out);
+  y.noalias() = ConstMatrixMap<T>(f.values.data(), f.rows, F) * w.transpose();
+  y.rowwise() += bias;
+  if (spec.loss == Loss::SoftmaxCrossEntropy) {
+    for (Index r = 0; r < f.rows; ++r) {
+      auto row = y.row(r).array();
+      row = (row - row.maxCoeff()).exp();
+      row /= row.sum();
+    }
+  }
+  for (Index r = 0; r < f.rows; ++r) {
+    if (f.valid[static_cast<std::size_t>(r)] == T(0)) y.row(r).setZero();
+  }
+}
+
+}  // namespace
+
+template <class T>
+void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads) {
+  spec.validate();
+  Features<T> f;
+  run_stack(spec, params, batch, false, 0.0, 0, n_threads, f);
+  head_forward(spec, params, f, out);
+}
+
+template <class T>
+double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& batch,
+                     const Targets<T>& targets, T* grads, double dropout, std::uint64_t dropout_key,
+                     int n_threads) {
+  spec.validate();
+  const LayerSpec& rnn = spec.rnn;
+  const Index F = spec.features(), n_out = spec.n_outputs, B = batch.batch, H = rnn.hidden_size;
+  const Index dirs = rnn.directions();
+  Features<T> f;
+  const auto tape = run_stack(spec, params, batch, true, dropout, dropout_key, n_threads, f);
+
+  // Head forward, loss, and dL/dlogits (rows that do not count get zero gradient).
+  AlignedVector<T> dy(static_cast<std::size_t>(f.rows * n_out));
+  head_forward(spec, params, f, dy.data());
+  double count = 0.0;
+  for (const T v : f.valid) count += static_cast<double>(v);
+  double loss = 0.0;
+  MatrixMap<T> g(dy.data(), f.rows, n_out);
+  for (Index r = 0; r < f.rows; ++r) {
+    if (f.valid[static_cast<std::size_t>(r)] == T(0)) continue;
+    if (spec.loss == Loss::SoftmaxCrossEntropy) {
+      const std::int64_t label = targets.labels[r];
+      if (label < 0 || label >= n_out) throw std::invalid_argument("labels must lie in [0, n_outputs)");
+      loss -= std::log(std::max(static_cast<double>(g(r, label)), 1e-300));
+      g(r, label) -= T(1);
+      g.row(r) /= static_cast<T>(count);
+    } else {
+      for (Index k = 0; k < n_out; ++k) {
+        const double diff = static_cast<double>(g(r, k)) - static_cast<double>(targets.values[r * n_out + k]);
+        loss += 0.5 * diff * diff;
+        g(r, k) = static_cast<T>(diff / (count * static_cast<double>(n_out)));
+      }
+    }
+  }
+  loss /= spec.loss == Loss::SoftmaxCrossEntropy ? count : count * static_cast<double>(n_out);
+
+  // Head gradients and dL/dfeatures.
+  std::fill_n(grads, spec.param_count(), T(0));
+  const ConstMatrixMap<T> feats(f.values.data(), f.rows, F);
+  const ConstMatrixMap<T> w(params + spec.head_offset(), n_out, F);
+  MatrixMap<T>(grads + spec.head_offset(), n_out, F).noalias() = g.transpose() * feats;
+  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(grads + spec.head_offset() + n_out * F, n_out) = g.colwise().sum();
+  AlignedVector<T> dfeat(static_cast<std::size_t>(f.rows * F));
+  MatrixMap<T>(dfeat.data(), f.rows, F).noalias() = g * w;
+
+  // Back through the stack.
+  const Index states = rnn.num_layers * dirs;
+  AlignedVector<T> grad_x(static_cast<std::size_t>(B * batch.steps * rnn.input_size));
+  AlignedVector<T> grad_h0(static_cast<std::size_t>(states * B * H));
+  AlignedVector<T> grad_c0(rnn.cell == CellKind::Lstm ? grad_h0.size() : 0);
+  AlignedVector<T> grad_h_n;
+  BackwardArgs<T> args;
+  args.params = params;
+  args.grad_x = grad_x.data();
+  args.grad_h0 = grad_h0.data();
+  args.grad_c0 = grad_c0.empty() ? nullptr : grad_c0.data();
+  args.grad_params = grads;
+  if (spec.readout == Readout::Last) {
+    grad_h_n.assign(static_cast<std::size_t>(states * B * H), T(0));
+    for (Index d = 0; d < dirs; ++d) {
+      T* top = grad_h_n.data() + ((rnn.num_layers - 1) * dirs + d) * B * H;
+      for (Index b = 0; b < B; ++b) std::copy_n(dfeat.data() + b * F + d * H, H, top + b * H);
+    }
+    args.grad_h_n = grad_h_n.data();
+  } else {
+    args.grad_out = dfeat.data();  // [B, T, F], zero past each length
+  }
+  backward(*tape, args, n_threads);
+  return loss;
+}
+
+template void predict(const ModelSpec&, const float*, const Batch<float>&, float*, int);
+template void predict(const ModelSpec&, const double*, const Batch<double>&, double*, int);
+template double loss_and_grad(const ModelSpec&, const float*, const Batch<float>&, const Targets<float>&,
+                              float*, double, std::uint64_t, int);
+template double loss_and_grad(const ModelSpec&, const double*, const Batch<double>&, const Targets<double>&,
+                              double*, double, std::uint64_t, int);
+
+RNNKIT_END_NAMESPACE

@@ -1,0 +1,131 @@
+"""Turning user input into padded sequence batches, and targets into arrays.
+
+X may be a 3-D array (n_samples, n_timesteps, n_features), a 2-D array (n_samples,
+n_timesteps) of univariate sequences, or a list of 2-D (n_timesteps_i, n_features) /
+1-D (n_timesteps_i,) arrays of different lengths, which are zero-padded with their lengths
+kept so that padding never changes a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+
+@dataclass
+class Sequences:
+    x: np.ndarray  # (n, T, D), C-contiguous, model dtype
+    lengths: Optional[np.ndarray]  # (n,) int64, or None when every sequence has T steps
+    kind: str  # "2d", "3d" or "list"
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    def valid_mask(self) -> np.ndarray:
+        """(n, T) True at the steps inside each sequence."""
+        n, steps = self.x.shape[:2]
+        if self.lengths is None:
+            return np.ones((n, steps), dtype=bool)
+        return np.arange(steps)[None, :] < self.lengths[:, None]
+
+
+def _reject_unsupported(X: Any, name: str) -> None:
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):
+        raise TypeError(f"{name}: sparse input is not supported; pass a dense array")
+
+
+def _numeric(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name}: Complex data not supported")
+    if arr.dtype.kind not in "fiub":
+        arr = arr.astype(np.float64)  # object/str data: numbers convert, anything else raises
+    arr = np.asarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        kind = "NaN" if np.isnan(arr).any() else "infinity or a value too large for " + str(dtype)
+        raise ValueError(f"Input {name} contains {kind}.")
+    return arr
+
+
+def _as_array_or_list(X: Any) -> Any:
+    """np.asarray(X) unless X is a ragged list of sequences, which is returned as a list."""
+    if isinstance(X, (list, tuple)):
+        try:
+            arr = np.asarray(X)
+        except ValueError:  # inhomogeneous: sequences of different lengths
+            return list(X)
+        if arr.dtype == object and arr.ndim == 1 and len(X) and hasattr(X[0], "__len__"):
+            return list(X)
+        return arr
+    return np.asarray(X)
+
+
+def to_sequences(X: Any, dtype: np.dtype, name: str = "X") -> Sequences:
+    """Validate X and return it as a padded (n, T, D) batch with lengths."""
+    _reject_unsupported(X, name)
+    data = _as_array_or_list(X)
+    if isinstance(data, list):
+        if not data:
+            raise ValueError(f"{name}: found 0 sequences, while a minimum of 1 is required")
+        seqs = []
+        for i, s in enumerate(data):
+            a = _numeric(np.asarray(s), f"{name}[{i}]", dtype)
+            if a.ndim == 1:
+                a = a[:, None]
+            if a.ndim != 2 or a.shape[0] == 0:
+                raise ValueError(
+                    f"{name}[{i}]: each sequence must be a non-empty (n_timesteps, n_features) or (n_timesteps,) "
+                    f"array, got shape {a.shape}"
+                )
+            seqs.append(a)
+        widths = {a.shape[1] for a in seqs}
+        if len(widths) != 1:
+            raise ValueError(f"{name}: every sequence must have the same number of features, got {sorted(widths)}")
+        lengths = np.array([a.shape[0] for a in seqs], dtype=np.int64)
+        x = np.zeros((len(seqs), int(lengths.max()), widths.pop()), dtype=dtype)
+        for i, a in enumerate(seqs):
+            x[i, : a.shape[0]] = a
+        return Sequences(x, lengths if (lengths != x.shape[1]).any() else None, "list")
+
+    arr = data
+    if arr.ndim == 0 or arr.ndim == 1:
+        raise ValueError(
+            f"Expected a 2-D (n_samples, n_timesteps) or 3-D (n_samples, n_timesteps, n_features) array for "
+            f"{name}, got {arr.ndim}-D array instead. Reshape your data (e.g. array.reshape(-1, 1) for one "
+            f"step per sample)."
+        )
+    if arr.ndim > 3:
+        raise ValueError(f"{name} must be 2-D or 3-D, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    if arr.shape[1] == 0 or (arr.ndim == 3 and arr.shape[2] == 0):
+        raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    arr = _numeric(arr, name, dtype)
+    kind = "2d" if arr.ndim == 2 else "3d"
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return Sequences(np.ascontiguousarray(arr), None, kind)
+
+
+def per_step_targets(y: Any, seqs: Sequences, name: str = "y") -> np.ndarray:
+    """Per-time-step targets as an (n, T, ...) array aligned with the padded X (padding zeros)."""
+    data = _as_array_or_list(y)
+    n, steps = seqs.x.shape[:2]
+    if isinstance(data, list) or (isinstance(data, np.ndarray) and data.dtype == object and data.ndim == 1):
+        items = [np.asarray(v) for v in data]
+        if len(items) != n:
+            raise ValueError(f"{name}: found {len(items)} target sequences for {n} input sequences")
+        lengths = seqs.lengths if seqs.lengths is not None else np.full(n, steps)
+        tail = items[0].shape[1:]
+        out = np.zeros((n, steps) + tail, dtype=items[0].dtype)
+        for i, (v, length) in enumerate(zip(items, lengths)):
+            if v.shape != (length,) + tail:
+                raise ValueError(f"{name}[{i}]: expected shape {(int(length),) + tail} (one target per step), got {v.shape}")
+            out[i, :length] = v
+        return out
+    arr = data
+    if arr.ndim < 2 or arr.shape[:2] != (n, steps):
+        raise ValueError(f"{name}: with output='sequence' expected shape ({n}, {steps}, ...) (one target per step), got {arr.shape}")
+    return arr

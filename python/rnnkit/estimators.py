@@ -1,0 +1,758 @@
+"""scikit-learn estimators: :class:`RNNClassifier` and :class:`RNNRegressor`.
+
+A recurrent stack (LSTM, GRU or simple RNN) followed by a dense head, trained by BPTT in
+C++: each mini-batch is one call that runs forward, the loss (softmax cross-entropy or
+squared error) and backward, then gradient clipping and a fused optimizer step over one
+flat parameter buffer. scikit-learn is not needed to use them; with it installed they pass
+its estimator checks and work in pipelines, searches and cross-validation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import sys
+import time
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+
+from . import optim
+from ._backend import core
+from ._sequences import Sequences, per_step_targets, to_sequences
+from .exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
+from .layers import GRU, LSTM, RNN, _aligned_zeros
+from .clip import clip_grad_norm, clip_grad_value
+
+_CELLS = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh", "rnn_relu": "rnn_relu"}
+_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+_PREDICT_CHUNK = 4096  # sequences per C++ call at prediction time
+
+
+class _Estimator:
+    """get_params / set_params / repr with scikit-learn's conventions, without needing it."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "_Estimator":
+        """Set constructor parameters; unknown names raise ValueError."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"Invalid parameter {key!r} for estimator {type(self).__name__}. Valid parameters are: {valid!r}."
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [
+            f"{k}={v!r}" for k, v in self.get_params().items()
+            if not (isinstance(v, type(defaults.get(k))) and v == defaults.get(k))
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_params_flat")
+
+
+class _RNNBase(_Estimator):
+    _loss = ""
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        output: str = "last",
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        batch_size: int = 32,
+        max_epochs: int = 200,
+        clip_norm: Optional[float] = 1.0,
+        clip_value: Optional[float] = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        warm_start: bool = False,
+        random_state: Optional[int] = None,
+        verbose: int = 0,
+        n_threads: Optional[int] = None,
+        dtype: str = "float32",
+    ) -> None:
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.output = output
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        def choice(name: str, options: Any) -> None:
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {sorted(options)!r}, got {getattr(self, name)!r}")
+
+        def number(name: str, low: float, high: float = math.inf, integer: bool = False,
+                   low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and none_ok:
+                return
+            kind = numbers.Integral if integer else numbers.Real
+            if isinstance(v, bool) or not isinstance(v, kind):
+                raise TypeError(f"{name} must be {'an integer' if integer else 'a real number'}, got {v!r}")
+            ok_low = v > low if low_open else v >= low
+            ok_high = v < high if high_open else v <= high
+            if not (ok_low and ok_high and not (isinstance(v, float) and math.isnan(v))):
+                raise ValueError(f"{name} must lie in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, got {v!r}")
+
+        choice("cell", _CELLS)
+        choice("output", ("last", "sequence"))
+        choice("optimizer", _OPTIMIZERS)
+        choice("dtype", ("float32", "float64"))
+        number("hidden_size", 1, integer=True)
+        number("num_layers", 1, integer=True)
+        number("dropout", 0.0, 1.0, high_open=True)
+        number("learning_rate", 0.0, low_open=True)
+        number("momentum", 0.0, 1.0)
+        number("weight_decay", 0.0)
+        number("batch_size", 1, integer=True)
+        number("max_epochs", 1, integer=True)
+        number("clip_norm", 0.0, low_open=True, none_ok=True)
+        number("clip_value", 0.0, low_open=True, none_ok=True)
+        number("validation_fraction", 0.0, 1.0, low_open=True, high_open=True)
+        number("n_iter_no_change", 1, integer=True)
+        number("tol", 0.0)
+        number("verbose", 0, integer=True)
+        number("n_threads", 1, integer=True, none_ok=True)
+        for flag in ("bidirectional", "nesterov", "early_stopping", "warm_start"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator)):
+            raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments "
+                "before using this estimator."
+            )
+
+    def _check_X(self, X: Any, reset: bool) -> Sequences:
+        seqs = to_sequences(X, np.dtype(self.dtype if reset else self.dtype_))
+        if seqs.kind == "2d":
+            n_features = seqs.x.shape[1]  # univariate sequences: sklearn's "features" are the columns
+        else:
+            n_features = seqs.x.shape[2]
+        if reset:
+            self.n_features_in_ = n_features
+            self._input_kind = seqs.kind
+            self._input_size = seqs.x.shape[2]
+        else:
+            if (seqs.kind == "2d") != (self._input_kind == "2d") and seqs.x.shape[2] == self._input_size:
+                pass  # 2-D univariate and 3-D (n, T, 1) input are interchangeable
+            elif n_features != self.n_features_in_ or seqs.x.shape[2] != self._input_size:
+                raise ValueError(
+                    f"X has {n_features} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+        return seqs
+
+    # ------------------------------------------------------------------ model
+    def _rng(self) -> np.random.Generator:
+        if isinstance(self.random_state, np.random.Generator):
+            return self.random_state
+        if isinstance(self.random_state, np.random.RandomState):
+            return np.random.default_rng(self.random_state.randint(0, 2**31 - 1))
+        return np.random.default_rng(self.random_state)
+
+    def _build(self, n_outputs: int, rng: np.random.Generator) -> None:
+        """Create the model spec and draw initial parameters (PyTorch's default schemes)."""
+        self.dtype_ = np.dtype(self.dtype)
+        rnn_spec = core.LayerSpec(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
+                                  bool(self.bidirectional), True)
+        readout = "last" if self.output == "last" else "sequence"
+        self._spec = core.ModelSpec(rnn_spec, n_outputs, self._loss, readout)
+        self._n_outputs = n_outputs
+        flat = _aligned_zeros(self._spec.param_count, self.dtype_)
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        head = self._spec.head_offset
+        flat[:head] = rng.uniform(-bound, bound, head)
+        head_bound = 1.0 / math.sqrt(self._spec.features)  # nn.Linear's default
+        flat[head:] = rng.uniform(-head_bound, head_bound, flat.size - head)
+        self._params_flat = flat
+        self._grads_flat = _aligned_zeros(flat.size, self.dtype_)
+        self._optimizer_state: Optional[dict] = None
+        self.loss_curve_: list[float] = []
+        self.validation_scores_: list[float] = []
+        self.n_iter_ = 0
+        self.t_ = 0
+        self._best_loss = math.inf
+        self._best_score = -math.inf
+        self._no_improvement = 0
+
+    def _make_optimizer(self) -> optim.Optimizer:
+        pair = [(self._params_flat, self._grads_flat)]
+        lr, wd = float(self.learning_rate), float(self.weight_decay)
+        if self.optimizer == "adam":
+            opt: optim.Optimizer = optim.Adam(pair, lr=lr, weight_decay=wd)
+        elif self.optimizer == "adamw":
+            opt = optim.AdamW(pair, lr=lr, weight_decay=wd)
+        elif self.optimizer == "sgd":
+            opt = optim.SGD(pair, lr=lr, momentum=float(self.momentum), nesterov=bool(self.nesterov) and self.momentum > 0,
+                            weight_decay=wd)
+        else:
+            opt = optim.RMSprop(pair, lr=lr, momentum=float(self.momentum), weight_decay=wd)
+        if self._optimizer_state is not None:
+            opt.load_state_dict(self._optimizer_state)
+        return opt
+
+    def _threads(self) -> int:
+        return self.n_threads if self.n_threads is not None else core.default_threads()
+
+    def _scale_X(self, seqs: Sequences) -> np.ndarray:
+        return ((seqs.x - self._x_mean) / self._x_scale).astype(self.dtype_, copy=False)
+
+    def _fit_scaler(self, seqs: Sequences) -> None:
+        valid = seqs.valid_mask()
+        values = seqs.x[valid].astype(np.float64)
+        self._x_mean = values.mean(axis=0)
+        std = values.std(axis=0)
+        self._x_scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self._x_mean)), std, 1.0)
+
+    def _raw_outputs(self, seqs: Sequences) -> np.ndarray:
+        """Model outputs for every sequence: (n, n_outputs) or (n, T, n_outputs)."""
+        x = self._scale_X(seqs)
+        run = getattr(core, f"model_predict_{self.dtype_.name}")
+        parts = []
+        for start in range(0, x.shape[0], _PREDICT_CHUNK):
+            sl = slice(start, start + _PREDICT_CHUNK)
+            lengths = None if seqs.lengths is None else np.ascontiguousarray(seqs.lengths[sl])
+            parts.append(run(self._spec, self._params_flat, np.ascontiguousarray(x[sl]), lengths, self._threads()))
+        return np.concatenate(parts, axis=0)
+
+    # ------------------------------------------------------------------ training
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def _validation_score(self, seqs: Sequences, targets: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _fit(self, X: Any, y: Any, incremental: bool) -> "_RNNBase":
+        self._validate_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
+        seqs = self._check_X(X, reset=fresh)
+        if fresh:
+            self._fit_scaler(seqs)
+        targets = self._encode_targets(y, seqs, reset=fresh)
+        if fresh:
+            self._random = self._rng()
+            self._build(self._n_outputs_for_fit, self._random)
+        rng = self._random
+
+        n = seqs.n
+        train_idx = np.arange(n)
+        val_idx = np.arange(0)
+        early = bool(self.early_stopping) and not incremental
+        if early:
+            n_val = max(1, int(round(self.validation_fraction * n)))
+            if n - n_val < 1:
+                raise ValueError(f"early_stopping needs at least 2 samples to hold {self.validation_fraction} out, got {n}")
+            perm = rng.permutation(n)
+            val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        x_all = self._scale_X(seqs)
+        lengths_all = seqs.lengths
+        val_seqs = Sequences(seqs.x[val_idx], None if lengths_all is None else lengths_all[val_idx], seqs.kind)
+
+        opt = self._make_optimizer()
+        run = getattr(core, f"model_loss_and_grad_{self.dtype_.name}")
+        labels = self._loss == "cross_entropy"
+        backup = np.empty_like(self._params_flat)
+        best_params = self._params_flat.copy() if early else None
+        epochs = 1 if incremental else int(self.max_epochs)
+        bar = _progress(epochs, self.verbose)
+        stopped_early = False
+        try:
+            for _ in range(epochs):
+                start_time = time.perf_counter()
+                order = train_idx[rng.permutation(train_idx.size)]
+                total = 0.0
+                for b0 in range(0, order.size, int(self.batch_size)):
+                    idx = np.sort(order[b0 : b0 + int(self.batch_size)])
+                    steps = x_all.shape[1] if lengths_all is None else int(lengths_all[idx].max())
+                    xb = np.ascontiguousarray(x_all[idx, :steps])
+                    lb = None if lengths_all is None else np.ascontiguousarray(lengths_all[idx])
+                    tb = np.ascontiguousarray(targets[idx][:, :steps] if self.output == "sequence" else targets[idx])
+                    key = int(rng.integers(0, 2**63 - 1)) if self.dropout > 0 else 0
+                    loss = run(self._spec, self._params_flat, xb, lb, tb if labels else None,
+                               None if labels else tb, self._grads_flat, float(self.dropout), key, self._threads())
+                    if not math.isfinite(loss):
+                        raise ValueError(self._divergence_message())
+                    if self.clip_value is not None:
+                        clip_grad_value(self._grads_flat, float(self.clip_value))
+                    if self.clip_norm is not None:
+                        clip_grad_norm(self._grads_flat, float(self.clip_norm))
+                    backup[...] = self._params_flat
+                    opt.step()
+                    if not np.isfinite(self._params_flat).all():
+                        self._params_flat[...] = backup
+                        raise ValueError(self._divergence_message())
+                    total += loss * idx.size
+                self.n_iter_ += 1
+                self.t_ += order.size
+                epoch_loss = total / order.size
+                self.loss_curve_.append(epoch_loss)
+                message = f"Epoch {self.n_iter_}: loss {epoch_loss:.6f}"
+                if early:
+                    score = self._validation_score(val_seqs, targets[val_idx])
+                    self.validation_scores_.append(score)
+                    message += f", validation score {score:.6f}"
+                    improved = score > self._best_score + self.tol
+                    if score > self._best_score:
+                        self._best_score = score
+                        best_params[...] = self._params_flat
+                else:
+                    improved = epoch_loss < self._best_loss - self.tol
+                    self._best_loss = min(self._best_loss, epoch_loss)
+                self._no_improvement = 0 if improved else self._no_improvement + 1
+                if self.verbose:
+                    message += f", {time.perf_counter() - start_time:.2f} s"
+                    if bar is not None:
+                        bar.set_postfix_str(message)
+                        bar.update(1)
+                    else:
+                        print(message, flush=True)
+                if not incremental and self._no_improvement > self.n_iter_no_change:
+                    stopped_early = True
+                    break
+            else:
+                if not incremental and epochs > 1:
+                    warnings.warn(
+                        f"{type(self).__name__}: max_epochs={self.max_epochs} reached and the loss is still improving; "
+                        "consider raising max_epochs.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn(
+                f"{type(self).__name__}: training interrupted after {self.n_iter_} epoch(s); "
+                "keeping the best weights so far.",
+                UserWarning,
+                stacklevel=3,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+            self._optimizer_state = opt.state_dict()
+        if early and best_params is not None and self.validation_scores_:
+            self._params_flat[...] = best_params
+        if not early:
+            self._no_improvement = self._no_improvement if incremental else 0
+        self.best_loss_ = None if early else (min(self.loss_curve_) if self.loss_curve_ else None)
+        self.best_validation_score_ = self._best_score if early else None
+        self.stopped_early_ = stopped_early
+        return self
+
+    def _divergence_message(self) -> str:
+        return (
+            f"{type(self).__name__}: training diverged (the loss or the weights became NaN/Inf in epoch "
+            f"{self.n_iter_ + 1}); the weights from before that step are kept. Lower learning_rate or set "
+            "clip_norm / clip_value."
+        )
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def rnn_(self) -> Any:
+        """The trained recurrent stack as an :class:`LSTM`/:class:`GRU`/:class:`RNN` (a copy)."""
+        self._check_fitted()
+        kw = dict(num_layers=self.num_layers, bidirectional=bool(self.bidirectional), batch_first=True,
+                  dtype=self.dtype_.name)
+        if self.cell == "lstm":
+            layer = LSTM(self._input_size, self.hidden_size, **kw)
+        elif self.cell == "gru":
+            layer = GRU(self._input_size, self.hidden_size, **kw)
+        else:
+            layer = RNN(self._input_size, self.hidden_size, nonlinearity="relu" if self.cell == "rnn_relu" else "tanh", **kw)
+        layer.flat_params[...] = self._params_flat[: self._spec.head_offset]
+        return layer
+
+    @property
+    def head_(self) -> dict[str, np.ndarray]:
+        """The dense head: {"weight": (n_outputs, F), "bias": (n_outputs,)} (copies, nn.Linear layout)."""
+        self._check_fitted()
+        off, f, k = self._spec.head_offset, self._spec.features, self._n_outputs
+        return {"weight": self._params_flat[off : off + k * f].reshape(k, f).copy(),
+                "bias": self._params_flat[off + k * f :].copy()}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_spec",):  # native objects are rebuilt on load
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_params_flat" in state:
+            rnn_spec = core.LayerSpec(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
+                                      bool(self.bidirectional), True)
+            self._spec = core.ModelSpec(rnn_spec, self._n_outputs, self._loss,
+                                        "last" if self.output == "last" else "sequence")
+            flat = _aligned_zeros(self._params_flat.size, self._params_flat.dtype)
+            flat[...] = self._params_flat
+            self._params_flat = flat
+            self._grads_flat = _aligned_zeros(flat.size, flat.dtype)
+
+    def save(self, path: Any) -> None:
+        """Save the fitted model to ``path`` in rnnkit's portable format (npz + JSON, no pickle)."""
+        from .io import save
+
+        save(self, path)
+
+
+def _progress(total: int, verbose: int) -> Any:
+    """A tqdm progress bar when verbose, tqdm is installed and stderr is a terminal."""
+    if not verbose or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="epoch", leave=False)
+
+
+class RNNClassifier(_RNNBase):
+    """Recurrent sequence classifier (LSTM / GRU / RNN + softmax head), trained by BPTT in C++.
+
+    Parameters
+    ----------
+    cell : {"lstm", "gru", "rnn", "rnn_relu"}
+        Recurrent cell ("rnn" is tanh).
+    hidden_size : int
+        Hidden units per direction.
+    num_layers : int
+        Stacked recurrent layers.
+    bidirectional : bool
+        Also read each sequence backwards; the head sees both final states.
+    dropout : float
+        Dropout between recurrent layers during training.
+    output : {"last", "sequence"}
+        One label per sequence, or one per time step (tagging).
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"}
+    learning_rate : float
+    momentum : float
+        Momentum of "sgd" and "rmsprop".
+    nesterov : bool
+        Nesterov momentum for "sgd".
+    weight_decay : float
+        L2 penalty (decoupled for "adamw").
+    batch_size : int
+        Sequences per mini-batch.
+    max_epochs : int
+        Passes over the training data.
+    clip_norm : float or None
+        Clip the gradient's global L2 norm to this (default 1.0).
+    clip_value : float or None
+        Clamp each gradient element to [-clip_value, clip_value].
+    early_stopping : bool
+        Hold out ``validation_fraction`` of the data, stop when its accuracy stops improving
+        and restore the best weights.
+    validation_fraction : float
+    n_iter_no_change : int
+        Epochs without improvement by ``tol`` before stopping.
+    tol : float
+    warm_start : bool
+        Continue from the previous fit.
+    random_state : int, Generator or None
+        Seeds initialisation, shuffling and dropout; the same seed and thread count give
+        bit-identical results.
+    verbose : int
+        Print one line per epoch (a progress bar with tqdm in a terminal).
+    n_threads : int or None
+        Threads for the C++ core (default: OpenMP's maximum).
+    dtype : {"float32", "float64"}
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    n_features_in_ : int
+        Features per time step (for 2-D input: the number of columns).
+    loss_curve_ : list of float
+        Mean training loss per epoch.
+    validation_scores_ : list of float
+        Validation accuracy per epoch (early stopping only).
+    best_loss_ : float or None
+    n_iter_ : int
+        Epochs run.
+    rnn_ : LSTM, GRU or RNN
+        The trained recurrent stack (``rnn_.state_dict()`` in PyTorch layout).
+    head_ : dict
+        The dense head's weight and bias.
+    """
+
+    _loss = "cross_entropy"
+    _estimator_type = "classifier"
+
+    def fit(self, X: Any, y: Any) -> "RNNClassifier":
+        """Train on sequences X and labels y."""
+        return self._fit(X, y, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "RNNClassifier":
+        """One epoch over (X, y), continuing from the current state.
+
+        ``classes`` (every label that will ever appear) is required on the first call.
+        """
+        if not self.__sklearn_is_fitted__():
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._partial_classes = np.unique(np.asarray(classes))
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}")
+        return self._fit(X, y, incremental=True)
+
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool) -> np.ndarray:
+        if self.output == "last":
+            y = np.asarray(y)
+            if y.ndim == 2 and y.shape[1] == 1:
+                warnings.warn("A column-vector y was passed when a 1d array was expected; it was raveled.",
+                              DataConversionWarning, stacklevel=4)
+                y = y.ravel()
+            if y.ndim != 1:
+                raise ValueError(f"y must be 1-D (one label per sequence) with output='last', got shape {y.shape}")
+            if y.shape[0] != seqs.n:
+                raise ValueError(f"Found input variables with inconsistent numbers of samples: [{seqs.n}, {y.shape[0]}]")
+            valid = y
+        else:
+            y = per_step_targets(y, seqs)
+            valid = y[seqs.valid_mask()]
+        _check_labels(valid)
+        if reset:
+            classes = getattr(self, "_partial_classes", None)
+            classes = np.unique(valid) if classes is None else classes
+            if classes.size < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes in the data, but the data contains "
+                    f"only one class: {classes[0]!r}"
+                )
+            self.classes_ = classes
+            self._n_outputs_for_fit = classes.size
+            if hasattr(self, "_partial_classes"):
+                del self._partial_classes
+        unknown = np.setdiff1d(np.unique(valid), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y contains labels not seen in the first fit: {unknown[:5]!r}")
+        codes = np.searchsorted(self.classes_, y if self.output == "last" else np.where(seqs.valid_mask(), y, self.classes_[0]))
+        return codes.astype(np.int64)
+
+    def _validation_score(self, seqs: Sequences, codes: np.ndarray) -> float:
+        proba = self._raw_outputs(seqs)
+        pred = proba.argmax(axis=-1)
+        if self.output == "last":
+            return float(np.mean(pred == codes))
+        mask = seqs.valid_mask()
+        return float(np.mean(pred[mask] == codes[mask]))
+
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities: (n, n_classes); with output="sequence" (n, T, n_classes) or a list."""
+        self._check_fitted()
+        seqs = self._check_X(X, reset=False)
+        proba = self._raw_outputs(seqs)
+        return _per_sequence(proba, seqs) if self.output == "sequence" else proba
+
+    def predict(self, X: Any) -> Any:
+        """Predicted labels: (n,); with output="sequence" (n, T) or, for list input, a list."""
+        self._check_fitted()
+        seqs = self._check_X(X, reset=False)
+        labels = self.classes_[self._raw_outputs(seqs).argmax(axis=-1)]
+        return _per_sequence(labels, seqs) if self.output == "sequence" else labels
+
+    def score(self, X: Any, y: Any) -> float:
+        """Mean accuracy (over sequences, or over valid time steps with output="sequence")."""
+        pred = self.predict(X)
+        if self.output == "last":
+            return float(np.mean(pred == np.asarray(y).ravel()))
+        seqs = self._check_X(X, reset=False)
+        truth = per_step_targets(y, seqs)
+        mask = seqs.valid_mask()
+        flat_pred = _padded(pred, seqs)
+        return float(np.mean(flat_pred[mask] == truth[mask]))
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(multi_label=False), input_tags=InputTags(three_d_array=True))
+
+
+class RNNRegressor(_RNNBase):
+    """Recurrent sequence regressor (LSTM / GRU / RNN + linear head, squared error), trained by BPTT in C++.
+
+    Parameters are those of :class:`RNNClassifier`; ``early_stopping`` watches the validation R².
+    Targets are standardised per output inside and predictions are returned on the original scale.
+
+    Attributes
+    ----------
+    n_features_in_, loss_curve_, validation_scores_, best_loss_, n_iter_, rnn_, head_
+        As in :class:`RNNClassifier`.
+    """
+
+    _loss = "squared_error"
+    _estimator_type = "regressor"
+
+    def fit(self, X: Any, y: Any) -> "RNNRegressor":
+        """Train on sequences X and targets y: (n,) / (n, k), or per step with output="sequence"."""
+        return self._fit(X, y, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any) -> "RNNRegressor":
+        """One epoch over (X, y), continuing from the current state."""
+        return self._fit(X, y, incremental=True)
+
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool) -> np.ndarray:
+        if self.output == "last":
+            y = np.asarray(y)
+            if y.ndim not in (1, 2):
+                raise ValueError(f"y must be 1-D or 2-D with output='last', got shape {y.shape}")
+            if y.shape[0] != seqs.n:
+                raise ValueError(f"Found input variables with inconsistent numbers of samples: [{seqs.n}, {y.shape[0]}]")
+            ndim = y.ndim
+            y2 = y.reshape(y.shape[0], -1)
+            valid = y2
+        else:
+            y = per_step_targets(y, seqs)
+            ndim = y.ndim - 1
+            y2 = y.reshape(y.shape[0], y.shape[1], -1)
+            valid = y2[seqs.valid_mask()]
+        if y2.dtype.kind not in "fiub":
+            try:
+                y2 = y2.astype(np.float64)
+                valid = valid.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"y must be numeric: {exc}") from exc
+        valid = valid.astype(np.float64)
+        if np.isnan(valid).any():
+            raise ValueError("Input y contains NaN.")
+        if not np.isfinite(valid).all():
+            raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
+        if reset:
+            self._y_ndim = ndim
+            self._y_mean = valid.mean(axis=0)
+            std = valid.std(axis=0)
+            self._y_scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self._y_mean)), std, 1.0)
+            self._n_outputs_for_fit = y2.shape[-1]
+        elif y2.shape[-1] != self._n_outputs:
+            raise ValueError(f"y has {y2.shape[-1]} outputs, but the model was fitted with {self._n_outputs}")
+        scaled = (y2.astype(np.float64) - self._y_mean) / self._y_scale
+        if self.output == "sequence":
+            scaled[~seqs.valid_mask()] = 0.0
+        return scaled.astype(np.dtype(self.dtype))
+
+    def _unscale(self, raw: np.ndarray) -> np.ndarray:
+        out = raw.astype(np.float64) * self._y_scale + self._y_mean
+        return out[..., 0] if self._y_ndim == 1 else out
+
+    def _validation_score(self, seqs: Sequences, scaled: np.ndarray) -> float:
+        raw = self._raw_outputs(seqs).astype(np.float64)
+        if self.output == "sequence":
+            mask = seqs.valid_mask()
+            return _r2(scaled[mask], raw[mask])
+        return _r2(scaled, raw)
+
+    def predict(self, X: Any) -> Any:
+        """Predictions on the targets' scale: (n,) / (n, k); per step with output="sequence"."""
+        self._check_fitted()
+        seqs = self._check_X(X, reset=False)
+        pred = self._unscale(self._raw_outputs(seqs))
+        return _per_sequence(pred, seqs) if self.output == "sequence" else pred
+
+    def score(self, X: Any, y: Any) -> float:
+        """R² (uniform average over outputs; over valid time steps with output="sequence")."""
+        pred = self.predict(X)
+        if self.output == "last":
+            return _r2(np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64))
+        seqs = self._check_X(X, reset=False)
+        mask = seqs.valid_mask()
+        truth = per_step_targets(y, seqs).astype(np.float64)
+        return _r2(truth[mask], _padded(pred, seqs).astype(np.float64)[mask])
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True, multi_output=True),
+                    regressor_tags=RegressorTags(), input_tags=InputTags(three_d_array=True))
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_labels(y: np.ndarray) -> None:
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise ValueError("Input y contains NaN or infinity.")
+        if not np.all(y == np.round(y)):
+            raise ValueError("Unknown label type: continuous. Maybe you are trying to fit a classifier, which "
+                             "expects discrete classes, on a regression target with continuous values.")
+    elif y.dtype.kind == "c":
+        raise ValueError("Complex data not supported for y")
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    y = y.reshape(y.shape[0], -1)
+    pred = pred.reshape(pred.shape[0], -1)
+    ss_res = ((y - pred) ** 2).sum(axis=0)
+    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), np.where(ss_res > 0, 0.0, 1.0))
+    return float(r2.mean())
+
+
+def _per_sequence(values: np.ndarray, seqs: Sequences) -> Any:
+    """Per-step results: an (n, T, ...) array, or a list trimmed to each length for list input."""
+    if seqs.kind != "list":
+        return values
+    lengths = seqs.lengths if seqs.lengths is not None else np.full(seqs.n, values.shape[1])
+    return [values[i, :n] for i, n in enumerate(lengths)]
+
+
+def _padded(values: Any, seqs: Sequences) -> np.ndarray:
+    if isinstance(values, list):
+        out = np.zeros(seqs.x.shape[:2] + values[0].shape[1:], dtype=values[0].dtype)
+        for i, v in enumerate(values):
+            out[i, : len(v)] = v
+        return out
+    return values
+
+
+__all__ = ["RNNClassifier", "RNNRegressor"]
