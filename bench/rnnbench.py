@@ -1,0 +1,236 @@
+"""Shared pieces of rnnkit's benchmarks: the grid of rows, FLOP counts, and paired models.
+
+Used by ``conftest.py`` / ``test_bench_rnn.py`` (pytest-benchmark) and by ``compare.py``
+(one side-by-side table). Nothing here imports torch or rnnkit at import time.
+
+A *row* is one (cell, mode, B, T, D, H) problem. A :class:`Pair` holds an rnnkit layer and a
+``torch.nn`` layer with the same weights (rnnkit's ``state_dict`` loaded into torch), the same
+inputs ``x`` (T, B, D) and the same upstream gradient ``G`` (T, B, H), and hands out the two
+steps to time:
+
+* ``inference``: one forward of the whole batch (torch under ``no_grad``), float32, seq-major;
+* ``train``: forward, backward of ``loss = sum(out * G)`` (which includes dL/dx on both sides,
+  since rnnkit always returns it), and an SGD update of every parameter.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+
+CELLS: Tuple[str, ...] = ("rnn", "lstm", "gru")  # "rnn" is the tanh RNN
+GATES: Dict[str, int] = {"rnn": 1, "gru": 3, "lstm": 4}
+MODES: Tuple[str, ...] = ("inference", "train")
+LIBS: Tuple[str, ...] = ("torch", "rnnkit")
+
+#: Relative (norm-inf) tolerance of the parity check run once per row before timing.
+PARITY_RTOL = 1e-4
+#: SGD learning rate of the training step (small: hundreds of steps must stay finite).
+LR = 1e-4
+#: Environment variable that turns on the quick (CI smoke) mode.
+QUICK_ENV = "RNNKIT_BENCH_QUICK"
+
+TORCH_MISSING_REASON = (
+    "torch is not installed: the benchmarks time rnnkit against PyTorch and check parity with it "
+    "(pip install '.[bench]')"
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark problem: cell, mode and shape (x is (T, B, D), the hidden size is H)."""
+
+    cell: str
+    mode: str
+    B: int
+    T: int
+    D: int
+    H: int
+    source: str = "grid"  # "grid" or the DeepBench set the row comes from
+
+    @property
+    def id(self) -> str:
+        return f"{self.cell}-{self.mode}-B{self.B}-T{self.T}-D{self.D}-H{self.H}"
+
+    @property
+    def gflop(self) -> float:
+        """GFLOP of one step: forward 2*B*T*G*H*(D+H); a training step counts 3x that."""
+        fwd = 2.0 * self.B * self.T * GATES[self.cell] * self.H * (self.D + self.H)
+        return (3.0 if self.mode == "train" else 1.0) * fwd / 1e9
+
+    def quick(self) -> "Row":
+        """The same row shrunk for the quick (CI smoke) mode."""
+        return replace(self, B=min(self.B, 4), T=min(self.T, 6), D=min(self.D, 16), H=min(self.H, 16))
+
+
+# (B, T, D, H): typical training shapes, one large and one long.
+GRID: Tuple[Tuple[int, int, int, int], ...] = (
+    (1, 100, 32, 64),
+    (4, 100, 64, 128),
+    (64, 100, 32, 128),
+    (32, 50, 64, 256),
+    (16, 25, 512, 512),  # large
+    (8, 1000, 64, 64),  # long
+)
+
+# DeepBench (baidu-research/DeepBench, code/kernels/rnn_problems.h) rows that are cheap on a
+# 2-core machine; input size = hidden size there. (set, cell, H, B, T, modes)
+DEEPBENCH: Tuple[Tuple[str, str, int, int, int, Tuple[str, ...]], ...] = (
+    ("inference_device", "rnn", 32, 1, 672, ("inference",)),
+    ("inference_device", "rnn", 64, 1, 96, ("inference",)),
+    ("inference_device", "lstm", 256, 1, 150, ("inference",)),
+    ("inference_server", "lstm", 512, 1, 25, ("inference",)),
+    ("inference_server", "lstm", 512, 4, 25, ("inference",)),
+    ("inference_server", "gru", 512, 4, 1, ("inference",)),
+    ("training", "lstm", 512, 64, 25, MODES),
+    ("training", "lstm", 256, 32, 150, MODES),
+)
+
+
+def all_rows() -> List[Row]:
+    """Every row: the grid for each cell and mode, then the DeepBench rows."""
+    rows = [Row(cell, mode, B, T, D, H) for cell in CELLS for (B, T, D, H) in GRID for mode in MODES]
+    for dset, cell, H, B, T, modes in DEEPBENCH:
+        rows += [Row(cell, mode, B, T, H, H, source=f"deepbench:{dset}") for mode in modes]
+    return rows
+
+
+def quick_from_env() -> bool:
+    return os.environ.get(QUICK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def all_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def rel_err(actual, expected) -> float:
+    """max|a - e| / max|e| (norm-inf relative error), inf when a has non-finite values."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        raise AssertionError(f"shape {a.shape} != expected {e.shape}")
+    if not np.all(np.isfinite(a)):
+        return float("inf")
+    return float(np.max(np.abs(a - e))) / max(float(np.max(np.abs(e))), 1e-30)
+
+
+class Pair:
+    """An rnnkit layer and a torch layer with the same weights, inputs and thread count.
+
+    ``torch.set_num_threads`` is process-wide: :meth:`use_threads` sets it for this pair; call it
+    again after another pair changed it.
+    """
+
+    def __init__(self, row: Row, threads: int, seed: int = 0) -> None:
+        import rnnkit
+        import torch
+
+        self.row, self.threads = row, threads
+        self._torch = torch
+        D, H = row.D, row.H
+        if row.cell == "rnn":
+            self.m = rnnkit.RNN(D, H, nonlinearity="tanh", seed=seed, n_threads=threads)
+            self.tm = torch.nn.RNN(D, H, nonlinearity="tanh")
+        elif row.cell == "lstm":
+            self.m = rnnkit.LSTM(D, H, seed=seed, n_threads=threads)
+            self.tm = torch.nn.LSTM(D, H)
+        elif row.cell == "gru":
+            self.m = rnnkit.GRU(D, H, seed=seed, n_threads=threads)
+            self.tm = torch.nn.GRU(D, H)
+        else:
+            raise ValueError(f"unknown cell {row.cell!r}")
+        self.tm = self.tm.float()
+        self.tm.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.m.state_dict().items()})
+        rng = np.random.default_rng(seed + 1)
+        self.x = rng.standard_normal((row.T, row.B, D)).astype(np.float32)
+        self.G = rng.standard_normal((row.T, row.B, H)).astype(np.float32)
+        self.xt = torch.from_numpy(self.x)  # inference input
+        self.xt_grad = torch.from_numpy(self.x.copy()).requires_grad_(True)  # training input
+        self.Gt = torch.from_numpy(self.G)
+        self.tparams = list(self.tm.parameters())
+        self.use_threads()
+
+    def use_threads(self) -> None:
+        if self._torch.get_num_threads() != self.threads:
+            self._torch.set_num_threads(self.threads)
+
+    # ------------------------------------------------------------------ parity
+    def check(self, rtol: float = PARITY_RTOL) -> Dict[str, float]:
+        """Assert that rnnkit matches torch (forward; and gradients for a training row).
+
+        Run before any timed training step (those change the weights). Returns the errors.
+        """
+        torch = self._torch
+        self.use_threads()
+        errs: Dict[str, float] = {}
+        train = self.row.mode == "train"
+        out, st = self.m.forward(self.x, training=train)
+        h_n = st[0] if self.row.cell == "lstm" else st
+        if train:
+            xt = torch.from_numpy(self.x.copy()).requires_grad_(True)
+            t_out, t_st = self.tm(xt)
+        else:
+            with torch.no_grad():
+                t_out, t_st = self.tm(self.xt)
+        t_h = t_st[0] if self.row.cell == "lstm" else t_st
+        errs["out"] = rel_err(out, t_out.detach().numpy())
+        errs["h_n"] = rel_err(h_n, t_h.detach().numpy())
+        if train:
+            grad_x, _ = self.m.backward(self.G)
+            self.tm.zero_grad(set_to_none=True)
+            (t_out * self.Gt).sum().backward()
+            errs["grad_x"] = rel_err(grad_x, xt.grad.numpy())
+            for name, p in self.tm.named_parameters():
+                errs[f"grad[{name}]"] = rel_err(self.m.grads[name], p.grad.numpy())
+            self.tm.zero_grad(set_to_none=True)
+        bad = {k: v for k, v in errs.items() if not v <= rtol}
+        if bad:
+            raise AssertionError(
+                f"{self.row.id}: rnnkit differs from torch beyond rtol {rtol:g}: "
+                + ", ".join(f"{k} {v:.2e}" for k, v in bad.items())
+            )
+        return errs
+
+    # ------------------------------------------------------------------- steps
+    def step(self, lib: str) -> Callable[[], None]:
+        """The zero-argument callable to time for ``lib`` ("torch" or "rnnkit") on this row."""
+        if lib not in LIBS:
+            raise ValueError(f"lib must be one of {LIBS}, got {lib!r}")
+        name = f"_{lib}_{self.row.mode}"
+        return getattr(self, name)
+
+    def _torch_inference(self) -> None:
+        with self._torch.no_grad():
+            self.tm(self.xt)
+
+    def _rnnkit_inference(self) -> None:
+        self.m.forward(self.x)
+
+    def _torch_train(self) -> None:
+        torch = self._torch
+        out, _ = self.tm(self.xt_grad)
+        (out * self.Gt).sum().backward()
+        with torch.no_grad():
+            for p in self.tparams:
+                p -= LR * p.grad
+        self.tm.zero_grad(set_to_none=True)
+        self.xt_grad.grad = None
+
+    def _rnnkit_train(self) -> None:
+        m = self.m
+        m.forward(self.x, training=True)
+        m.backward(self.G)
+        grads = m.grads
+        for k, p in m.params.items():
+            p -= LR * grads[k]
+
+
+def ordered_libs(round_index: int) -> Tuple[str, ...]:
+    """Alternate which library goes first, so neither always runs right after the other."""
+    return LIBS if round_index % 2 == 0 else LIBS[::-1]
