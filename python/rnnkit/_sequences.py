@@ -52,6 +52,8 @@ def _numeric(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
 def _as_array_or_list(X: Any) -> Any:
     """np.asarray(X) unless X is a ragged list of sequences, which is returned as a list."""
     if isinstance(X, (list, tuple)):
+        if X and all(isinstance(s, np.ndarray) and s.ndim >= 1 for s in X):
+            return list(X)  # a list of sequences, even when their lengths happen to match
         try:
             arr = np.asarray(X)
         except ValueError:  # inhomogeneous: sequences of different lengths
@@ -119,7 +121,7 @@ def per_step_targets(y: Any, seqs: Sequences, name: str = "y") -> np.ndarray:
             raise ValueError(f"{name}: found {len(items)} target sequences for {n} input sequences")
         lengths = seqs.lengths if seqs.lengths is not None else np.full(n, steps)
         tail = items[0].shape[1:]
-        out = np.zeros((n, steps) + tail, dtype=items[0].dtype)
+        out = np.zeros((n, steps) + tail, dtype=np.result_type(*(v.dtype for v in items)))
         for i, (v, length) in enumerate(zip(items, lengths)):
             if v.shape != (length,) + tail:
                 raise ValueError(f"{name}[{i}]: expected shape {(int(length),) + tail} (one target per step), got {v.shape}")

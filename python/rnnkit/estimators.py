@@ -22,7 +22,7 @@ import numpy as np
 from . import optim
 from ._backend import core
 from ._sequences import Sequences, per_step_targets, to_sequences
-from .exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
+from .exceptions import ConvergenceWarning, DataConversionWarning, not_fitted_error
 from .layers import GRU, LSTM, RNN, _aligned_zeros
 from .clip import clip_grad_norm, clip_grad_value
 
@@ -167,7 +167,7 @@ class _RNNBase(_Estimator):
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError(
+            raise not_fitted_error(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments "
                 "before using this estimator."
             )
@@ -266,13 +266,13 @@ class _RNNBase(_Estimator):
         return np.concatenate(parts, axis=0)
 
     # ------------------------------------------------------------------ training
-    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool) -> np.ndarray:
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None) -> np.ndarray:
         raise NotImplementedError
 
     def _validation_score(self, seqs: Sequences, targets: np.ndarray) -> float:
         raise NotImplementedError
 
-    def _fit(self, X: Any, y: Any, incremental: bool) -> "_RNNBase":
+    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> "_RNNBase":
         self._validate_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
@@ -280,7 +280,7 @@ class _RNNBase(_Estimator):
         seqs = self._check_X(X, reset=fresh)
         if fresh:
             self._fit_scaler(seqs)
-        targets = self._encode_targets(y, seqs, reset=fresh)
+        targets = self._encode_targets(y, seqs, reset=fresh, classes=classes)
         if fresh:
             self._random = self._rng()
             self._build(self._n_outputs_for_fit, self._random)
@@ -293,7 +293,10 @@ class _RNNBase(_Estimator):
         if early:
             n_val = max(1, int(round(self.validation_fraction * n)))
             if n - n_val < 1:
-                raise ValueError(f"early_stopping needs at least 2 samples to hold {self.validation_fraction} out, got {n}")
+                raise ValueError(
+                    f"early_stopping needs at least 2 samples to hold out a validation set; got {n} sample(s) "
+                    f"(n_samples={n})"
+                )
             perm = rng.permutation(n)
             val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         x_all = self._scale_X(seqs)
@@ -540,12 +543,12 @@ class RNNClassifier(_RNNBase):
         if not self.__sklearn_is_fitted__():
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._partial_classes = np.unique(np.asarray(classes))
+            classes = np.unique(np.asarray(classes))
         elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}")
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, classes=classes)
 
-    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool) -> np.ndarray:
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None) -> np.ndarray:
         if self.output == "last":
             y = np.asarray(y)
             if y.ndim == 2 and y.shape[1] == 1:
@@ -562,7 +565,6 @@ class RNNClassifier(_RNNBase):
             valid = y[seqs.valid_mask()]
         _check_labels(valid)
         if reset:
-            classes = getattr(self, "_partial_classes", None)
             classes = np.unique(valid) if classes is None else classes
             if classes.size < 2:
                 raise ValueError(
@@ -571,8 +573,6 @@ class RNNClassifier(_RNNBase):
                 )
             self.classes_ = classes
             self._n_outputs_for_fit = classes.size
-            if hasattr(self, "_partial_classes"):
-                del self._partial_classes
         unknown = np.setdiff1d(np.unique(valid), self.classes_)
         if unknown.size:
             raise ValueError(f"y contains labels not seen in the first fit: {unknown[:5]!r}")
@@ -642,7 +642,7 @@ class RNNRegressor(_RNNBase):
         """One epoch over (X, y), continuing from the current state."""
         return self._fit(X, y, incremental=True)
 
-    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool) -> np.ndarray:
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None) -> np.ndarray:
         if self.output == "last":
             y = np.asarray(y)
             if y.ndim not in (1, 2):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import zipfile
 from typing import Any, Union
 
 import numpy as np
@@ -53,6 +54,8 @@ def save(estimator: Any, path: PathLike) -> None:
         params["random_state"] = None  # a generator object has no portable form
     fitted = {k: _json_value(getattr(estimator, k)) for k in _FITTED if hasattr(estimator, k)}
     fitted["dtype_"] = estimator.dtype_.name
+    if hasattr(estimator, "_random"):  # so that a loaded model trains on exactly as the original would
+        fitted["random_state_"] = estimator._random.bit_generator.state
     arrays = {
         "params": np.asarray(estimator._params_flat),
         "x_mean": estimator._x_mean,
@@ -94,12 +97,14 @@ def load(path: PathLike) -> Any:
     ValueError
         The file is not an rnnkit model, comes from a newer format version, or is damaged.
     """
-    from .estimators import RNNClassifier, RNNRegressor
 
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with loaded as f:
             contents = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ValueError(f"{path}: not a readable rnnkit model file ({exc})") from exc
     if "meta" not in contents:
         raise ValueError(f"{path}: not an rnnkit model file (no 'meta' entry)")
@@ -107,6 +112,8 @@ def load(path: PathLike) -> Any:
         meta = json.loads(str(contents["meta"]))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: damaged header ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: damaged header (not a JSON object)")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an rnnkit model file (format {meta.get('format')!r})")
     version = meta.get("format_version")
@@ -115,6 +122,16 @@ def load(path: PathLike) -> Any:
             f"{path}: written with model format version {version} (rnnkit {meta.get('rnnkit_version')}); this "
             f"rnnkit ({__version__}) reads versions up to {FORMAT_VERSION}. Upgrade rnnkit to load it."
         )
+    try:
+        return _restore(meta, contents, path)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: damaged rnnkit model file ({type(exc).__name__}: {exc})") from exc
+
+
+def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
+    """Rebuild the estimator from a checked header and the arrays."""
+    from .estimators import RNNClassifier, RNNRegressor
+
     classes = {"RNNClassifier": RNNClassifier, "RNNRegressor": RNNRegressor}
     if meta.get("class") not in classes:
         raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
@@ -123,6 +140,7 @@ def load(path: PathLike) -> Any:
     dtype = np.dtype(fitted.pop("dtype_"))
     step_count = fitted.pop("optimizer_step_count", None)
     classes_object = fitted.pop("classes_object", False)
+    rng_state = fitted.pop("random_state_", None)
     for key, value in fitted.items():
         setattr(est, key, value)
     est.dtype_ = dtype
@@ -142,6 +160,10 @@ def load(path: PathLike) -> Any:
                 _, i, name = key.split("__", 2)
                 groups.setdefault(int(i), {})[name] = buf
         state["_optimizer_state"] = {"step_count": step_count, "state": [groups[i] for i in sorted(groups)]}
+    if rng_state is not None:
+        generator = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
+        generator.bit_generator.state = rng_state
+        state["_random"] = generator
     est.__setstate__({**est.__dict__, **state})
     if est._params_flat.size != est._spec.param_count:
         raise ValueError(f"{path}: damaged parameters ({params.size} values, the model needs {est._spec.param_count})")
