@@ -4,9 +4,23 @@ from . import optim
 from ._config import config, show_config
 from ._version import __version__
 from .clip import clip_grad_norm, clip_grad_value
-from .estimators import RNNClassifier, RNNRegressor
-from .io import load
 from .layers import GRU, LSTM, RNN
+
+_LAZY = {"RNNClassifier": "estimators", "RNNRegressor": "estimators", "load": "io"}
+
+
+def __getattr__(name: str):
+    """Import the estimators on first use: they load scikit-learn where it is installed."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "GRU",

@@ -32,7 +32,7 @@ _PREDICT_CHUNK = 4096  # sequences per C++ call at prediction time
 
 
 class _Estimator:
-    """get_params / set_params / repr with scikit-learn's conventions, without needing it."""
+    """get_params / set_params / repr with scikit-learn's conventions, for when it is absent."""
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -62,11 +62,13 @@ class _Estimator:
         ]
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "_params_flat")
+try:  # a real scikit-learn estimator where scikit-learn is installed (an optional extra)
+    from sklearn.base import BaseEstimator as _Base
+except ImportError:  # pragma: no cover - exercised where scikit-learn is not installed
+    _Base = _Estimator
 
 
-class _RNNBase(_Estimator):
+class _RNNBase(_Base):
     _loss = ""
 
     def __init__(
@@ -164,6 +166,9 @@ class _RNNBase(_Estimator):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator)):
             raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_params_flat")
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
