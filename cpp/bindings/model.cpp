@@ -17,14 +17,23 @@ template <class T>
 using Array = py::array_t<T, py::array::c_style>;
 using Ints = py::array_t<std::int64_t, py::array::c_style>;
 
-/// Checks x [B, T, D] and lengths [B]; returns the batch view.
+/// Checks x ([B, T, D] floats, or [B, T] token ids with an embedding) and lengths [B].
 template <class T>
-rnnkit::Batch<T> batch_of(const ModelSpec& spec, const Array<T>& x, const std::optional<Ints>& lengths) {
-  if (x.ndim() != 3 || x.shape(2) != spec.rnn.input_size || x.shape(0) < 1 || x.shape(1) < 1) {
-    throw py::value_error("x: expected a non-empty (B, T, input_size) array");
-  }
+rnnkit::Batch<T> batch_of(const ModelSpec& spec, const py::array& x, const std::optional<Ints>& lengths) {
   rnnkit::Batch<T> b;
-  b.x = x.data();
+  if (spec.vocab_size > 0) {
+    if (x.ndim() != 2 || x.shape(0) < 1 || x.shape(1) < 1 || !py::isinstance<Ints>(x) ||
+        !(x.flags() & py::array::c_style)) {
+      throw py::value_error("x: expected a non-empty C-contiguous (B, T) int64 array of token ids");
+    }
+    b.tokens = static_cast<const std::int64_t*>(x.data());
+  } else {
+    if (x.ndim() != 3 || x.shape(2) != spec.rnn.input_size || x.shape(0) < 1 || x.shape(1) < 1 ||
+        !py::isinstance<Array<T>>(x) || !(x.flags() & py::array::c_style)) {
+      throw py::value_error("x: expected a non-empty C-contiguous (B, T, input_size) array of the model's dtype");
+    }
+    b.x = static_cast<const T*>(x.data());
+  }
   b.batch = x.shape(0);
   b.steps = x.shape(1);
   if (lengths) {
@@ -37,10 +46,10 @@ rnnkit::Batch<T> batch_of(const ModelSpec& spec, const Array<T>& x, const std::o
 template <class T>
 void register_dtype(py::module_& m, const std::string& suffix) {
   m.def(("model_predict_" + suffix).c_str(),
-        [](const ModelSpec& spec, const Array<T>& params, const Array<T>& x, const std::optional<Ints>& lengths,
+        [](const ModelSpec& spec, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,
            int n_threads) {
           if (params.size() != spec.param_count()) throw py::value_error("params: wrong size for this model");
-          const auto b = batch_of(spec, x, lengths);
+          const auto b = batch_of<T>(spec, x, lengths);
           const bool seq = spec.readout == rnnkit::Readout::Sequence;
           Array<T> out(seq ? std::vector<py::ssize_t>{b.batch, b.steps, spec.n_outputs}
                            : std::vector<py::ssize_t>{b.batch, spec.n_outputs});
@@ -54,12 +63,12 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("lengths"), py::arg("n_threads"));
 
   m.def(("model_loss_and_grad_" + suffix).c_str(),
-        [](const ModelSpec& spec, const Array<T>& params, const Array<T>& x, const std::optional<Ints>& lengths,
+        [](const ModelSpec& spec, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,
            const std::optional<Ints>& labels, const std::optional<Array<T>>& values, Array<T>& grads,
            double dropout, std::uint64_t dropout_key, int n_threads) {
           if (params.size() != spec.param_count()) throw py::value_error("params: wrong size for this model");
           if (grads.size() != spec.param_count()) throw py::value_error("grads: wrong size for this model");
-          const auto b = batch_of(spec, x, lengths);
+          const auto b = batch_of<T>(spec, x, lengths);
           const bool seq = spec.readout == rnnkit::Readout::Sequence;
           const Index rows = seq ? b.batch * b.steps : b.batch;
           rnnkit::Targets<T> targets;
@@ -84,8 +93,9 @@ void register_dtype(py::module_& m, const std::string& suffix) {
 void register_model(py::module_& m) {
   py::class_<ModelSpec>(m, "ModelSpec", py::module_local(), "A recurrent stack with a dense head and a loss.")
       .def(py::init([](const rnnkit::LayerSpec& rnn, Index n_outputs, const std::string& loss,
-                       const std::string& readout) {
+                       const std::string& readout, Index vocab_size) {
              ModelSpec s;
+             s.vocab_size = vocab_size;
              s.rnn = rnn;
              s.n_outputs = n_outputs;
              if (loss == "cross_entropy") {
@@ -105,10 +115,12 @@ void register_model(py::module_& m) {
              s.validate();
              return s;
            }),
-           py::arg("rnn"), py::arg("n_outputs"), py::arg("loss"), py::arg("readout"))
+           py::arg("rnn"), py::arg("n_outputs"), py::arg("loss"), py::arg("readout"), py::arg("vocab_size") = 0)
       .def_property_readonly("param_count", &ModelSpec::param_count)
       .def_property_readonly("head_offset", &ModelSpec::head_offset)
-      .def_property_readonly("features", &ModelSpec::features);
+      .def_property_readonly("features", &ModelSpec::features)
+      .def_property_readonly("embedding_offset", &ModelSpec::embedding_offset)
+      .def_readonly("vocab_size", &ModelSpec::vocab_size);
   register_dtype<float>(m, "float32");
   register_dtype<double>(m, "float64");
 }

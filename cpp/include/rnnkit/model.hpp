@@ -1,7 +1,8 @@
 // A recurrent stack with a dense read-out and a loss: what the estimators train.
 //
-// The flat parameter buffer holds the stack's parameters (param_layout order) followed by the
-// head's weight [n_outputs, F] and bias [n_outputs], where F = directions * hidden_size.
+// The flat parameter buffer holds the stack's parameters (param_layout order), then the head's
+// weight [n_outputs, F] and bias [n_outputs], where F = directions * hidden_size, then, for
+// models that read token ids, the embedding table [vocab_size, input_size].
 #pragma once
 
 #include <cstdint>
@@ -21,17 +22,22 @@ struct ModelSpec {
   Index n_outputs = 1;
   Loss loss = Loss::SquaredError;
   Readout readout = Readout::Last;
+  /// Token-id input through a trained embedding table when > 0; real-valued input when 0.
+  Index vocab_size = 0;
 
   Index features() const noexcept { return rnn.directions() * rnn.hidden_size; }
-  Index head_offset() const noexcept;  // where the head's weight starts in the flat buffer
-  Index param_count() const noexcept;  // stack + head
+  Index head_offset() const noexcept;       // where the head's weight starts in the flat buffer
+  Index embedding_offset() const noexcept;  // where the embedding table starts
+  Index param_count() const noexcept;       // stack + head + embedding
   void validate() const;
 };
 
-/// A batch, batch-first: x [B, T, D], lengths [B] in [1, T] or nullptr for all T.
+/// A batch, batch-first: x [B, T, D] (or, with an embedding, tokens [B, T] of ids in
+/// [0, vocab_size)), lengths [B] in [1, T] or nullptr for all T.
 template <class T>
 struct Batch {
   const T* x = nullptr;
+  const std::int64_t* tokens = nullptr;
   Index steps = 0;
   Index batch = 0;
   const std::int64_t* lengths = nullptr;
