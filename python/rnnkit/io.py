@@ -42,10 +42,26 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _write(path: PathLike, meta: dict, arrays: dict) -> None:
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "rnnkit_version": __version__, **meta}
+    with open(path, "wb") as fh:
+        np.savez(fh, meta=np.array(json.dumps(header)), **arrays)
+
+
 def save(estimator: Any, path: PathLike) -> None:
-    """Write a fitted RNNClassifier / RNNRegressor to ``path`` (``.npz``)."""
+    """Write a fitted rnnkit model to ``path`` (``.npz``).
+
+    Estimators are written field by field; other models (text, forecasting) provide
+    ``_export() -> (meta, arrays)`` and a classmethod ``_import(meta, arrays)``, and are
+    recorded under their dotted class name inside the ``rnnkit`` package.
+    """
     from .estimators import RNNClassifier, RNNRegressor
 
+    if hasattr(estimator, "_export") and hasattr(type(estimator), "_import"):
+        meta, arrays = estimator._export()
+        cls = type(estimator)
+        _write(path, {"class": f"{cls.__module__}:{cls.__qualname__}", **meta}, arrays)
+        return
     if not isinstance(estimator, (RNNClassifier, RNNRegressor)):
         raise TypeError(f"save() takes a fitted RNNClassifier or RNNRegressor, got {type(estimator).__name__}")
     estimator._check_fitted()
@@ -78,15 +94,11 @@ def save(estimator: Any, path: PathLike) -> None:
             for key, buf in state.items():
                 arrays[f"opt__{i}__{key}"] = buf
     meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "rnnkit_version": __version__,
         "class": type(estimator).__name__,
         "params": {k: _json_value(v) for k, v in params.items()},
         "fitted": fitted,
     }
-    with open(path, "wb") as fh:
-        np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+    _write(path, meta, arrays)
 
 
 def load(path: PathLike) -> Any:
@@ -132,6 +144,18 @@ def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
     """Rebuild the estimator from a checked header and the arrays."""
     from .estimators import RNNClassifier, RNNRegressor
 
+    name = meta.get("class")
+    if isinstance(name, str) and ":" in name:  # a model with its own _export / _import
+        module, _, qualname = name.partition(":")
+        if not (module == "rnnkit" or module.startswith("rnnkit.")):
+            raise ValueError(f"{path}: refusing to load class {name!r} from outside rnnkit")
+        import importlib
+
+        try:
+            cls = getattr(importlib.import_module(module), qualname)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"{path}: unknown model class {name!r}") from exc
+        return cls._import(meta, contents)
     classes = {"RNNClassifier": RNNClassifier, "RNNRegressor": RNNRegressor}
     if meta.get("class") not in classes:
         raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
