@@ -262,3 +262,19 @@ def test_larger_float32(cell, num_layers, bidirectional, with_lengths):
     print(f"\n[{cell} L{num_layers} bi={bidirectional} len={with_lengths}] "
           f"max rel err vs torch32: {max(errs.values()):.2e}; "
           f"vs float64 ref: rnnkit {worst_ours:.2e}, torch32 {worst_torch:.2e}")
+
+
+THREAD_CASES = list(itertools.product(CELLS, (1, 2, 3)))
+
+
+@pytest.mark.parametrize("cell,n_threads", THREAD_CASES,
+                         ids=[f"{c}-threads{n}" for c, n in THREAD_CASES])
+def test_parity_with_threads(cell, n_threads):
+    """Batches large enough to be split across threads (each thread runs its rows' whole time
+    loop) and hidden sizes large enough to split steps: still torch's results in float64."""
+    # (B, H, layers): a split batch; a step big enough (2*B*G*H*H >= 4e6 flops) to split columns
+    for B, H, L in ((19, 6, 2), (3, 840, 1)):
+        m = make_rnnkit(cell, D, H, L, bidirectional=True, dtype="float64", seed=7, n_threads=n_threads)
+        tm = make_torch(cell, D, H, L, bidirectional=True, dtype="float64", state_dict=m.state_dict())
+        p = make_problem(cell, T, B, D, H, L, True, "float64", with_lengths=True, seed=8)
+        compare_results(rnnkit_run(m, p), torch_run(tm, p), RTOL["float64"])

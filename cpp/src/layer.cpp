@@ -129,17 +129,138 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates) {
   });
 }
 
-/// rec[B, GH] = h[B, H] W_hh^T, split over gate columns.
+/// How the time loop of one direction uses its threads.
+struct LoopPlan {
+  int batch_threads = 1;  // independent row blocks, each running the whole time loop alone
+  int step_threads = 1;   // threads splitting each step's recurrent product by columns
+};
+
+/// Splitting the batch needs no synchronisation between steps, so it is preferred; each step's
+/// product is split only when one step is large (big hidden size, small batch), since every
+/// split step costs a barrier, and a barrier waits for the slowest thread (badly so when
+/// another process holds a core).
 template <class T>
-void recurrent_product(const DirectionContext<T>& c, const T* h, T* rec) {
+LoopPlan plan_loop(const DirectionContext<T>& c) {
+  LoopPlan plan;
+  if (c.n_threads <= 1) return plan;
+  constexpr Index kMinRowsPerThread = 4;
+  constexpr double kMinStepFlops = 4.0e6;
+  const double step_flops = 2.0 * c.batch * c.gate_width() * c.hidden();
+  if (c.batch >= 2 * kMinRowsPerThread) {
+    plan.batch_threads = static_cast<int>(std::min<Index>(c.n_threads, c.batch / kMinRowsPerThread));
+  } else if (step_flops >= kMinStepFlops) {
+    plan.step_threads = threads_for(step_flops, c.gate_width() / 16, c.n_threads);
+  }
+  return plan;
+}
+
+/// rec[rows, GH] = h[rows, H] W_hh^T, split over gate columns across `threads`.
+template <class T>
+void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* rec, int threads) {
   const Index gh = c.gate_width();
-  const ConstMatrixMap<T> hm(h, c.batch, c.hidden());
+  const ConstMatrixMap<T> hm(h, rows, c.hidden());
   const ConstMatrixMap<T> w(c.w_hh, gh, c.hidden());
-  MatrixMap<T> r(rec, c.batch, gh);
-  const int threads = c.n_threads > 1 ? threads_for(2.0 * c.batch * gh * c.hidden(), gh / 16, c.n_threads) : 1;
+  MatrixMap<T> r(rec, rows, gh);
   parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
     r.middleCols(j0, n).noalias() = hm * w.middleRows(j0, n).transpose();
   });
+}
+
+/// carry[rows, H] += dg[rows, GH] W_hh, split over hidden columns across `threads`.
+template <class T>
+void recurrent_product_backward(const DirectionContext<T>& c, const T* dg, Index rows, T* carry, int threads) {
+  const Index gh = c.gate_width(), h = c.hidden();
+  const ConstMatrixMap<T> g(dg, rows, gh);
+  const ConstMatrixMap<T> w(c.w_hh, gh, h);
+  MatrixMap<T> out(carry, rows, h);
+  parallel_blocks(h, threads, 16, [&](Index j0, Index n) {
+    out.middleCols(j0, n).noalias() += g * w.middleCols(j0, n);
+  });
+}
+
+/// Forward time loop over batch rows [b0, b0 + rows).
+template <class T>
+void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, Index b0,
+                  Index rows, int step_threads) {
+  const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
+  const Index dirs = c.spec.directions(), state_size = batch * h;
+  const bool lstm = c.spec.cell == CellKind::Lstm;
+  const bool gru = c.spec.cell == CellKind::Gru;
+  AlignedVector<T> rec(static_cast<std::size_t>(rows * gh));
+  for (Index s = 0; s < steps; ++s) {
+    const Index t = c.reverse ? steps - 1 - s : s;
+    const Slots slot = slots(c.reverse, t);
+    const T* h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
+    recurrent_product(c, h_prev, rows, rec.data(), step_threads);
+
+    ForwardStep<T> step;
+    step.batch = rows;
+    step.hidden = h;
+    step.gates = tape.gates.data() + (t * batch + b0) * gh;
+    step.recurrent = rec.data();
+    step.bias_hh = c.b_hh;
+    step.h_prev = h_prev;
+    step.h_next = tape.states.data() + slot.next * state_size + b0 * h;
+    if (lstm) {
+      step.c_prev = tape.cells.data() + slot.prev * state_size + b0 * h;
+      step.c_next = tape.cells.data() + slot.next * state_size + b0 * h;
+    }
+    if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
+    step.active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
+    cell_forward(c.spec.cell, step);
+
+    for (Index r = 0; r < rows; ++r) {
+      if (step.active != nullptr && step.active[r] == 0) continue;  // output stays zero
+      std::copy_n(step.h_next + r * h, h, output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0));
+    }
+  }
+}
+
+/// Backward time loop over batch rows [b0, b0 + rows); dh_carry and dc hold those rows.
+template <class T>
+void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
+                   const T* grad_output, T* dgx, T* dgh, T* dh_carry, T* dc, Index b0, Index rows,
+                   int step_threads) {
+  const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
+  const Index dirs = c.spec.directions(), state_size = batch * h;
+  const bool lstm = c.spec.cell == CellKind::Lstm;
+  const bool gru = c.spec.cell == CellKind::Gru;
+  AlignedVector<T> dh(static_cast<std::size_t>(rows * h));
+  for (Index s = steps - 1; s >= 0; --s) {
+    const Index t = c.reverse ? steps - 1 - s : s;
+    const Slots slot = slots(c.reverse, t);
+    const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
+
+    // Everything that reaches h_t: the carried gradient plus this step's output gradient.
+    std::copy_n(dh_carry, rows * h, dh.data());
+    if (grad_output != nullptr) {
+      for (Index r = 0; r < rows; ++r) {
+        if (active != nullptr && active[r] == 0) continue;
+        const T* g = grad_output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0);
+        ArrayMap<T>(dh.data() + r * h, h) += ConstArrayMap<T>(g, h);
+      }
+    }
+
+    BackwardStep<T> step;
+    step.batch = rows;
+    step.hidden = h;
+    step.gates = tape.gates.data() + (t * batch + b0) * gh;
+    step.h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
+    step.h_next = tape.states.data() + slot.next * state_size + b0 * h;
+    if (lstm) {
+      step.c_prev = tape.cells.data() + slot.prev * state_size + b0 * h;
+      step.c_next = tape.cells.data() + slot.next * state_size + b0 * h;
+      step.grad_c = dc;
+    }
+    if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
+    step.grad_h = dh.data();
+    step.grad_gates_input = dgx + (t * batch + b0) * gh;
+    step.grad_gates_hidden = dgh + (t * batch + b0) * gh;
+    step.grad_h_prev = dh_carry;
+    step.active = active;
+    cell_backward(c.spec.cell, step);
+    recurrent_product_backward(c, step.grad_gates_hidden, rows, dh_carry, step_threads);
+  }
 }
 
 /// Runs one direction of one layer over all steps, writing its half of `output`
@@ -148,7 +269,6 @@ template <class T>
 void forward_direction(const DirectionContext<T>& c, const T* input, const ForwardArgs<T>& args,
                        T* output, typename Tape<T>::Direction& tape) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
-  const Index dirs = c.spec.directions();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
   const Index state_size = batch * h;
@@ -178,34 +298,10 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     }
   }
 
-  AlignedVector<T> rec(static_cast<std::size_t>(batch * gh));
-  for (Index s = 0; s < steps; ++s) {
-    const Index t = c.reverse ? steps - 1 - s : s;
-    const Slots slot = slots(c.reverse, t);
-    const T* h_prev = tape.states.data() + slot.prev * state_size;
-    recurrent_product(c, h_prev, rec.data());
-
-    ForwardStep<T> step;
-    step.batch = batch;
-    step.hidden = h;
-    step.gates = tape.gates.data() + t * batch * gh;
-    step.recurrent = rec.data();
-    step.bias_hh = c.b_hh;
-    step.h_prev = h_prev;
-    step.h_next = tape.states.data() + slot.next * state_size;
-    if (lstm) {
-      step.c_prev = tape.cells.data() + slot.prev * state_size;
-      step.c_next = tape.cells.data() + slot.next * state_size;
-    }
-    if (gru) step.extra = tape.extra.data() + t * state_size;
-    step.active = c.active_at(t);
-    cell_forward(c.spec.cell, step);
-
-    for (Index b = 0; b < batch; ++b) {
-      if (step.active != nullptr && step.active[b] == 0) continue;  // output stays zero
-      std::copy_n(step.h_next + b * h, h, output + (t * batch + b) * dirs * h + (c.reverse ? h : 0));
-    }
-  }
+  const LoopPlan plan = plan_loop(c);
+  parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
+    forward_rows(c, tape, output, b0, rows, plan.step_threads);
+  });
 
   // Rows past their length carried their state, so the last slot holds each final state.
   const Index last = c.reverse ? 0 : steps;
@@ -222,7 +318,6 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
                         const T* input, const T* grad_output, const BackwardArgs<T>& args,
                         T* grad_input, T* grad_params) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
-  const Index dirs = c.spec.directions();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
   const Index state_size = batch * h;
@@ -234,56 +329,16 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   T* dgx = grad_gates_input.data();
   T* dgh = gru ? grad_gates_hidden.data() : dgx;
 
-  AlignedVector<T> dh(static_cast<std::size_t>(state_size));
   AlignedVector<T> dh_carry(static_cast<std::size_t>(state_size), T(0));
   AlignedVector<T> dc(lstm ? static_cast<std::size_t>(state_size) : 0, T(0));
   if (args.grad_h_n != nullptr) std::copy_n(args.grad_h_n + k * state_size, state_size, dh_carry.data());
   if (lstm && args.grad_c_n != nullptr) std::copy_n(args.grad_c_n + k * state_size, state_size, dc.data());
 
-  const ConstMatrixMap<T> w_hh(c.w_hh, gh, h);
-  MatrixMap<T> carry(dh_carry.data(), batch, h);
-  const int carry_threads =
-      c.n_threads > 1 ? threads_for(2.0 * batch * gh * h, h / 16, c.n_threads) : 1;
-
-  for (Index s = steps - 1; s >= 0; --s) {
-    const Index t = c.reverse ? steps - 1 - s : s;
-    const Slots slot = slots(c.reverse, t);
-    const std::uint8_t* active = c.active_at(t);
-
-    // Everything that reaches h_t: the carried gradient plus this step's output gradient.
-    std::copy(dh_carry.begin(), dh_carry.end(), dh.begin());
-    if (grad_output != nullptr) {
-      for (Index b = 0; b < batch; ++b) {
-        if (active != nullptr && active[b] == 0) continue;
-        const T* g = grad_output + (t * batch + b) * dirs * h + (c.reverse ? h : 0);
-        ArrayMap<T>(dh.data() + b * h, h) += ConstArrayMap<T>(g, h);
-      }
-    }
-
-    BackwardStep<T> step;
-    step.batch = batch;
-    step.hidden = h;
-    step.gates = tape.gates.data() + t * batch * gh;
-    step.h_prev = tape.states.data() + slot.prev * state_size;
-    step.h_next = tape.states.data() + slot.next * state_size;
-    if (lstm) {
-      step.c_prev = tape.cells.data() + slot.prev * state_size;
-      step.c_next = tape.cells.data() + slot.next * state_size;
-      step.grad_c = dc.data();
-    }
-    if (gru) step.extra = tape.extra.data() + t * state_size;
-    step.grad_h = dh.data();
-    step.grad_gates_input = dgx + t * batch * gh;
-    step.grad_gates_hidden = dgh + t * batch * gh;
-    step.grad_h_prev = dh_carry.data();
-    step.active = active;
-    cell_backward(c.spec.cell, step);
-
-    const ConstMatrixMap<T> dg_step(step.grad_gates_hidden, batch, gh);
-    parallel_blocks(h, carry_threads, 16, [&](Index j0, Index n) {
-      carry.middleCols(j0, n).noalias() += dg_step * w_hh.middleCols(j0, n);
-    });
-  }
+  const LoopPlan plan = plan_loop(c);
+  parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
+    backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
+                  b0, n, plan.step_threads);
+  });
 
   std::copy(dh_carry.begin(), dh_carry.end(), args.grad_h0 + k * state_size);
   if (lstm && args.grad_c0 != nullptr) std::copy(dc.begin(), dc.end(), args.grad_c0 + k * state_size);
@@ -304,8 +359,8 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
     dw_hh.middleRows(r0, n).noalias() += ghid.middleCols(r0, n).transpose() * hp;
   });
   if (c.spec.bias) {
-    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(grad_params + p.bias_ih, gh) += gx.colwise().sum();
-    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(grad_params + p.bias_hh, gh) += ghid.colwise().sum();
+    add_column_sums<T>(gx, grad_params + p.bias_ih);
+    add_column_sums<T>(ghid, grad_params + p.bias_hh);
   }
 
   // dL/d(input) += dG_x W_ih.

@@ -167,7 +167,7 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
   const ConstMatrixMap<T> feats(f.values.data(), f.rows, F);
   const ConstMatrixMap<T> w(params + spec.head_offset(), n_out, F);
   MatrixMap<T>(grads + spec.head_offset(), n_out, F).noalias() = g.transpose() * feats;
-  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(grads + spec.head_offset() + n_out * F, n_out) = g.colwise().sum();
+  add_column_sums<T>(g, grads + spec.head_offset() + n_out * F);  // grads were zeroed above
   AlignedVector<T> dfeat(static_cast<std::size_t>(f.rows * F));
   MatrixMap<T>(dfeat.data(), f.rows, F).noalias() = g * w;
 

@@ -42,4 +42,15 @@ using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <class T>
 using ConstRowMap = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 
+/// dst[j] += sum over rows of m(:, j). The sums are formed in aligned scratch memory, so the
+/// result does not depend on where the caller's dst happens to sit (Eigen would otherwise
+/// vectorise differently, and round differently, for a differently aligned destination).
+template <class T, class Derived>
+void add_column_sums(const Eigen::MatrixBase<Derived>& m, T* dst) {
+  AlignedVector<T> sums(static_cast<std::size_t>(m.cols()));
+  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(sums.data(), m.cols()).noalias() =
+      m.colwise().sum();
+  for (Index j = 0; j < m.cols(); ++j) dst[j] += sums[static_cast<std::size_t>(j)];
+}
+
 RNNKIT_END_NAMESPACE
