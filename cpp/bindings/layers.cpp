@@ -105,6 +105,43 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         py::arg("dropout_key"), py::arg("n_threads"),
         "Runs the stack. Returns (out, h_n, c_n or None, tape or None).");
 
+  using Workspace = rnnkit::StepWorkspace<T>;
+  py::class_<Workspace>(m, ("StepWorkspace_" + suffix).c_str(), py::module_local(),
+                        "Scratch memory reused by step() calls (opaque).")
+      .def(py::init<>());
+
+  m.def(("step_" + suffix).c_str(),
+        [](const LayerSpec& spec, const Array<T>& params, const Array<T>& x, const std::optional<Array<T>>& h0,
+           const std::optional<Array<T>>& c0, Workspace& workspace, int n_threads) {
+          if (x.ndim() != 2 || x.shape(1) != spec.input_size) throw py::value_error("x: expected a (B, input_size) array");
+          const Index batch = x.shape(0), h = spec.hidden_size, layers = spec.num_layers;
+          expect_shape(params, {rnnkit::param_count(spec)}, "params");
+          if (h0) expect_shape(*h0, {layers, batch, h}, "h0");
+          if (c0) expect_shape(*c0, {layers, batch, h}, "c0");
+          const bool lstm = spec.cell == CellKind::Lstm;
+          Array<T> out({batch, h});
+          Array<T> h_n({layers, batch, h});
+          std::optional<Array<T>> c_n;
+          if (lstm) c_n.emplace(std::vector<py::ssize_t>{layers, batch, h});
+          rnnkit::StepArgs<T> args;
+          args.params = params.data();
+          args.x = x.data();
+          args.batch = batch;
+          args.h0 = data_or_null(h0);
+          args.c0 = lstm ? data_or_null(c0) : nullptr;
+          args.out = out.mutable_data();
+          args.h_n = h_n.mutable_data();
+          args.c_n = c_n ? c_n->mutable_data() : nullptr;
+          {
+            py::gil_scoped_release release;
+            rnnkit::step(spec, args, workspace, n_threads);
+          }
+          py::object c_obj = c_n ? py::object(*c_n) : py::object(py::none());
+          return py::make_tuple(out, h_n, c_obj);
+        },
+        py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("workspace"),
+        py::arg("n_threads"), "One step of a unidirectional stack. Returns (out, h_n, c_n or None).");
+
   m.def(("backward_" + suffix).c_str(),
         [](const Tape& tape, const Array<T>& params, const std::optional<Array<T>>& grad_out,
            const std::optional<Array<T>>& grad_h_n, const std::optional<Array<T>>& grad_c_n,

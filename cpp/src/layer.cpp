@@ -460,9 +460,58 @@ void backward(const Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
   }
 }
 
+template <class T>
+void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, int n_threads) {
+  spec.validate();
+  if (spec.bidirectional) throw std::invalid_argument("step() needs a unidirectional stack");
+  if (args.batch <= 0) throw std::invalid_argument("x must hold at least one sequence");
+  const Index batch = args.batch, h = spec.hidden_size, gh = spec.gate_width(), state_size = batch * h;
+  const bool lstm = spec.cell == CellKind::Lstm;
+  ws.gates.resize(static_cast<std::size_t>(batch * gh));
+  ws.rec.resize(ws.gates.size());
+  ws.input.resize(static_cast<std::size_t>(state_size));
+  if (spec.cell == CellKind::Gru) ws.extra.resize(static_cast<std::size_t>(state_size));
+
+  const T* input = args.x;
+  for (Index l = 0; l < spec.num_layers; ++l) {
+    const DirectionContext<T> c(spec, 1, batch, l, 0, args.params, nullptr, n_threads);
+    project_inputs(c, input, ws.gates.data());
+    const T* h_prev = args.h0 != nullptr ? args.h0 + l * state_size : nullptr;
+    if (h_prev == nullptr) {
+      std::fill_n(args.h_n + l * state_size, state_size, T(0));  // zero state, read below
+      h_prev = args.h_n + l * state_size;
+    }
+    recurrent_product(c, h_prev, batch, ws.rec.data(), plan_loop(c).step_threads);
+
+    ForwardStep<T> st;
+    st.batch = batch;
+    st.hidden = h;
+    st.gates = ws.gates.data();
+    st.recurrent = ws.rec.data();
+    st.bias_hh = c.b_hh;
+    st.h_prev = h_prev;
+    st.h_next = ws.input.data();
+    if (lstm) {
+      st.c_prev = args.c0 != nullptr ? args.c0 + l * state_size : nullptr;
+      if (st.c_prev == nullptr) {
+        std::fill_n(args.c_n + l * state_size, state_size, T(0));
+        st.c_prev = args.c_n + l * state_size;
+      }
+      st.c_next = args.c_n + l * state_size;  // may alias c_prev: each element is read before written
+    }
+    if (spec.cell == CellKind::Gru) st.extra = ws.extra.data();
+    cell_forward(spec.cell, st);
+    std::copy(ws.input.begin(), ws.input.end(), args.h_n + l * state_size);
+    input = args.h_n + l * state_size;
+  }
+  std::copy_n(args.h_n + (spec.num_layers - 1) * state_size, state_size, args.out);
+}
+
 template std::unique_ptr<Tape<float>> forward(const LayerSpec&, const ForwardArgs<float>&, const ForwardOptions&);
 template std::unique_ptr<Tape<double>> forward(const LayerSpec&, const ForwardArgs<double>&, const ForwardOptions&);
 template void backward(const Tape<float>&, const BackwardArgs<float>&, int);
 template void backward(const Tape<double>&, const BackwardArgs<double>&, int);
+template void step(const LayerSpec&, const StepArgs<float>&, StepWorkspace<float>&, int);
+template void step(const LayerSpec&, const StepArgs<double>&, StepWorkspace<double>&, int);
 
 RNNKIT_END_NAMESPACE

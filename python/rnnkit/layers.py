@@ -7,6 +7,7 @@ PyTorch's names and layouts, so weights move between the two libraries unchanged
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -264,6 +265,54 @@ class _Recurrent:
 
     __call__ = forward
 
+    def step(self, x: Any, state: Optional[State] = None) -> tuple:
+        """Advance the stack by one time step (streaming and autoregressive use).
+
+        The arithmetic is that of one step of :meth:`forward`; a loop of ``step`` calls
+        reproduces ``forward`` to rounding. Scratch memory is kept per thread and reused,
+        and the GIL is released while the step runs.
+
+        Parameters
+        ----------
+        x : array, shape (B, input_size), or (input_size,) for one sequence
+            The inputs of this step.
+        state : array (num_layers, B, H), or for LSTM a tuple (h, c) of them, optional
+            The state after the previous step; zeros when omitted.
+
+        Returns
+        -------
+        y : array, shape (B, H) (or (H,))
+            The top layer's output at this step.
+        state : like ``state``
+            The state after this step, to pass to the next call.
+
+        Raises
+        ------
+        ValueError
+            For a bidirectional layer (its reverse direction reads the future), or bad shapes.
+        """
+        if self.bidirectional:
+            raise ValueError("step() needs a unidirectional layer: a bidirectional one reads the future")
+        x = _checks.float_array(x, "x", self.dtype)
+        unbatched = x.ndim == 1
+        if unbatched:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"x must have shape (B, {self.input_size}) or ({self.input_size},), got {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError("x must hold at least one sequence (empty batch)")
+        h0, c0 = self._state_arrays(state, x.shape[0], unbatched, "state")
+        local = self.__dict__.setdefault("_step_local", threading.local())
+        workspace = getattr(local, "workspace", None)
+        if workspace is None:
+            workspace = local.workspace = getattr(core, f"StepWorkspace_{self.dtype.name}")()
+        run = getattr(core, f"step_{self.dtype.name}")
+        y, h_n, c_n = run(self._spec, self._flat, x, h0, c0, workspace, self._threads())
+        if unbatched:
+            y, h_n = y[0], h_n[:, 0]
+            c_n = c_n[:, 0] if c_n is not None else None
+        return (y, (h_n, c_n)) if self._mode == "lstm" else (y, h_n)
+
     def backward(
         self,
         grad_out: Any = None,
@@ -330,7 +379,7 @@ class _Recurrent:
         return f"{type(self).__name__}({self._extra_repr()})"
 
     def __getstate__(self) -> dict:
-        return {
+        return {  # the tape and per-thread step scratch are not kept
             "params": self._init_params(),
             "flat": self._flat.copy(),
             "flat_grad": self._flat_grad.copy(),

@@ -73,6 +73,34 @@ struct BackwardArgs {
   T* grad_params = nullptr;      // like params; accumulated into
 };
 
+/// Scratch memory of step(), kept by the caller between calls so that streaming allocates
+/// nothing after the first call of a given size.
+template <class T>
+struct StepWorkspace {
+  AlignedVector<T> gates;   // [B, GH]
+  AlignedVector<T> rec;     // [B, GH]
+  AlignedVector<T> input;   // [B, H] the layer below's new state
+  AlignedVector<T> extra;   // [B, H] GRU
+};
+
+/// Arrays of a step call: one time step of a unidirectional stack for a batch.
+template <class T>
+struct StepArgs {
+  const T* params = nullptr;
+  const T* x = nullptr;     // [B, D]
+  Index batch = 0;
+  const T* h0 = nullptr;    // [L, B, H], or nullptr for zeros
+  const T* c0 = nullptr;    // [L, B, H] (LSTM), or nullptr for zeros
+  T* out = nullptr;         // [B, H] the top layer's new state
+  T* h_n = nullptr;         // [L, B, H]
+  T* c_n = nullptr;         // [L, B, H] (LSTM)
+};
+
+/// Advances every layer by one step: the same arithmetic as one step of forward(), for
+/// streaming and autoregressive use. Throws std::invalid_argument for a bidirectional stack.
+template <class T>
+void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& workspace, int n_threads);
+
 /// Runs the stack over a batch of sequences. Returns the tape when options.training, else
 /// nullptr. Throws std::invalid_argument on inconsistent sizes.
 template <class T>
