@@ -1,0 +1,101 @@
+"""Property tests (hypothesis): invariants that must hold for any small configuration."""
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is a test extra")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import rnnkit  # noqa: E402
+from conftest import assert_close_rel  # noqa: E402
+
+SETTINGS = settings(max_examples=30, deadline=None, derandomize=True)
+CELLS = st.sampled_from(["lstm", "gru", "rnn_tanh", "rnn_relu"])
+
+
+def _layer(cell, D, H, layers, bidirectional=False, seed=0):
+    kw = dict(num_layers=layers, bidirectional=bidirectional, dtype="float64", seed=seed)
+    if cell.startswith("rnn"):
+        return rnnkit.RNN(D, H, nonlinearity=cell[4:], **kw)
+    return {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU}[cell](D, H, **kw)
+
+
+@st.composite
+def problems(draw, bidirectional=st.booleans()):
+    cell = draw(CELLS)
+    D, H = draw(st.integers(1, 5)), draw(st.integers(1, 6))
+    layers, B, T = draw(st.integers(1, 2)), draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    bi = draw(bidirectional)
+    seed = draw(st.integers(0, 2**16))
+    x = np.random.default_rng(seed).standard_normal((T, B, D))
+    lengths = draw(st.lists(st.integers(1, T), min_size=B, max_size=B))
+    return cell, D, H, layers, bi, seed, x, np.array(lengths)
+
+
+@SETTINGS
+@given(problems(bidirectional=st.just(False)))
+def test_forward_equals_step_loop(p):
+    cell, D, H, layers, _, seed, x, _ = p
+    m = _layer(cell, D, H, layers, seed=seed)
+    out, final = m.forward(x)
+    state = None
+    for t in range(x.shape[0]):
+        y, state = m.step(x[t], state)
+        assert_close_rel(y, out[t], 1e-12)
+    for a, b in zip(final if cell == "lstm" else [final], state if cell == "lstm" else [state]):
+        assert_close_rel(b, a, 1e-12)
+
+
+@SETTINGS
+@given(problems())
+def test_ragged_batch_equals_sequences_one_by_one(p):
+    cell, D, H, layers, bi, seed, x, lengths = p
+    m = _layer(cell, D, H, layers, bi, seed)
+    out, final = m.forward(x, lengths=lengths)
+    h_n = final[0] if cell == "lstm" else final
+    for b, n in enumerate(lengths):
+        alone, alone_final = m.forward(x[:n, b : b + 1])
+        alone_h = alone_final[0] if cell == "lstm" else alone_final
+        assert_close_rel(out[:n, b], alone[:, 0], 1e-12)
+        assert np.all(out[n:, b] == 0)
+        assert_close_rel(h_n[:, b], alone_h[:, 0], 1e-12)
+
+
+@SETTINGS
+@given(problems(bidirectional=st.just(True)))
+def test_reverse_direction_is_forward_on_reversed_input(p):
+    cell, D, H, _, _, seed, x, _ = p
+    bi = _layer(cell, D, H, 1, True, seed)
+    uni = _layer(cell, D, H, 1, False, seed + 1)
+    uni.load_state_dict({k.replace("_reverse", ""): v for k, v in bi.state_dict().items() if k.endswith("_reverse")})
+    out, _ = bi.forward(x)
+    rev, _ = uni.forward(x[::-1])
+    assert_close_rel(out[:, :, H:], rev[::-1], 1e-12)
+
+
+@SETTINGS
+@given(st.lists(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=8), min_size=1, max_size=4),
+       st.floats(0.0, 50.0), st.sampled_from([1.0, 2.0, 3.0, float("inf")]))
+def test_clipping_never_increases_the_norm(values, max_norm, norm_type):
+    grads = [np.array(v) for v in values]
+    before = rnnkit.clip_grad_norm([g.copy() for g in grads], max_norm=1e300, norm_type=norm_type)
+    returned = rnnkit.clip_grad_norm(grads, max_norm=max_norm, norm_type=norm_type)
+    after = rnnkit.clip_grad_norm([g.copy() for g in grads], max_norm=1e300, norm_type=norm_type)
+    assert returned == pytest.approx(before, rel=1e-12)
+    assert after <= before * (1 + 1e-12)
+    assert after <= max(max_norm, 0.0) * (1 + 1e-9) + 1e-9 or after == pytest.approx(before)
+    clipped = [g.copy() for g in grads]
+    rnnkit.clip_grad_value(clipped, max_norm)
+    assert all(np.all(np.abs(c) <= max_norm) for c in clipped)
+
+
+@SETTINGS
+@given(problems())
+def test_state_dict_round_trip_is_the_identity(p):
+    cell, D, H, layers, bi, seed, x, lengths = p
+    m = _layer(cell, D, H, layers, bi, seed)
+    copy = _layer(cell, D, H, layers, bi, seed + 7)
+    copy.load_state_dict(m.state_dict())
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(copy.state_dict()[k], v)
+    np.testing.assert_array_equal(copy.forward(x, lengths=lengths)[0], m.forward(x, lengths=lengths)[0])
