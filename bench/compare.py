@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""Print one side-by-side table of rnnkit against PyTorch (RNN tanh, LSTM, GRU).
+"""Print one side-by-side table of rnnkit against PyTorch and ONNX Runtime (RNN tanh, LSTM, GRU).
 
-Per row (cell, mode, B, T, D, H) and thread count: torch ms, rnnkit ms, the ratio torch/rnnkit
-(> 1: rnnkit is faster), rnnkit's GFLOP/s and its fraction of this machine's sgemm rate
-(numpy float32 2048x2048 matmul, best of several, at the same thread count).
+Per row (cell, mode, B, T, D, H) and thread count: torch ms, ONNX Runtime ms (inference rows;
+"-" for training rows or without onnxruntime), rnnkit ms, the ratios torch/rnnkit and
+ORT/rnnkit (> 1: rnnkit is faster), rnnkit's GFLOP/s and its fraction of this machine's sgemm
+rate (numpy float32 2048x2048 matmul, best of several, at the same thread count).
+
+ONNX Runtime runs the rnnkit layer exported by ``rnnkit.onnx.export`` (one ``LSTM``/``GRU``/
+``RNN`` node) with the CPU provider, ``intra_op_num_threads`` = the row's thread count and all
+graph optimisations.
 
 GFLOP of a forward: 2*B*T*G*H*(D+H), G = 1/3/4 for RNN/GRU/LSTM; a training step counts 3x.
 
-Timing: each row builds both models on the same weights and inputs, checks rnnkit against torch
-(1e-4 relative), warms both up, then alternates blocks of torch calls and rnnkit calls (about
-50 ms each, the first library alternating) until both have a time budget and a minimum count of
-calls; the reported time is the median of the single-call times. So each ratio is measured side
-by side, in one process, at one time.
+Timing: each row builds the models on the same weights and inputs, checks rnnkit and ONNX
+Runtime against torch (1e-4 relative), warms them up, then runs blocks of each library's calls
+in turn (about 50 ms each, the order reversed every round) until all have a time budget and a
+minimum count of calls; the reported time is the median of the single-call times. So each ratio
+is measured side by side, in one process, at one time.
 
     python bench/compare.py                      # all cores
     python bench/compare.py --both-threads --markdown > table.md
@@ -176,7 +181,7 @@ def measure_row(row: rnnbench.Row, threads: int, args) -> Dict[str, object]:
     """
     pair = rnnbench.Pair(row, threads)
     errs = pair.check()
-    steps = {lib: pair.step(lib) for lib in rnnbench.LIBS}
+    steps = {lib: pair.step(lib) for lib in pair.libs}
     best: Optional[Dict[str, object]] = None
     for _ in range(1 + max(0, args.retries)):
         busy0, own0, wall0 = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
@@ -185,7 +190,7 @@ def measure_row(row: rnnbench.Row, threads: int, args) -> Dict[str, object]:
         other = None
         if busy0 is not None and busy1 is not None:
             other = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9)
-        res = dict(row=row, threads=threads, torch_s=med["torch"], rnnkit_s=med["rnnkit"],
+        res = dict(row=row, threads=threads, torch_s=med["torch"], rnnkit_s=med["rnnkit"], ort_s=med.get("ort"),
                    max_err=max(errs.values()), other=other)
         if best is None or (other is not None and other < best["other"]):
             best = res
@@ -201,6 +206,13 @@ def measure_row(row: rnnbench.Row, threads: int, args) -> Dict[str, object]:
 def machine_facts() -> Dict[str, str]:
     import rnnkit
     import torch
+
+    try:
+        import onnxruntime
+
+        ort_version = f"onnxruntime {onnxruntime.__version__}"
+    except ImportError:
+        ort_version = "onnxruntime not installed"
 
     cpu, family, model, flags = platform.processor() or "unknown", "?", "?", set()
     try:
@@ -218,6 +230,7 @@ def machine_facts() -> Dict[str, str]:
         cores=str(rnnbench.all_cores()),
         rnnkit=f"rnnkit {cfg.get('version', '?')}, SIMD {cfg.get('simd', '?')}, Eigen {cfg.get('eigen_version', '?')}",
         torch=f"torch {torch.__version__}",
+        ort=ort_version,
         numpy=f"numpy {np.__version__}",
         python=f"Python {platform.python_version()}",
         date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -242,9 +255,10 @@ def sgemm_line(sgemm: Dict[int, Dict[str, object]]) -> str:
 
 
 # ------------------------------------------------------------------------------- table
-COLUMNS = ("cell", "mode", "B", "T", "D", "H", "threads", "torch ms", "rnnkit ms", "torch/rnnkit",
-           "rnnkit GFLOP/s", "of sgemm", "set")
-RIGHT = {"B", "T", "D", "H", "threads", "torch ms", "rnnkit ms", "torch/rnnkit", "rnnkit GFLOP/s", "of sgemm"}
+COLUMNS = ("cell", "mode", "B", "T", "D", "H", "threads", "torch ms", "ORT ms", "rnnkit ms", "torch/rnnkit",
+           "ORT/rnnkit", "rnnkit GFLOP/s", "of sgemm", "set")
+RIGHT = {"B", "T", "D", "H", "threads", "torch ms", "ORT ms", "rnnkit ms", "torch/rnnkit", "ORT/rnnkit",
+         "rnnkit GFLOP/s", "of sgemm"}
 
 
 def fmt_ms(seconds: float) -> str:
@@ -256,10 +270,13 @@ def table_cells(res: Dict[str, object], sgemm: Dict[int, Dict[str, object]]) -> 
     row: rnnbench.Row = res["row"]
     gflops = row.gflop / res["rnnkit_s"]
     peak = sgemm.get(res["threads"], {}).get("gflops")
+    noisy = "*" if res.get("noisy") else ""
+    ort_s = res.get("ort_s")
     return [
         "RNN-tanh" if row.cell == "rnn" else row.cell.upper(), row.mode,
         str(row.B), str(row.T), str(row.D), str(row.H), str(res["threads"]),
-        fmt_ms(res["torch_s"]), fmt_ms(res["rnnkit_s"]), f"{res['torch_s'] / res['rnnkit_s']:.2f}x" + ("*" if res.get("noisy") else ""),
+        fmt_ms(res["torch_s"]), "-" if ort_s is None else fmt_ms(ort_s), fmt_ms(res["rnnkit_s"]),
+        f"{res['torch_s'] / res['rnnkit_s']:.2f}x{noisy}", "-" if ort_s is None else f"{ort_s / res['rnnkit_s']:.2f}x{noisy}",
         f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%" if peak else "?",
         "" if row.source == "grid" else row.source.replace("deepbench:", "DeepBench "),
     ]
@@ -343,7 +360,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             res["noisy"] = res["other"] is not None and res["other"] > args.noise
             results.append(res)
             other = "?" if res["other"] is None else f"{res['other']:.2f}"
-            log(f"[{i + 1}/{len(rows)}] {row.id} threads={t}: torch {fmt_ms(res['torch_s'])} ms, "
+            ort_ms = "" if res["ort_s"] is None else f"ORT {fmt_ms(res['ort_s'])} ms, "
+            log(f"[{i + 1}/{len(rows)}] {row.id} threads={t}: torch {fmt_ms(res['torch_s'])} ms, {ort_ms}"
                 f"rnnkit {fmt_ms(res['rnnkit_s'])} ms (max rel err {res['max_err']:.1e}; "
                 f"other processes {other} cores{', NOISY' if res['noisy'] else ''})")
     elapsed = time.perf_counter() - t_start
@@ -358,16 +376,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = render(results, sgemm, args.markdown)
     if args.markdown:
         f = machine_facts()
-        print(f"## rnnkit vs PyTorch, {f['date']}\n")
+        print(f"## rnnkit vs PyTorch and ONNX Runtime, {f['date']}\n")
         print(f"- Machine: {f['cpu']}, {f['cores']} cores; {f['python']}")
-        print(f"- Libraries: {f['rnnkit']}; {f['torch']}; {f['numpy']}")
+        print(f"- Libraries: {f['rnnkit']}; {f['torch']}; {f['ort']}; {f['numpy']}")
         print(f"- {sgemm_line(sgemm)}")
         print(f"- Load average (1, 5, 15 min) at start: {load_start}; at end: {loadavg()}; "
               f"{elapsed:.0f} s of measuring (the end figure includes this run's own threads)")
-        print("- Each row: both libraries on the same weights and inputs, float32, seq-major, same thread count, "
-              "rnnkit checked against torch (1e-4 relative) first; time = median of single calls, torch and "
-              "rnnkit calls interleaved in alternating blocks, so **ratios are measured side by side in one run**.")
-        print("- torch/rnnkit > 1: rnnkit is faster. GFLOP/s counts 2*B*T*G*H*(D+H) per forward "
+        print("- Each row: the libraries on the same weights and inputs, float32, seq-major, same thread count, "
+              "rnnkit and ONNX Runtime checked against torch (1e-4 relative) first; time = median of single calls, "
+              "the libraries' calls interleaved in blocks whose order reverses every round, so **ratios are "
+              "measured side by side in one run**.")
+        print("- ONNX Runtime (inference rows): the rnnkit layer exported by rnnkit.onnx.export, CPU provider, "
+              "intra_op_num_threads = threads, inter_op_num_threads = 1, all graph optimisations (ORT_ENABLE_ALL).")
+        print("- torch/rnnkit, ORT/rnnkit > 1: rnnkit is faster. GFLOP/s counts 2*B*T*G*H*(D+H) per forward "
               "(G = 1/3/4 for RNN/GRU/LSTM), 3x for a training step (forward, backward incl. dL/dx, SGD update).")
         print(f"- {noise_line}")
         if args.quick:
@@ -378,6 +399,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(sgemm_line(sgemm))
         print(noise_line)
         print(table)
+    if not rnnbench.ort_available():
+        print(f"No ONNX Runtime column: {rnnbench.ORT_MISSING_REASON}", file=sys.stderr)
     return 0
 
 

@@ -1,16 +1,19 @@
 """Shared pieces of rnnkit's benchmarks: the grid of rows, FLOP counts, and paired models.
 
 Used by ``conftest.py`` / ``test_bench_rnn.py`` (pytest-benchmark) and by ``compare.py``
-(one side-by-side table). Nothing here imports torch or rnnkit at import time.
+(one side-by-side table). Nothing here imports torch, onnxruntime or rnnkit at import time.
 
 A *row* is one (cell, mode, B, T, D, H) problem. A :class:`Pair` holds an rnnkit layer and a
 ``torch.nn`` layer with the same weights (rnnkit's ``state_dict`` loaded into torch), the same
-inputs ``x`` (T, B, D) and the same upstream gradient ``G`` (T, B, H), and hands out the two
+inputs ``x`` (T, B, D) and the same upstream gradient ``G`` (T, B, H), and hands out the
 steps to time:
 
 * ``inference``: one forward of the whole batch (torch under ``no_grad``), float32, seq-major;
+  also ONNX Runtime running the layer exported by ``rnnkit.onnx.export`` (CPU provider,
+  ``intra_op_num_threads`` = the row's threads, all graph optimisations) where onnxruntime
+  and onnx are installed;
 * ``train``: forward, backward of ``loss = sum(out * G)`` (which includes dL/dx on both sides,
-  since rnnkit always returns it), and an SGD update of every parameter.
+  since rnnkit always returns it), and an SGD update of every parameter (torch and rnnkit).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 CELLS: Tuple[str, ...] = ("rnn", "lstm", "gru")  # "rnn" is the tanh RNN
 GATES: Dict[str, int] = {"rnn": 1, "gru": 3, "lstm": 4}
 MODES: Tuple[str, ...] = ("inference", "train")
-LIBS: Tuple[str, ...] = ("torch", "rnnkit")
+LIBS: Tuple[str, ...] = ("torch", "rnnkit", "ort")  # "ort": ONNX Runtime, inference rows only
 
 #: Relative (norm-inf) tolerance of the parity check run once per row before timing.
 PARITY_RTOL = 1e-4
@@ -37,6 +40,7 @@ TORCH_MISSING_REASON = (
     "torch is not installed: the benchmarks time rnnkit against PyTorch and check parity with it "
     "(pip install '.[bench]')"
 )
+ORT_MISSING_REASON = "onnxruntime or onnx is not installed: the ONNX Runtime column needs both (pip install '.[onnx]')"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,32 @@ def all_cores() -> int:
         return os.cpu_count() or 1
 
 
+def ort_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def libs_for(row: Row) -> Tuple[str, ...]:
+    """The libraries timed on ``row``: ONNX Runtime runs inference only."""
+    return tuple(lib for lib in LIBS if lib != "ort" or row.mode == "inference")
+
+
+def ort_session(model, threads: int):
+    """An ONNX Runtime session for an ``onnx.ModelProto``: CPU, ``threads`` intra-op threads, all optimisations."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
 def rel_err(actual, expected) -> float:
     """max|a - e| / max|e| (norm-inf relative error), inf when a has non-finite values."""
     a = np.asarray(actual, dtype=np.float64)
@@ -122,6 +152,9 @@ def rel_err(actual, expected) -> float:
 
 class Pair:
     """An rnnkit layer and a torch layer with the same weights, inputs and thread count.
+
+    For an inference row, ``ort`` is also an ONNX Runtime session on the rnnkit layer's ONNX
+    export where onnxruntime is installed (else None); :attr:`libs` lists what can be timed.
 
     ``torch.set_num_threads`` is process-wide: :meth:`use_threads` sets it for this pair; call it
     again after another pair changed it.
@@ -154,6 +187,13 @@ class Pair:
         self.xt_grad = torch.from_numpy(self.x.copy()).requires_grad_(True)  # training input
         self.Gt = torch.from_numpy(self.G)
         self.tparams = list(self.tm.parameters())
+        self.ort = None
+        if row.mode == "inference" and ort_available():
+            import rnnkit.onnx
+
+            self.ort = ort_session(rnnkit.onnx.export(self.m), threads)
+            self._ort_feeds = {"input": self.x}
+        self.libs = tuple(lib for lib in libs_for(row) if lib != "ort" or self.ort is not None)
         self.use_threads()
 
     def use_threads(self) -> None:
@@ -181,6 +221,10 @@ class Pair:
         t_h = t_st[0] if self.row.cell == "lstm" else t_st
         errs["out"] = rel_err(out, t_out.detach().numpy())
         errs["h_n"] = rel_err(h_n, t_h.detach().numpy())
+        if self.ort is not None:
+            o_out, o_h = self.ort.run(["output", "h_n"], self._ort_feeds)
+            errs["ort out"] = rel_err(o_out, t_out.numpy())
+            errs["ort h_n"] = rel_err(o_h, t_h.numpy())
         if train:
             grad_x, _ = self.m.backward(self.G)
             self.tm.zero_grad(set_to_none=True)
@@ -199,9 +243,9 @@ class Pair:
 
     # ------------------------------------------------------------------- steps
     def step(self, lib: str) -> Callable[[], None]:
-        """The zero-argument callable to time for ``lib`` ("torch" or "rnnkit") on this row."""
-        if lib not in LIBS:
-            raise ValueError(f"lib must be one of {LIBS}, got {lib!r}")
+        """The zero-argument callable to time for ``lib`` (one of :attr:`libs`) on this row."""
+        if lib not in self.libs:
+            raise ValueError(f"lib must be one of {self.libs} on row {self.row.id}, got {lib!r}")
         name = f"_{lib}_{self.row.mode}"
         return getattr(self, name)
 
@@ -211,6 +255,9 @@ class Pair:
 
     def _rnnkit_inference(self) -> None:
         self.m.forward(self.x)
+
+    def _ort_inference(self) -> None:
+        self.ort.run(None, self._ort_feeds)
 
     def _torch_train(self) -> None:
         torch = self._torch

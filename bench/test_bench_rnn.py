@@ -1,9 +1,11 @@
-"""rnnkit against PyTorch, side by side: RNN (tanh), LSTM and GRU, inference and training step.
+"""rnnkit against PyTorch and ONNX Runtime, side by side: RNN (tanh), LSTM and GRU, inference and training step.
 
-Each row (cell, mode, B, T, D, H) is one pytest-benchmark group holding two benchmarks, torch
-and rnnkit, run on the same weights, inputs and thread count. Before a row is timed its rnnkit
-forward (and, for a training row, its gradients) is checked against torch within 1e-4 relative,
-so the suite cannot time wrong code. ``extra_info`` carries the row's GFLOP count.
+Each row (cell, mode, B, T, D, H) is one pytest-benchmark group holding the benchmarks torch
+and rnnkit, plus ort (ONNX Runtime on the rnnkit layer's ONNX export) for inference rows, run
+on the same weights, inputs and thread count. Before a row is timed its rnnkit forward (and,
+for a training row, its gradients) and ONNX Runtime's outputs are checked against torch within
+1e-4 relative, so the suite cannot time wrong code. ``extra_info`` carries the row's GFLOP
+count. The ort benchmarks skip when onnxruntime (or onnx) is not installed.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import rnnbench
 torch = pytest.importorskip("torch", reason=rnnbench.TORCH_MISSING_REASON)
 pytest.importorskip("pytest_benchmark", reason="pytest-benchmark is not installed (pip install '.[bench]')")
 
-ROWS = rnnbench.all_rows()
+CASES = [(row, lib) for row in rnnbench.all_rows() for lib in rnnbench.libs_for(row)]
 
 
-@pytest.mark.parametrize("lib", rnnbench.LIBS)
-@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+@pytest.mark.parametrize("row,lib", CASES, ids=[f"{row.id}-{lib}" for row, lib in CASES])
 def test_bench(benchmark, row, lib, quick, bench_threads, pair_cache):
+    if lib == "ort" and not rnnbench.ort_available():
+        pytest.skip(rnnbench.ORT_MISSING_REASON)
     run_row = row.quick() if quick else row
     pair = pair_cache.get(run_row, bench_threads)
     step = pair.step(lib)
