@@ -9,6 +9,7 @@ its estimator checks and work in pipelines, searches and cross-validation.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -125,22 +126,8 @@ class _RNNBase(_Base):
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
-        def choice(name: str, options: Any) -> None:
-            if getattr(self, name) not in options:
-                raise ValueError(f"{name} must be one of {sorted(options)!r}, got {getattr(self, name)!r}")
-
-        def number(name: str, low: float, high: float = math.inf, integer: bool = False,
-                   low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and none_ok:
-                return
-            kind = numbers.Integral if integer else numbers.Real
-            if isinstance(v, bool) or not isinstance(v, kind):
-                raise TypeError(f"{name} must be {'an integer' if integer else 'a real number'}, got {v!r}")
-            ok_low = v > low if low_open else v >= low
-            ok_high = v < high if high_open else v <= high
-            if not (ok_low and ok_high and not (isinstance(v, float) and math.isnan(v))):
-                raise ValueError(f"{name} must lie in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, got {v!r}")
+        choice = functools.partial(_check_choice, self)
+        number = functools.partial(_check_number, self)
 
         choice("cell", _CELLS)
         choice("output", ("last", "sequence"))
@@ -199,28 +186,21 @@ class _RNNBase(_Base):
 
     # ------------------------------------------------------------------ model
     def _rng(self) -> np.random.Generator:
-        if isinstance(self.random_state, np.random.Generator):
-            return self.random_state
-        if isinstance(self.random_state, np.random.RandomState):
-            return np.random.default_rng(self.random_state.randint(0, 2**31 - 1))
-        return np.random.default_rng(self.random_state)
+        return _make_rng(self.random_state)
+
+    def _model_spec(self, n_outputs: int) -> Any:
+        """The compiled model's spec (subclasses reading token ids add a vocabulary)."""
+        rnn_spec = core.LayerSpec(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
+                                  bool(self.bidirectional), True)
+        return core.ModelSpec(rnn_spec, n_outputs, self._loss, "last" if self.output == "last" else "sequence")
 
     def _build(self, n_outputs: int, rng: np.random.Generator) -> None:
         """Create the model spec and draw initial parameters (PyTorch's default schemes)."""
         self.dtype_ = np.dtype(self.dtype)
-        rnn_spec = core.LayerSpec(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
-                                  bool(self.bidirectional), True)
-        readout = "last" if self.output == "last" else "sequence"
-        self._spec = core.ModelSpec(rnn_spec, n_outputs, self._loss, readout)
+        self._spec = self._model_spec(n_outputs)
         self._n_outputs = n_outputs
-        flat = _aligned_zeros(self._spec.param_count, self.dtype_)
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        head = self._spec.head_offset
-        flat[:head] = rng.uniform(-bound, bound, head)
-        head_bound = 1.0 / math.sqrt(self._spec.features)  # nn.Linear's default
-        flat[head:] = rng.uniform(-head_bound, head_bound, flat.size - head)
-        self._params_flat = flat
-        self._grads_flat = _aligned_zeros(flat.size, self.dtype_)
+        self._params_flat = _init_params(self._spec, self.hidden_size, self.dtype_, rng)
+        self._grads_flat = _aligned_zeros(self._params_flat.size, self.dtype_)
         self._optimizer_state: Optional[dict] = None
         self.loss_curve_: list[float] = []
         self.validation_scores_: list[float] = []
@@ -309,9 +289,10 @@ class _RNNBase(_Base):
         val_seqs = Sequences(seqs.x[val_idx], None if lengths_all is None else lengths_all[val_idx], seqs.kind)
 
         opt = self._make_optimizer()
-        run = getattr(core, f"model_loss_and_grad_{self.dtype_.name}")
+        step = _BatchStep(self._spec, self._params_flat, self._grads_flat, opt, dropout=float(self.dropout),
+                          clip_norm=self.clip_norm, clip_value=self.clip_value, n_threads=self._threads(),
+                          diverged=self._divergence_message)
         labels = self._loss == "cross_entropy"
-        backup = np.empty_like(self._params_flat)
         best_params = self._params_flat.copy() if early else None
         epochs = 1 if incremental else int(self.max_epochs)
         bar = _progress(epochs, self.verbose)
@@ -328,19 +309,7 @@ class _RNNBase(_Base):
                     lb = None if lengths_all is None else np.ascontiguousarray(lengths_all[idx])
                     tb = np.ascontiguousarray(targets[idx][:, :steps] if self.output == "sequence" else targets[idx])
                     key = int(rng.integers(0, 2**63 - 1)) if self.dropout > 0 else 0
-                    loss = run(self._spec, self._params_flat, xb, lb, tb if labels else None,
-                               None if labels else tb, self._grads_flat, float(self.dropout), key, self._threads())
-                    if not math.isfinite(loss):
-                        raise ValueError(self._divergence_message())
-                    if self.clip_value is not None:
-                        clip_grad_value(self._grads_flat, float(self.clip_value))
-                    if self.clip_norm is not None:
-                        clip_grad_norm(self._grads_flat, float(self.clip_norm))
-                    backup[...] = self._params_flat
-                    opt.step()
-                    if not np.isfinite(self._params_flat).all():
-                        self._params_flat[...] = backup
-                        raise ValueError(self._divergence_message())
+                    loss = step(xb, lb, tb if labels else None, None if labels else tb, key)
                     total += loss * idx.size
                 self.n_iter_ += 1
                 self.t_ += order.size
@@ -360,12 +329,7 @@ class _RNNBase(_Base):
                     self._best_loss = min(self._best_loss, epoch_loss)
                 self._no_improvement = 0 if improved else self._no_improvement + 1
                 if self.verbose:
-                    message += f", {time.perf_counter() - start_time:.2f} s"
-                    if bar is not None:
-                        bar.set_postfix_str(message)
-                        bar.update(1)
-                    else:
-                        print(message, flush=True)
+                    _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.2f} s", advance=1)
                 if not incremental and self._no_improvement > self.n_iter_no_change:
                     stopped_early = True
                     break
@@ -378,12 +342,7 @@ class _RNNBase(_Base):
                         stacklevel=3,
                     )
         except KeyboardInterrupt:
-            warnings.warn(
-                f"{type(self).__name__}: training interrupted after {self.n_iter_} epoch(s); "
-                "keeping the best weights so far.",
-                UserWarning,
-                stacklevel=3,
-            )
+            _warn_interrupted(self, stacklevel=4)
         finally:
             if bar is not None:
                 bar.close()
@@ -426,7 +385,7 @@ class _RNNBase(_Base):
         self._check_fitted()
         off, f, k = self._spec.head_offset, self._spec.features, self._n_outputs
         return {"weight": self._params_flat[off : off + k * f].reshape(k, f).copy(),
-                "bias": self._params_flat[off + k * f :].copy()}
+                "bias": self._params_flat[off + k * f : off + k * f + k].copy()}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -437,10 +396,7 @@ class _RNNBase(_Base):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if "_params_flat" in state:
-            rnn_spec = core.LayerSpec(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
-                                      bool(self.bidirectional), True)
-            self._spec = core.ModelSpec(rnn_spec, self._n_outputs, self._loss,
-                                        "last" if self.output == "last" else "sequence")
+            self._spec = self._model_spec(self._n_outputs)
             flat = _aligned_zeros(self._params_flat.size, self._params_flat.dtype)
             flat[...] = self._params_flat
             self._params_flat = flat
@@ -453,15 +409,165 @@ class _RNNBase(_Base):
         save(self, path)
 
 
-def _progress(total: int, verbose: int) -> Any:
-    """A tqdm progress bar when verbose, tqdm is installed and stderr is a terminal."""
+# ---------------------------------------------------------------------- parameter checks
+def _check_choice(model: Any, name: str, options: Any) -> None:
+    """ValueError unless ``model.<name>`` is one of ``options``."""
+    if getattr(model, name) not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)!r}, got {getattr(model, name)!r}")
+
+
+def _check_number(model: Any, name: str, low: float, high: float = math.inf, integer: bool = False,
+                  low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> None:
+    """TypeError / ValueError unless ``model.<name>`` is a number (an integer) in the given range."""
+    v = getattr(model, name)
+    if v is None and none_ok:
+        return
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(v, bool) or not isinstance(v, kind):
+        raise TypeError(f"{name} must be {'an integer' if integer else 'a real number'}, got {v!r}")
+    ok_low = v > low if low_open else v >= low
+    ok_high = v < high if high_open else v <= high
+    if not (ok_low and ok_high and not (isinstance(v, float) and math.isnan(v))):
+        raise ValueError(f"{name} must lie in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, got {v!r}")
+
+
+# ---------------------------------------------------------------------- training pieces
+# Shared with the models built directly on the compiled model (rnnkit.text).
+def _make_rng(random_state: Any) -> np.random.Generator:
+    """The generator for ``random_state``: None, an int, a Generator (used as is) or a RandomState."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    return np.random.default_rng(random_state)
+
+
+def _init_params(spec: Any, hidden_size: int, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
+    """A new aligned parameter buffer for ``spec``, drawn like PyTorch's defaults.
+
+    The stack uniform in ±1/sqrt(hidden_size), the head uniform in ±1/sqrt(features)
+    (``nn.Linear``), the embedding table (if any) standard normal (``nn.Embedding``).
+    """
+    flat = _aligned_zeros(spec.param_count, dtype)
+    head, embedding = spec.head_offset, spec.embedding_offset
+    bound = 1.0 / math.sqrt(hidden_size)
+    flat[:head] = rng.uniform(-bound, bound, head)
+    head_bound = 1.0 / math.sqrt(spec.features)
+    flat[head:embedding] = rng.uniform(-head_bound, head_bound, embedding - head)
+    flat[embedding:] = rng.standard_normal(flat.size - embedding)
+    return flat
+
+
+class _BatchStep:
+    """One training step of a compiled model: loss and gradients in C++, clipping, optimizer step.
+
+    A step whose loss or resulting weights are not finite is undone and raises ValueError
+    with ``diverged()``'s message.
+    """
+
+    def __init__(self, spec: Any, params: np.ndarray, grads: np.ndarray, opt: optim.Optimizer, *,
+                 dropout: float, clip_norm: Optional[float], clip_value: Optional[float], n_threads: int,
+                 diverged: Any) -> None:
+        self.spec, self.params, self.grads, self.opt = spec, params, grads, opt
+        self.dropout, self.clip_norm, self.clip_value, self.n_threads = dropout, clip_norm, clip_value, n_threads
+        self.diverged = diverged
+        self.run = getattr(core, f"model_loss_and_grad_{params.dtype.name}")
+        self.backup = np.empty_like(params)
+
+    def __call__(self, x: np.ndarray, lengths: Optional[np.ndarray], labels: Optional[np.ndarray],
+                 values: Optional[np.ndarray], key: int) -> float:
+        """Train on one batch; returns its mean loss (before the step)."""
+        loss = self.run(self.spec, self.params, x, lengths, labels, values, self.grads, self.dropout, key,
+                        self.n_threads)
+        if not math.isfinite(loss):
+            raise ValueError(self.diverged())
+        if self.clip_value is not None:
+            clip_grad_value(self.grads, float(self.clip_value))
+        if self.clip_norm is not None:
+            clip_grad_norm(self.grads, float(self.clip_norm))
+        self.backup[...] = self.params
+        self.opt.step()
+        if not np.isfinite(self.params).all():
+            self.params[...] = self.backup
+            raise ValueError(self.diverged())
+        return loss
+
+
+def _progress(total: int, verbose: int, unit: str = "epoch") -> Any:
+    """A progress bar on stderr when verbose and stderr is a terminal: tqdm's where it is installed."""
     if not verbose or not sys.stderr.isatty():
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return None
-    return tqdm(total=total, unit="epoch", leave=False)
+        return _Bar(total, unit)
+    return tqdm(total=total, unit=unit, leave=False)
+
+
+class _Bar:
+    """A minimal stand-in for the part of tqdm's interface used here (no dependency needed)."""
+
+    def __init__(self, total: int, unit: str) -> None:
+        self.total, self.unit, self.n, self.postfix = max(1, total), unit, 0, ""
+        self.start = self.shown = time.perf_counter()
+        self._draw()
+
+    def _draw(self) -> None:
+        import shutil
+
+        width = shutil.get_terminal_size((80, 24)).columns - 1
+        frac = min(1.0, self.n / self.total)
+        rate = self.n / max(time.perf_counter() - self.start, 1e-9)
+        head = f"{100 * frac:3.0f}% |"
+        tail = f"| {self.n}/{self.total} [{rate:.1f} {self.unit}/s{', ' + self.postfix if self.postfix else ''}]"
+        cells = max(0, min(30, width - len(head) - len(tail)))
+        line = head + "#" * int(frac * cells) + " " * (cells - int(frac * cells)) + tail
+        sys.stderr.write("\r" + line[:width].ljust(width))
+        sys.stderr.flush()
+        self.shown = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.perf_counter() - self.shown >= 0.1 or self.n >= self.total:
+            self._draw()
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        self.postfix = s
+        if refresh:
+            self._draw()
+
+    def write(self, message: str, file: Any = None) -> None:
+        self._clear()
+        print(message, file=file or sys.stdout, flush=True)
+        self._draw()
+
+    def _clear(self) -> None:
+        import shutil
+
+        sys.stderr.write("\r" + " " * (shutil.get_terminal_size((80, 24)).columns - 1) + "\r")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        self._clear()
+
+
+def _report_epoch(bar: Any, message: str, advance: int = 0, keep: bool = False) -> None:
+    """Show an epoch's summary: on the progress bar (``keep``: also as a line above it), or as a printed line."""
+    if bar is None:
+        print(message, flush=True)
+        return
+    if keep:
+        bar.write(message, file=sys.stdout)
+    bar.set_postfix_str(message)
+    bar.update(advance)
+
+
+def _warn_interrupted(model: Any, stacklevel: int) -> None:
+    warnings.warn(
+        f"{type(model).__name__}: training interrupted after {model.n_iter_} epoch(s); keeping the best weights so far.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
 
 
 class RNNClassifier(_RNNBase):

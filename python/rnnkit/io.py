@@ -55,13 +55,22 @@ def save(estimator: Any, path: PathLike) -> None:
     ``_export() -> (meta, arrays)`` and a classmethod ``_import(meta, arrays)``, and are
     recorded under their dotted class name inside the ``rnnkit`` package.
     """
-    from .estimators import RNNClassifier, RNNRegressor
-
     if hasattr(estimator, "_export") and hasattr(type(estimator), "_import"):
         meta, arrays = estimator._export()
         cls = type(estimator)
         _write(path, {"class": f"{cls.__module__}:{cls.__qualname__}", **meta}, arrays)
         return
+    _write(path, *estimator_payload(estimator))
+
+
+def estimator_payload(estimator: Any) -> tuple:
+    """``(meta, arrays)`` for a fitted RNNClassifier / RNNRegressor: what :func:`save` writes.
+
+    Models built on an estimator can store it inside their own ``_export`` with this and
+    rebuild it in ``_import`` with :func:`restore_estimator`.
+    """
+    from .estimators import RNNClassifier, RNNRegressor
+
     if not isinstance(estimator, (RNNClassifier, RNNRegressor)):
         raise TypeError(f"save() takes a fitted RNNClassifier or RNNRegressor, got {type(estimator).__name__}")
     estimator._check_fitted()
@@ -98,7 +107,7 @@ def save(estimator: Any, path: PathLike) -> None:
         "params": {k: _json_value(v) for k, v in params.items()},
         "fitted": fitted,
     }
-    _write(path, meta, arrays)
+    return meta, arrays
 
 
 def load(path: PathLike) -> Any:
@@ -138,6 +147,13 @@ def load(path: PathLike) -> Any:
         return _restore(meta, contents, path)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: damaged rnnkit model file ({type(exc).__name__}: {exc})") from exc
+
+
+def restore_estimator(meta: dict, arrays: dict, path: PathLike = "<model>") -> Any:
+    """Rebuild an RNNClassifier / RNNRegressor from :func:`estimator_payload`'s ``(meta, arrays)``."""
+    if not (isinstance(meta.get("class"), str) and meta["class"] in ("RNNClassifier", "RNNRegressor")):
+        raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
+    return _restore(meta, arrays, path)
 
 
 def _restore(meta: dict, contents: dict, path: PathLike) -> Any:

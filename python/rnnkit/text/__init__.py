@@ -1,0 +1,13 @@
+"""Text: :class:`Tokenizer`, :class:`LanguageModel` (next word / next character) and :class:`TextClassifier`.
+
+>>> from rnnkit.text import LanguageModel, TextClassifier
+>>> lm = LanguageModel(max_epochs=5, random_state=0).fit(texts)              # doctest: +SKIP
+>>> lm.predict_next("the value of", k=5)                                      # doctest: +SKIP
+>>> lm.generate("the value of", length=20, temperature=0.8, seed=0)           # doctest: +SKIP
+>>> TextClassifier(random_state=0).fit(train_texts, labels).predict(["..."])  # doctest: +SKIP
+"""
+
+from .models import LanguageModel, TextClassifier
+from .tokenizer import Tokenizer
+
+__all__ = ["LanguageModel", "TextClassifier", "Tokenizer"]

@@ -1,0 +1,644 @@
+"""Task-level text models: :class:`LanguageModel` and :class:`TextClassifier`.
+
+Both read token ids through an embedding table that the compiled model trains together with
+the recurrent stack and the softmax head: each mini-batch is one C++ call (embedding lookup,
+forward, loss, BPTT, embedding gradients), followed by gradient clipping and a fused Adam
+step over the single flat parameter buffer.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import time
+from typing import Any, Iterable, Optional, Union
+
+import numpy as np
+
+from .. import optim
+from .._backend import core
+from .._sequences import Sequences
+from ..estimators import (
+    _CELLS,
+    RNNClassifier,
+    _Base,
+    _BatchStep,
+    _check_choice,
+    _check_number,
+    _init_params,
+    _make_rng,
+    _progress,
+    _report_epoch,
+    _warn_interrupted,
+)
+from ..exceptions import not_fitted_error
+from ..io import _json_value
+from ..layers import _aligned_zeros
+from .tokenizer import Tokenizer, check_texts
+
+Texts = Union[str, Iterable[str]]
+_PROBS_PER_CALL = 1 << 22  # probabilities (windows x steps x vocabulary) per prediction call
+
+
+# ---------------------------------------------------------------------- shared by both models
+class _TextModel:
+    """Tokenizer options, and model files holding the tokenizer next to the weights."""
+
+    _fitted_attributes: tuple = ()
+
+    def _make_tokenizer(self) -> Tokenizer:
+        tok = Tokenizer(level=self.level, max_vocab=self.max_vocab, min_freq=self.min_freq, lower=self.lower,
+                        punctuation=self.punctuation)
+        tok._validate_params()
+        return tok
+
+    def _threads(self) -> int:
+        return self.n_threads if self.n_threads is not None else core.default_threads()
+
+    def save(self, path: Any) -> None:
+        """Save the fitted model to ``path`` (npz + JSON, no pickle); read it with :func:`rnnkit.load`."""
+        from ..io import save
+
+        save(self, path)
+
+    def _export(self) -> tuple[dict, dict]:
+        """``(meta, arrays)`` for :func:`rnnkit.io.save`."""
+        self._check_fitted()
+        params = self.get_params()
+        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
+            params["random_state"] = None  # a generator object has no portable form
+        fitted = {k: _json_value(getattr(self, k)) for k in self._fitted_attributes if hasattr(self, k)}
+        meta = {"params": {k: _json_value(v) for k, v in params.items()}, "tokenizer": self.tokenizer_._state(),
+                "fitted": fitted}
+        return meta, {"params": np.asarray(self._params_flat)}
+
+    @classmethod
+    def _import(cls, meta: dict, arrays: dict) -> Any:
+        """Rebuild a model from :meth:`_export`'s output (as read back by :func:`rnnkit.load`)."""
+        model = cls(**meta["params"])
+        model._validate_params()
+        model.tokenizer_ = Tokenizer._from_state(meta["tokenizer"])
+        for key, value in meta["fitted"].items():
+            if key not in cls._fitted_attributes:
+                raise ValueError(f"unexpected attribute {key!r} in the model file")
+            setattr(model, key, value)
+        params = np.asarray(arrays["params"])
+        if params.dtype != np.float32 or params.ndim != 1 or not np.isfinite(params).all():
+            raise ValueError(f"damaged parameters (dtype {params.dtype}, shape {params.shape}; expected finite float32)")
+        model._restore_params(params)
+        if model._params_flat.size != model._spec.param_count:
+            raise ValueError(f"damaged parameters ({params.size} values, the model needs {model._spec.param_count})")
+        return model
+
+
+def _check_text_params(model: Any) -> None:
+    _check_choice(model, "cell", _CELLS)
+    _check_number(model, "embedding_dim", 1, integer=True)
+    model._make_tokenizer()  # validates the tokenizer options
+
+
+def _topk(p: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest entries of p, largest first (ties: lower id first)."""
+    return np.argsort(-p, kind="stable")[:k]
+
+
+# ---------------------------------------------------------------------- language model
+class LanguageModel(_TextModel, _Base):
+    """Next-word (or next-character) language model: embedding, LSTM/GRU/RNN stack, softmax.
+
+    Training cuts the concatenated token stream of the texts into windows of ``seq_len``
+    tokens and learns to predict each next token (truncated back-propagation through time
+    over each window). Every window starts from a zero state: no state is carried between
+    windows, so the windows of a batch can be drawn from anywhere in the text, and each epoch
+    starts them at a new random offset. Prediction and generation likewise read at most the
+    last ``seq_len`` tokens of the context.
+
+    Parameters
+    ----------
+    level : {"word", "char"}
+        Predict words (and punctuation marks) or characters.
+    cell : {"lstm", "gru", "rnn", "rnn_relu"}
+        Recurrent cell ("rnn" is tanh).
+    hidden_size : int
+        Hidden units per layer.
+    embedding_dim : int
+        Size of the learned token embeddings (the recurrent stack's input size).
+    num_layers : int
+        Stacked recurrent layers.
+    dropout : float
+        Dropout between recurrent layers during training (needs ``num_layers`` > 1).
+    max_epochs : int
+        Passes over the training text.
+    batch_size : int
+        Windows per mini-batch.
+    seq_len : int
+        Window length: the back-propagation-through-time horizon and the most context that
+        predictions use.
+    learning_rate : float
+        Adam's step size.
+    clip_norm : float or None
+        Clip the gradient's global L2 norm to this.
+    validation_fraction : float
+        Hold out this fraction of the token stream (its end) to report the validation
+        perplexity after each epoch; the weights of the best epoch are kept. 0 disables.
+    max_vocab : int or None
+        Vocabulary size limit (the unknown token included); rarer tokens become ``<unk>``.
+    min_freq : int
+        Tokens seen fewer times become ``<unk>``.
+    lower : bool
+        Lower-case the text.
+    punctuation : {"split", "strip", "keep"}
+        See :class:`Tokenizer`.
+    random_state : int, Generator or None
+        Seeds initialisation, window order and dropout; the same seed and thread count give
+        bit-identical models.
+    verbose : int
+        Report training: a progress bar over the batches in a terminal (with tqdm), else one
+        line per epoch.
+    n_threads : int or None
+        Threads for the C++ core (default: OpenMP's maximum).
+
+    Attributes
+    ----------
+    tokenizer_ : Tokenizer
+        The fitted tokenizer; ``len(tokenizer_)`` is the number of softmax outputs.
+    loss_curve_ : list of float
+        Mean training cross-entropy (nats per token) per epoch.
+    validation_perplexity_ : list of float
+        Perplexity on the held-out tail after each epoch (with ``validation_fraction`` > 0).
+    n_iter_ : int
+        Epochs run.
+    n_tokens_ : int
+        Tokens in the training stream.
+
+    Examples
+    --------
+    >>> lm = LanguageModel(max_epochs=5, random_state=0).fit(texts)      # doctest: +SKIP
+    >>> lm.predict_next("the return value of the", k=3)                  # doctest: +SKIP
+    [('function', 0.21), ('method', 0.08), ('call', 0.05)]
+    """
+
+    _fitted_attributes = ("loss_curve_", "validation_perplexity_", "best_validation_perplexity_", "n_iter_",
+                          "n_tokens_")
+
+    def __init__(
+        self,
+        level: str = "word",
+        cell: str = "lstm",
+        hidden_size: int = 256,
+        embedding_dim: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        max_epochs: int = 10,
+        batch_size: int = 32,
+        seq_len: int = 32,
+        learning_rate: float = 3e-3,
+        clip_norm: Optional[float] = 1.0,
+        validation_fraction: float = 0.0,
+        max_vocab: Optional[int] = 10000,
+        min_freq: int = 1,
+        lower: bool = True,
+        punctuation: str = "split",
+        random_state: Optional[int] = None,
+        verbose: int = 0,
+        n_threads: Optional[int] = None,
+    ) -> None:
+        self.level = level
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.learning_rate = learning_rate
+        self.clip_norm = clip_norm
+        self.validation_fraction = validation_fraction
+        self.max_vocab = max_vocab
+        self.min_freq = min_freq
+        self.lower = lower
+        self.punctuation = punctuation
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+
+    def _validate_params(self) -> None:
+        _check_text_params(self)
+        number = functools.partial(_check_number, self)
+        number("hidden_size", 1, integer=True)
+        number("num_layers", 1, integer=True)
+        number("dropout", 0.0, 1.0, high_open=True)
+        number("max_epochs", 1, integer=True)
+        number("batch_size", 1, integer=True)
+        number("seq_len", 1, integer=True)
+        number("learning_rate", 0.0, low_open=True)
+        number("clip_norm", 0.0, low_open=True, none_ok=True)
+        number("validation_fraction", 0.0, 1.0, high_open=True)
+        number("verbose", 0, integer=True)
+        number("n_threads", 1, integer=True, none_ok=True)
+        if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.Generator,
+                                                                                 np.random.RandomState)):
+            raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
+
+    # ------------------------------------------------------------------ model
+    def _make_spec(self) -> Any:
+        layer = core.LayerSpec(_CELLS[self.cell], int(self.embedding_dim), int(self.hidden_size),
+                               int(self.num_layers), False, True)
+        vocab = len(self.tokenizer_)
+        return core.ModelSpec(layer, vocab, "cross_entropy", "sequence", vocab)
+
+    def _restore_params(self, params: np.ndarray) -> None:
+        self._spec = self._make_spec()
+        self._params_flat = _aligned_zeros(params.size, np.dtype(np.float32))
+        self._params_flat[...] = params
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_params_flat")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted_error(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first.")
+
+    def _stream(self, texts: Texts) -> np.ndarray:
+        """The token ids of the texts, one after the other."""
+        parts = [self.tokenizer_.encode(t) for t in check_texts(texts, allow_str=True)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, texts: Texts, y: Any = None) -> "LanguageModel":
+        """Learn the vocabulary and train on ``texts`` (a list of strings, or one string).
+
+        The texts are tokenized and joined into one stream; a KeyboardInterrupt stops
+        training and keeps the weights learned so far.
+        """
+        self._validate_params()
+        texts = check_texts(texts, allow_str=True)
+        rng = _make_rng(self.random_state)
+        self.tokenizer_ = self._make_tokenizer().fit(texts)
+        ids = self._stream(texts)
+        n_val = int(round(ids.size * float(self.validation_fraction)))
+        train, held_out = (ids[: ids.size - n_val], ids[ids.size - n_val :]) if n_val else (ids, ids[:0])
+        if train.size < 2 or (n_val and held_out.size < 2):
+            raise ValueError(
+                f"texts: {ids.size} token(s) in all ({train.size} for training, {held_out.size} held out); at least 2 "
+                "are needed in each to learn to predict a next token"
+            )
+        self._spec = self._make_spec()
+        self._params_flat = _init_params(self._spec, int(self.hidden_size), np.dtype(np.float32), rng)
+        grads = _aligned_zeros(self._params_flat.size, np.dtype(np.float32))
+        opt = optim.Adam([(self._params_flat, grads)], lr=float(self.learning_rate))
+        step = _BatchStep(self._spec, self._params_flat, grads, opt, dropout=float(self.dropout),
+                          clip_norm=self.clip_norm, clip_value=None, n_threads=self._threads(),
+                          diverged=self._divergence_message)
+        self.n_tokens_ = int(train.size)
+        self.loss_curve_: list[float] = []
+        self.validation_perplexity_: list[float] = []
+        self.best_validation_perplexity_: Optional[float] = None
+        self.n_iter_ = 0
+        best = None
+        T, B = int(self.seq_len), int(self.batch_size)
+        epochs = int(self.max_epochs)
+        n_batches = math.ceil(math.ceil((train.size - 1) / T) / B)
+        bar = _progress(epochs * n_batches, self.verbose, unit="batch")
+        try:
+            for epoch in range(epochs):
+                start_time = time.perf_counter()
+                offset = int(rng.integers(0, T)) if epoch and train.size - 1 > T else 0
+                x, targets, lengths = _windows(train, T, offset)
+                order = rng.permutation(x.shape[0])
+                total, count = 0.0, 0
+                for b0 in range(0, order.size, B):
+                    idx = np.sort(order[b0 : b0 + B])
+                    lb = lengths[idx]
+                    steps = int(lb.max())
+                    key = int(rng.integers(0, 2**63 - 1)) if self.dropout > 0 else 0
+                    loss = step(np.ascontiguousarray(x[idx, :steps]), None if (lb == steps).all() else lb,
+                                np.ascontiguousarray(targets[idx, :steps]), None, key)
+                    total += loss * int(lb.sum())
+                    count += int(lb.sum())
+                    if bar is not None:
+                        bar.set_postfix_str(f"epoch {epoch + 1}, loss {total / count:.3f}", refresh=False)
+                        bar.update(1)
+                self.n_iter_ += 1
+                self.loss_curve_.append(total / count)
+                message = (f"Epoch {self.n_iter_}: loss {total / count:.4f} "
+                           f"(perplexity {math.exp(min(total / count, 700)):.1f})")
+                if n_val:
+                    ppl = self._perplexity_of(held_out)
+                    self.validation_perplexity_.append(ppl)
+                    message += f", validation perplexity {ppl:.1f}"
+                    if best is None or ppl < self.best_validation_perplexity_:
+                        self.best_validation_perplexity_ = ppl
+                        best = self._params_flat.copy()
+                if self.verbose:
+                    _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.1f} s", keep=True)
+        except KeyboardInterrupt:
+            _warn_interrupted(self, stacklevel=3)
+        finally:
+            if bar is not None:
+                bar.close()
+        if best is not None:
+            self._params_flat[...] = best
+        return self
+
+    def _divergence_message(self) -> str:
+        return (f"{type(self).__name__}: training diverged (the loss or the weights became NaN/Inf in epoch "
+                f"{self.n_iter_ + 1}); the weights from before that step are kept. Lower learning_rate or clip_norm.")
+
+    # ------------------------------------------------------------------ evaluation
+    def _probabilities(self, x: np.ndarray, lengths: Optional[np.ndarray] = None) -> np.ndarray:
+        return core.model_predict_float32(self._spec, self._params_flat, np.ascontiguousarray(x, dtype=np.int64),
+                                          lengths, self._threads())
+
+    def _perplexity_of(self, ids: np.ndarray) -> float:
+        nll, count = self._nll(ids)
+        if count == 0:
+            raise ValueError("perplexity needs texts of at least 2 tokens in all")
+        return math.exp(nll / count)
+
+    def _nll(self, ids: np.ndarray) -> tuple[float, int]:
+        """Summed negative log-likelihood (nats) of every token of ``ids`` after the first, and their count.
+
+        Windows of ``seq_len`` tokens overlap by half, so that every token but those at the
+        start is predicted from at least ``seq_len // 2`` tokens of context.
+        """
+        T = int(self.seq_len)
+        if ids.size < 2:
+            return 0.0, 0
+        stride = max(1, T // 2)
+        starts = [0]
+        while starts[-1] + T < ids.size - 1:
+            starts.append(starts[-1] + stride)
+        pos = np.asarray(starts)[:, None] + np.arange(T)[None, :]
+        lengths = np.minimum(T, ids.size - 1 - np.asarray(starts)).astype(np.int64)
+        x = ids[np.minimum(pos, ids.size - 1)]
+        y = ids[np.minimum(pos + 1, ids.size - 1)]
+        scored = np.arange(T)[None, :] < lengths[:, None]
+        scored[1:, : T - stride] = False  # already scored by the previous window
+        chunk = max(1, _PROBS_PER_CALL // (T * len(self.tokenizer_)))
+        total = 0.0
+        for c0 in range(0, x.shape[0], chunk):
+            sl = slice(c0, c0 + chunk)
+            lb = lengths[sl]
+            proba = self._probabilities(x[sl], None if (lb == T).all() else np.ascontiguousarray(lb))
+            p = np.take_along_axis(proba, y[sl][..., None], axis=-1)[..., 0]
+            total -= float(np.log(np.maximum(p[scored[sl]].astype(np.float64), 1e-30)).sum())
+        return total, int(scored.sum())
+
+    def perplexity(self, texts: Texts) -> float:
+        """exp(mean cross-entropy) of the next-token predictions over ``texts``.
+
+        The texts are joined as in :meth:`fit`; tokens outside the vocabulary count as the
+        unknown token (as usual for a closed vocabulary), so perplexities are comparable only
+        between models with the same vocabulary.
+        """
+        self._check_fitted()
+        return self._perplexity_of(self._stream(texts))
+
+    def score(self, texts: Texts, y: Any = None) -> float:
+        """Mean log-likelihood per token (nats; higher is better): ``-log(perplexity(texts))``."""
+        return -math.log(self.perplexity(texts))
+
+    # ------------------------------------------------------------------ prediction
+    def _context(self, prompt: str) -> list[int]:
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        ids = self.tokenizer_.encode(prompt)
+        if ids.size == 0:
+            raise ValueError(f"prompt {prompt!r} contains no tokens; give at least one {self.level}")
+        return ids.tolist()
+
+    def _next_distribution(self, context: list[int]) -> np.ndarray:
+        window = np.asarray(context[-int(self.seq_len):], dtype=np.int64)[None, :]
+        return self._probabilities(window)[0, -1].astype(np.float64)
+
+    def predict_next(self, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` most probable next tokens after ``prompt``, with their probabilities.
+
+        Returns
+        -------
+        list of (token, probability), most probable first. The unknown token ``<unk>`` can be
+        among them (it stands for every word outside the vocabulary).
+        """
+        self._check_fitted()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        p = self._next_distribution(self._context(prompt))
+        return [(self.tokenizer_.vocab_[i], float(p[i])) for i in _topk(p, int(k))]
+
+    def generate(self, prompt: str, length: int = 50, temperature: float = 1.0, top_k: Optional[int] = None,
+                 seed: Optional[int] = None) -> str:
+        """Sample ``length`` tokens after ``prompt``; returns the continuation only.
+
+        The continuation is formatted to be appended to the prompt (word level: it starts
+        with the separating space). The unknown token is never sampled.
+
+        Parameters
+        ----------
+        prompt : str
+            Context to continue (at least one token).
+        length : int
+            Tokens to generate.
+        temperature : float
+            Divides the log-probabilities: < 1 is more conservative, > 1 more varied; 0 picks
+            the most probable token every time (greedy decoding).
+        top_k : int or None
+            Sample only among the ``top_k`` most probable tokens.
+        seed : int or None
+            Seeds the sampling.
+        """
+        self._check_fitted()
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
+            raise ValueError(f"length must be a non-negative integer, got {length!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
+                or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+            raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+        rng = np.random.default_rng(seed)
+        context = self._context(prompt)
+        new: list[int] = []
+        for _ in range(int(length)):
+            p = self._next_distribution(context)
+            if p.size > 1:
+                p[0] = 0.0  # never emit <unk>
+            if top_k is not None:
+                p[_topk(p, p.size)[int(top_k):]] = 0.0
+            if temperature == 0:
+                token = int(_topk(p, 1)[0])
+            else:
+                with np.errstate(divide="ignore"):
+                    logits = np.log(p) / float(temperature)
+                logits -= logits.max()
+                w = np.exp(logits)
+                token = int(rng.choice(w.size, p=w / w.sum()))
+            new.append(token)
+            context.append(token)
+        return self.tokenizer_.decode(new, glue=True)
+
+
+def _windows(ids: np.ndarray, T: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Consecutive windows of ``ids`` from ``offset``: inputs and next-token targets, (n, T) each, and lengths.
+
+    The last window may be shorter (padded; its length says how much is real).
+    """
+    starts = np.arange(offset, ids.size - 1, T)
+    pos = starts[:, None] + np.arange(T)[None, :]
+    lengths = np.minimum(T, ids.size - 1 - starts).astype(np.int64)
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    x = np.where(valid, ids[np.minimum(pos, ids.size - 1)], 0)
+    y = np.where(valid, ids[np.minimum(pos + 1, ids.size - 1)], 0)
+    return x, y, lengths
+
+
+# ---------------------------------------------------------------------- classifier
+class TextClassifier(_TextModel, RNNClassifier):
+    """Text classifier: raw strings in, labels out (sentiment, topic, ...).
+
+    Each text is tokenized, its first ``max_length`` tokens are embedded and read by the
+    recurrent stack, and a softmax head classifies the final state (of both directions with
+    ``bidirectional``). It is an :class:`rnnkit.RNNClassifier` whose input is text: early
+    stopping, ``partial_fit``, ``warm_start`` and scikit-learn utilities work the same way.
+
+    Parameters
+    ----------
+    level, max_vocab, min_freq, lower, punctuation
+        Tokenizer options (see :class:`Tokenizer`); the vocabulary comes from the texts given
+        to the first ``fit``.
+    embedding_dim : int
+        Size of the learned token embeddings.
+    max_length : int or None
+        Tokens read per text (the first ones); None reads everything.
+    cell, hidden_size, num_layers, bidirectional, dropout, optimizer, learning_rate, momentum,
+    nesterov, weight_decay, batch_size, max_epochs, clip_norm, clip_value, early_stopping,
+    validation_fraction, n_iter_no_change, tol, warm_start, random_state, verbose, n_threads
+        As in :class:`rnnkit.RNNClassifier`.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    tokenizer_ : Tokenizer
+    loss_curve_, validation_scores_, n_iter_, rnn_, head_
+        As in :class:`rnnkit.RNNClassifier`.
+    """
+
+    output = "last"
+    dtype = "float32"
+    _fitted_attributes = ("loss_curve_", "validation_scores_", "n_iter_", "t_", "best_loss_",
+                          "best_validation_score_", "stopped_early_", "_best_loss", "_best_score",
+                          "_no_improvement", "_n_outputs", "_input_size", "_input_kind")
+
+    def __init__(
+        self,
+        level: str = "word",
+        cell: str = "lstm",
+        hidden_size: int = 64,
+        embedding_dim: int = 32,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        max_length: Optional[int] = 400,
+        max_vocab: Optional[int] = 20000,
+        min_freq: int = 1,
+        lower: bool = True,
+        punctuation: str = "split",
+        optimizer: str = "adam",
+        learning_rate: float = 3e-3,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        batch_size: int = 32,
+        max_epochs: int = 20,
+        clip_norm: Optional[float] = 1.0,
+        clip_value: Optional[float] = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 5,
+        tol: float = 1e-4,
+        warm_start: bool = False,
+        random_state: Optional[int] = None,
+        verbose: int = 0,
+        n_threads: Optional[int] = None,
+    ) -> None:
+        super().__init__(
+            cell=cell, hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
+            optimizer=optimizer, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+            weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, clip_norm=clip_norm,
+            clip_value=clip_value, early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
+            verbose=verbose, n_threads=n_threads,
+        )
+        del self.output, self.dtype  # fixed for text: the class attributes
+        self.level = level
+        self.embedding_dim = embedding_dim
+        self.max_length = max_length
+        self.max_vocab = max_vocab
+        self.min_freq = min_freq
+        self.lower = lower
+        self.punctuation = punctuation
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        _check_text_params(self)
+        _check_number(self, "max_length", 1, integer=True, none_ok=True)
+
+    # ------------------------------------------------------------------ hooks of RNNClassifier
+    def _check_X(self, X: Any, reset: bool) -> Sequences:
+        texts = check_texts(X, name="X")
+        if reset:
+            self.tokenizer_ = self._make_tokenizer().fit(texts)
+            self._input_kind = "text"
+            self._input_size = int(self.embedding_dim)
+        encoded = [self.tokenizer_.encode(t)[: self.max_length] for t in texts]
+        lengths = np.array([max(1, e.size) for e in encoded], dtype=np.int64)  # an empty text reads one <unk>
+        x = np.zeros((len(encoded), int(lengths.max())), dtype=np.int64)
+        for i, e in enumerate(encoded):
+            x[i, : e.size] = e
+        return Sequences(x, lengths if (lengths != x.shape[1]).any() else None, "text")
+
+    def _fit_scaler(self, seqs: Sequences) -> None:
+        """Token ids are not scaled."""
+
+    def _scale_X(self, seqs: Sequences) -> np.ndarray:
+        return seqs.x
+
+    def _model_spec(self, n_outputs: int) -> Any:
+        layer = core.LayerSpec(_CELLS[self.cell], int(self._input_size), int(self.hidden_size), int(self.num_layers),
+                               bool(self.bidirectional), True)
+        return core.ModelSpec(layer, n_outputs, self._loss, "last", len(self.tokenizer_))
+
+    def _restore_params(self, params: np.ndarray) -> None:
+        self.dtype_ = np.dtype(np.float32)
+        self._optimizer_state = None
+        self._random = self._rng()
+        self.__setstate__({"_params_flat": params})
+
+    def _export(self) -> tuple[dict, dict]:
+        meta, arrays = super()._export()
+        classes = self.classes_
+        if classes.dtype == object:
+            if not all(isinstance(c, str) for c in classes):
+                raise ValueError("save(): classes_ of mixed Python objects cannot be stored without pickle")
+            meta["classes_object"] = True
+            classes = classes.astype(str)
+        arrays["classes"] = classes
+        return meta, arrays
+
+    @classmethod
+    def _import(cls, meta: dict, arrays: dict) -> "TextClassifier":
+        classes = np.asarray(arrays["classes"])
+        model = super()._import(meta, arrays)
+        model.classes_ = classes.astype(object) if meta.get("classes_object") else classes
+        return model
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import InputTags
+
+        tags = super().__sklearn_tags__()
+        tags.input_tags = InputTags(one_d_array=True, two_d_array=False, string=True)
+        return tags
+
+
+__all__ = ["LanguageModel", "TextClassifier"]
