@@ -108,25 +108,30 @@ def test_load_ts_missing_values(tmp_path):
     assert np.isnan(kept[0][1, 0])
 
 
-@pytest.mark.parametrize("body, line, message", [
-    ("@classLabel true a b\n@data\n1,2,3:a\n1,x,3:b\n", 4, "dimension 1, value 2: 'x' is not a number"),
-    ("@classLabel true a b\n@data\n1,2,3:c\n", 3, "class label 'c' is not one declared"),
-    ("@dimensions 2\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2:b\n", 5, "found 1 dimension"),
-    ("@classLabel true a b\n1,2,3:a\n@data\n", 2, "data before the @data line"),
-    ("@classLabel true a b\n@data\n1,2:a\n@problemName late\n", 4, "after @data"),
-    ("@timeStamps true\n@classLabel true a\n@data\n(1,2):a\n", 3, "timeStamps true is not supported"),
-    ("@classLabel true a b\n@data\n1,2::a\n", 3, "dimension 2 is empty"),
-    ("@dimensions two\n@data\n", 1, "one positive integer"),
-    ("@classLabel true a b\n@data\n1,2,3\n", 3, "expected the values, then ':' and the label"),
-    ("@classLabel maybe\n@data\n", 1, "true or false"),
+@pytest.mark.parametrize("name, body, line, message", [
+    ("bad.ts", "@classLabel true a b\n@data\n1,2,3:a\n1,x,3:b\n", 4, "dimension 1, value 2: 'x' is not a number"),
+    ("bad.ts", "@classLabel true a b\n@data\n1,2,3:c\n", 3, "class label 'c' is not one declared"),
+    ("bad.ts", "@dimensions 2\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2:b\n", 5, "found 1 dimension"),
+    ("bad.ts", "@classLabel true a b\n1,2,3:a\n@data\n", 2, "data before the @data line"),
+    ("bad.ts", "@classLabel true a b\n@data\n1,2:a\n@problemName late\n", 4, "after @data"),
+    ("bad.ts", "@timeStamps true\n@classLabel true a\n@data\n(1,2):a\n", 3, "timeStamps true is not supported"),
+    ("bad.ts", "@classLabel true a b\n@data\n1,2::a\n", 3, "dimension 2 is empty"),
+    ("bad.ts", "@dimensions two\n@data\n", 1, "one positive integer"),
+    ("bad.ts", "@classLabel true a b\n@data\n1,2,3\n", 3, "expected the values, then ':' and the label"),
+    ("bad.ts", "@classLabel maybe\n@data\n", 1, "true or false"),
+    ("bad.csv", "label,t0,t1\na,1,2\nb,1,oops\n", 3, "column 3: 'oops' is not a number"),
+    ("bad.csv", "a,1,2\n,1,2\n", 2, "the label) is empty"),
+    ("bad.csv", "id,label,x\ns1,a,1\ns1,b,2\n", 3, "has label 'b' here but 'a' on line 2"),
+    ("bad.csv", "id,label,x\ns1,a,1\ns2,b\n", 3, "2 cells, the header has 3"),
+    ("bad.csv", "id,label,x\ns1,a,NaNx\n", 2, "column 'x': 'NaNx' is not a number"),
 ])
-def test_load_ts_errors_name_file_and_line(tmp_path, body, line, message):
-    path = tmp_path / "bad.ts"
+def test_reader_errors_name_file_and_line(tmp_path, name, body, line, message):
+    path = tmp_path / name
     path.write_text(body)
     with pytest.raises(DataFormatError) as info:
-        load_ts(path)
+        load_sequences(path)
     assert info.value.line == line
-    assert f"bad.ts, line {line}: " in str(info.value) and message in str(info.value)
+    assert f"{name}, line {line}: " in str(info.value) and message in str(info.value)
 
 
 def test_load_ts_file_level_errors(tmp_path):
@@ -150,21 +155,6 @@ def test_load_labelled_csv_layouts(tmp_path):
     (tmp_path / "plain.tsv").write_text("a\t1\t2\t3\nb\t3\t2\t1\n")  # UCR .tsv: no header, tab separated
     X, y = load_sequences(tmp_path / "plain.tsv")
     assert X.shape == (2, 3, 1) and y.tolist() == ["a", "b"]
-
-
-@pytest.mark.parametrize("text, line, message", [
-    ("label,t0,t1\na,1,2\nb,1,oops\n", 3, "column 3: 'oops' is not a number"),
-    ("a,1,2\n,1,2\n", 2, "the label) is empty"),
-    ("id,label,x\ns1,a,1\ns1,b,2\n", 3, "has label 'b' here but 'a' on line 2"),
-    ("id,label,x\ns1,a,1\ns2,b\n", 3, "2 cells, the header has 3"),
-    ("id,label,x\ns1,a,NaNx\n", 2, "column 'x': 'NaNx' is not a number"),
-])
-def test_load_labelled_csv_errors(tmp_path, text, line, message):
-    path = tmp_path / "bad.csv"
-    path.write_text(text)
-    with pytest.raises(DataFormatError) as info:
-        load_labelled_csv(path)
-    assert info.value.line == line and message in str(info.value)
 
 
 def test_read_series_csv(tmp_path):

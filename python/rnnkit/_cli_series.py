@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .cli import UserError
+from .cli import UserError, positive_float, positive_int
 
 _FORECAST_HELP = """\
 Forecast the next H values of a series in a CSV file with an RNN (direct multi-step: one
@@ -54,36 +54,16 @@ example:
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _model_options(parser: argparse.ArgumentParser, hidden: int, epochs: int, lr: float, batch: int) -> None:
     group = parser.add_argument_group("model and training")
     group.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="recurrent cell (default: lstm)")
-    group.add_argument("--hidden", type=_positive_int, default=hidden, help=f"hidden units (default: {hidden})")
-    group.add_argument("--layers", type=_positive_int, default=1, help="stacked recurrent layers (default: 1)")
-    group.add_argument("--epochs", type=_positive_int, default=epochs, help=f"training epochs (default: {epochs})")
-    group.add_argument("--lr", type=_positive_float, default=lr, help=f"Adam learning rate (default: {lr})")
-    group.add_argument("--batch-size", type=_positive_int, default=batch, help=f"mini-batch size (default: {batch})")
+    group.add_argument("--hidden", type=positive_int, default=hidden, help=f"hidden units (default: {hidden})")
+    group.add_argument("--layers", type=positive_int, default=1, help="stacked recurrent layers (default: 1)")
+    group.add_argument("--epochs", type=positive_int, default=epochs, help=f"training epochs (default: {epochs})")
+    group.add_argument("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default: {lr})")
+    group.add_argument("--batch-size", type=positive_int, default=batch, help=f"mini-batch size (default: {batch})")
     group.add_argument("--seed", type=int, default=0, help="random seed; same seed and threads, same result (default: 0)")
-    group.add_argument("--threads", type=_positive_int, default=1, help="threads for the C++ core (default: 1, the "
+    group.add_argument("--threads", type=positive_int, default=1, help="threads for the C++ core (default: 1, the "
                        "fastest for small data; more pay off with large batches and hidden sizes)")
     group.add_argument("--save", metavar="MODEL", help="also save the final model here (.npz; rnnkit.load reads it)")
     group.add_argument("-v", "--verbose", action="store_true", help="print the loss after each epoch")
@@ -96,10 +76,10 @@ def register(subparsers: Any) -> None:
     fc.add_argument("csv", metavar="CSV", help="CSV file with a header row")
     fc.add_argument("--column", help="the series' column (default: the only non-date column)")
     fc.add_argument("--date-column", help="column labelling the steps (default: the first column if not numeric)")
-    fc.add_argument("--horizon", "-H", type=_positive_int, required=True, help="steps to forecast")
-    fc.add_argument("--window", "-W", type=_positive_int, help="past values the model reads (default: "
+    fc.add_argument("--horizon", "-H", type=positive_int, required=True, help="steps to forecast")
+    fc.add_argument("--window", "-W", type=positive_int, help="past values the model reads (default: "
                     "max(2 seasons, horizon), shortened for short series)")
-    fc.add_argument("--season", type=_positive_int, help="season length, e.g. 12 for monthly data (default: from the "
+    fc.add_argument("--season", type=positive_int, help="season length, e.g. 12 for monthly data (default: from the "
                     "dates, else the autocorrelation's peak; 1 = no season)")
     fc.add_argument("--log", action="store_true", help="model log(y): for positive series whose seasonal swings grow "
                     "with the level")
@@ -119,7 +99,7 @@ def register(subparsers: Any) -> None:
     cl.add_argument("train", metavar="TRAIN", help="labelled training sequences (.ts, .csv or .tsv)")
     cl.add_argument("test", metavar="TEST", help="labelled test sequences, same format and features")
     cl.add_argument("--bidirectional", action="store_true", help="read each sequence in both directions")
-    cl.add_argument("--patience", type=_positive_int, default=30, help="stop early when the training loss has not "
+    cl.add_argument("--patience", type=positive_int, default=30, help="stop early when the training loss has not "
                     "improved for this many epochs (default: 30)")
     _model_options(cl, hidden=64, epochs=150, lr=3e-3, batch=16)
     cl.set_defaults(func=_classify)
@@ -273,6 +253,9 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+_PLOT_HISTORY = 240
+
+
 def _plot(path: str, data: Any, dates: Optional[np.ndarray], labels: list, forecast: np.ndarray, result: Any) -> None:
     try:
         import matplotlib
@@ -289,8 +272,10 @@ def _plot(path: str, data: Any, dates: Optional[np.ndarray], labels: list, forec
         axis = np.concatenate([dates, dates[-1] + step * np.arange(1, h + 1)])
     else:
         axis = np.arange(n + h)
+    start = max(0, n - _PLOT_HISTORY)  # a long history would squeeze the forecast into a corner
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(axis[:n], y, color="black", lw=1.2, label=f"{data.name} (history)")
+    ax.plot(axis[start:n], y[start:], color="black", lw=1.2,
+            label=f"{data.name} (history{f', last {n - start}' if start else ''})")
     if result is not None:
         for i, origin in enumerate(result.origins):
             span = axis[origin : origin + result.forecasts.shape[1]]
@@ -317,7 +302,7 @@ def _describe(name: str, X: Any, y: np.ndarray) -> str:
     lengths = [len(s) for s in X]
     width = X[0].shape[1]
     span = f"length {min(lengths)}" if min(lengths) == max(lengths) else f"length {min(lengths)}-{max(lengths)}"
-    return f"{name}: {len(lengths)} sequences, {width} feature(s), {span}, {np.unique(y).size} classes"
+    return f"{os.path.basename(name)}: {len(lengths)} sequences, {width} feature(s), {span}, {np.unique(y).size} classes"
 
 
 def _label_order(labels: np.ndarray) -> list:

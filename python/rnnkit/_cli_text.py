@@ -9,20 +9,10 @@ import textwrap
 import time
 from typing import Any
 
-from .cli import UserError
+from .cli import UserError, positive_int
 
 DEMO_PROMPTS = ("the return value of the", "if the condition is", "a list of", "an exception is raised if the")
 _CELL_CHOICES = ("lstm", "gru", "rnn")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -163,7 +153,7 @@ def _cell_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _threads_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="threads for the C++ core (default: all, or OMP_NUM_THREADS)")
 
 
@@ -186,12 +176,12 @@ def register(sub: Any) -> None:
         "CPython (pydoc_data.topics, about 60k words), then print the five most likely next words\n"
         "for a few prompts and a sampled continuation. About a minute on 2 cores.",
         "rnnkit demo --cell gru --epochs 3 --seed 1")
-    demo.add_argument("--epochs", type=_positive_int, default=6, help="passes over the text (default: %(default)s)")
+    demo.add_argument("--epochs", type=positive_int, default=6, help="passes over the text (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--hidden", type=_positive_int, default=256, help="hidden units (default: %(default)s)")
+    demo.add_argument("--hidden", type=positive_int, default=256, help="hidden units (default: %(default)s)")
     _cell_option(demo)
     _threads_option(demo)
-    demo.add_argument("--corpus-chars", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    demo.add_argument("--corpus-chars", type=positive_int, default=None, help=argparse.SUPPRESS)
 
     train = _command(
         sub, "train-text", _train_text, "train a language model on a text file",
@@ -203,15 +193,15 @@ def register(sub: Any) -> None:
     _cell_option(train)
     train.add_argument("--level", choices=("word", "char"), default="word",
                        help="predict words or characters (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, default=5, help="passes over the text (default: %(default)s)")
-    train.add_argument("--hidden", type=_positive_int, default=256, help="hidden units (default: %(default)s)")
-    train.add_argument("--embedding", type=_positive_int, default=64, help="embedding size (default: %(default)s)")
-    train.add_argument("--layers", type=_positive_int, default=1, help="recurrent layers (default: %(default)s)")
-    train.add_argument("--seq-len", type=_positive_int, default=32,
+    train.add_argument("--epochs", type=positive_int, default=5, help="passes over the text (default: %(default)s)")
+    train.add_argument("--hidden", type=positive_int, default=256, help="hidden units (default: %(default)s)")
+    train.add_argument("--embedding", type=positive_int, default=64, help="embedding size (default: %(default)s)")
+    train.add_argument("--layers", type=positive_int, default=1, help="recurrent layers (default: %(default)s)")
+    train.add_argument("--seq-len", type=positive_int, default=32,
                        help="tokens per training window: the BPTT horizon and the context used (default: %(default)s)")
-    train.add_argument("--batch-size", type=_positive_int, default=16, help="windows per batch (default: %(default)s)")
+    train.add_argument("--batch-size", type=positive_int, default=16, help="windows per batch (default: %(default)s)")
     train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default: %(default)s)")
-    train.add_argument("--max-vocab", type=_positive_int, default=10000,
+    train.add_argument("--max-vocab", type=positive_int, default=10000,
                        help="vocabulary size limit; rarer tokens become <unk> (default: %(default)s)")
     train.add_argument("--validation", type=_fraction, default=0.0, metavar="FRACTION",
                        help="hold out this fraction of the text (its end), report its perplexity per epoch and keep "
@@ -225,7 +215,7 @@ def register(sub: Any) -> None:
         'rnnkit next book.npz "Artificial intelligence is the" -k 5')
     _model_argument(nxt)
     nxt.add_argument("prompt", metavar="PROMPT", help="the text to continue")
-    nxt.add_argument("-k", type=_positive_int, default=5, help="how many tokens to list (default: %(default)s)")
+    nxt.add_argument("-k", type=positive_int, default=5, help="how many tokens to list (default: %(default)s)")
 
     gen = _command(
         sub, "generate", _generate, "sample a continuation of a prompt",
@@ -236,7 +226,7 @@ def register(sub: Any) -> None:
     gen.add_argument("--length", type=int, default=50, help="tokens to generate (default: %(default)s)")
     gen.add_argument("--temperature", type=float, default=1.0,
                      help="< 1: safer, > 1: more varied, 0: always the most likely token (default: %(default)s)")
-    gen.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
+    gen.add_argument("--top-k", type=positive_int, default=None, metavar="K",
                      help="sample among the K most likely tokens only (default: all)")
     gen.add_argument("--seed", type=int, default=None, help="random seed for the sampling (default: none)")
 
