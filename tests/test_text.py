@@ -119,6 +119,21 @@ def test_language_model_learns_a_repetitive_corpus(cycle_lm):
     assert cycle_lm.generate("the cat", length=8, temperature=0) == " sat on a mat and the dog ran"
 
 
+def test_stateful_generation_steps_match_the_windowed_forward(cycle_lm):
+    """generate() carries the recurrent state with step(); within one window it sees what forward sees."""
+    from rnnkit.text.models import _Stepper
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, len(cycle_lm.tokenizer_), cycle_lm.seq_len).tolist()  # random, not the cycle
+    step = _Stepper(cycle_lm)
+    for n, token in enumerate(ids, start=1):
+        step(token)
+        np.testing.assert_allclose(step.distribution(), cycle_lm._next_distribution(ids[:n]), rtol=2e-5, atol=1e-7)
+    long = cycle_lm.generate("the cat", length=3 * cycle_lm.seq_len, temperature=0)  # past one window: state carried
+    assert long.startswith(" sat on a mat and the dog ran to the park. the cat sat on")
+    assert len(cycle_lm.tokenizer_.tokenize(long)) == 3 * cycle_lm.seq_len
+
+
 def test_language_model_is_deterministic_with_seeds(cycle_lm):
     again = LanguageModel(**TINY_LM).fit([CYCLE * 30])
     np.testing.assert_array_equal(again._params_flat, cycle_lm._params_flat)

@@ -7,7 +7,7 @@ from .clip import clip_grad_norm, clip_grad_value
 from .layers import GRU, LSTM, RNN
 
 _LAZY = {"RNNClassifier": "estimators", "RNNRegressor": "estimators", "load": "io"}
-_SUBMODULES = ("text", "forecast", "datasets", "onnx")
+_SUBMODULES = ("text", "forecast", "datasets", "onnx", "music")
 
 
 def __getattr__(name: str):

@@ -1,4 +1,5 @@
-"""Text: :class:`Tokenizer`, :class:`LanguageModel` (next word / next character) and :class:`TextClassifier`.
+"""Text: :class:`Tokenizer`, :class:`LanguageModel` (next word / next character), :class:`TextClassifier`
+and :class:`Seq2Seq` (encoder-decoder: translation, transduction).
 
 >>> from rnnkit.text import LanguageModel, TextClassifier
 >>> lm = LanguageModel(max_epochs=5, random_state=0).fit(texts)              # doctest: +SKIP
@@ -8,6 +9,7 @@
 """
 
 from .models import LanguageModel, TextClassifier
+from .seq2seq import Seq2Seq
 from .tokenizer import Tokenizer
 
-__all__ = ["LanguageModel", "TextClassifier", "Tokenizer"]
+__all__ = ["LanguageModel", "Seq2Seq", "TextClassifier", "Tokenizer"]

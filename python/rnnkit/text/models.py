@@ -428,12 +428,20 @@ class LanguageModel(_TextModel, _Base):
         p = self._next_distribution(self._context(prompt))
         return [(self.tokenizer_.vocab_[i], float(p[i])) for i in _topk(p, int(k))]
 
+    def _never_sample(self) -> list[int]:
+        """Token ids that :meth:`generate` never emits: the unknown token."""
+        return [0]
+
     def generate(self, prompt: str, length: int = 50, temperature: float = 1.0, top_k: Optional[int] = None,
                  seed: Optional[int] = None) -> str:
         """Sample ``length`` tokens after ``prompt``; returns the continuation only.
 
         The continuation is formatted to be appended to the prompt (word level: it starts
         with the separating space). The unknown token is never sampled.
+
+        Generation is stateful: the model reads the prompt's last ``seq_len`` tokens one
+        :meth:`~rnnkit.LSTM.step` at a time, then carries its recurrent state on from token to
+        token (as char-rnn samplers do), so each new token costs one step whatever the length.
 
         Parameters
         ----------
@@ -459,11 +467,15 @@ class LanguageModel(_TextModel, _Base):
             raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
         rng = np.random.default_rng(seed)
         context = self._context(prompt)
+        banned = self._never_sample()
+        step = _Stepper(self)
+        for token in context[-int(self.seq_len):]:  # read the prompt's last window from a zero state
+            step(token)
         new: list[int] = []
         for _ in range(int(length)):
-            p = self._next_distribution(context)
-            if p.size > 1:
-                p[0] = 0.0  # never emit <unk>
+            p = step.distribution()
+            if p.size > len(banned):
+                p[banned] = 0.0
             if top_k is not None:
                 p[_topk(p, p.size)[int(top_k):]] = 0.0
             if temperature == 0:
@@ -475,8 +487,42 @@ class LanguageModel(_TextModel, _Base):
                 w = np.exp(logits)
                 token = int(rng.choice(w.size, p=w / w.sum()))
             new.append(token)
-            context.append(token)
+            step(token)
         return self.tokenizer_.decode(new, glue=True)
+
+
+class _Stepper:
+    """Runs a fitted language model one token at a time on the compiled step kernel.
+
+    The model's flat buffer holds the stack (in a layer's layout), the softmax head and the
+    embedding table; this reads them in place and keeps the recurrent state between calls.
+    """
+
+    def __init__(self, model: "LanguageModel") -> None:
+        flat, spec = model._params_flat, model._spec
+        vocab, hidden, dim = len(model.tokenizer_), int(model.hidden_size), int(model.embedding_dim)
+        self.layer = core.LayerSpec(_CELLS[model.cell], dim, hidden, int(model.num_layers), False, True)
+        head = spec.head_offset
+        self.stack = flat[:head]
+        self.weight = flat[head : head + vocab * hidden].reshape(vocab, hidden)
+        self.bias = flat[head + vocab * hidden : spec.embedding_offset]
+        self.embedding = flat[spec.embedding_offset :].reshape(vocab, dim)
+        self.workspace = core.StepWorkspace_float32()
+        self.threads = model._threads()
+        self.h: Optional[np.ndarray] = None
+        self.c: Optional[np.ndarray] = None
+        self.y: Optional[np.ndarray] = None
+
+    def __call__(self, token: int) -> None:
+        """Read one token."""
+        self.y, self.h, self.c = core.step_float32(self.layer, self.stack, self.embedding[token : token + 1], self.h,
+                                                   self.c, self.workspace, self.threads)
+
+    def distribution(self) -> np.ndarray:
+        """Probabilities (float64) of the next token after those read so far."""
+        logits = (self.y[0] @ self.weight.T + self.bias).astype(np.float64)
+        p = np.exp(logits - logits.max())
+        return p / p.sum()
 
 
 def _windows(ids: np.ndarray, T: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,590 @@
+"""Sequence to sequence: an encoder-decoder that maps one text to another.
+
+:class:`Seq2Seq` reads a source text with one recurrent stack (the encoder) and writes the
+target text token by token with another (the decoder), whose initial state is the encoder's
+final state (Sutskever et al., 2014). Training uses teacher forcing: the decoder reads the true
+previous target token at every step, so one batch is one ``forward`` of each stack and one
+BPTT through both (the decoder's gradient with respect to its initial state flows into the
+encoder). Decoding is greedy or beam search, one :meth:`~rnnkit.LSTM.step` per token.
+
+The recurrent stacks are rnnkit's C++ layers; the embedding tables and the softmax head are
+small numpy products around them.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import time
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from .. import optim
+from ..clip import clip_grad_norm
+from ..estimators import (
+    _CELLS,
+    _Base,
+    _check_choice,
+    _check_number,
+    _make_rng,
+    _progress,
+    _report_epoch,
+    _warn_interrupted,
+)
+from ..exceptions import not_fitted_error
+from ..io import _json_value
+from ..layers import GRU, LSTM, RNN, _aligned_zeros, _Recurrent
+from .tokenizer import Tokenizer, check_texts
+
+_BOS, _EOS = "<s>", "</s>"  # the decoder's two extra tokens, after the target vocabulary
+_ENCODE_CHUNK = 512  # sentences per decoding batch
+
+
+def _make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, seed: int,
+                n_threads: Optional[int]) -> _Recurrent:
+    kwargs = dict(num_layers=num_layers, batch_first=True, dropout=dropout, seed=seed, n_threads=n_threads)
+    mode = _CELLS[cell]
+    if mode == "lstm":
+        return LSTM(input_size, hidden_size, **kwargs)
+    if mode == "gru":
+        return GRU(input_size, hidden_size, **kwargs)
+    return RNN(input_size, hidden_size, nonlinearity=mode[4:], **kwargs)
+
+
+def _pad(seqs: Sequence[np.ndarray], reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(B, max_len) int64 ids padded with 0 (each reversed within its length with ``reverse``), and the lengths."""
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    out = np.zeros((len(seqs), int(lengths.max())), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s[::-1] if reverse else s
+    return out, lengths
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+class Seq2Seq(_Base):
+    """Encoder-decoder for text-to-text tasks: short-phrase translation, transduction, normalisation.
+
+    Parameters
+    ----------
+    cell : {"lstm", "gru", "rnn", "rnn_relu"}
+        Recurrent cell of both stacks.
+    hidden_size : int
+        Hidden units per layer (the encoder and the decoder have the same shape, so that the
+        encoder's final state starts the decoder).
+    embedding_dim : int
+        Size of the source and target token embeddings.
+    num_layers : int
+        Layers in each stack; the decoder's layer ``l`` starts from the encoder's layer ``l``.
+    dropout : float
+        Dropout between stacked layers during training.
+    source_level, target_level : {"word", "char"}
+        Tokens of the source and of the target texts.
+    max_vocab : int or None
+        Vocabulary size limit of each side (unknown token included).
+    min_freq : int
+        Tokens seen fewer times in training become the unknown token.
+    lower : bool
+        Lower-case both sides.
+    punctuation : {"split", "strip", "keep"}
+        See :class:`~rnnkit.text.Tokenizer`; "keep" treats hyphenated words as one token.
+    reverse_source : bool
+        Feed the source to the encoder backwards, so that its first tokens are the freshest
+        in the state when decoding starts (helps on long inputs; Sutskever et al.).
+    max_epochs, batch_size, learning_rate, clip_norm
+        Adam with gradient-norm clipping, over sentence pairs in random order.
+    validation_fraction : float
+        Hold out this fraction of the pairs; after each epoch the held-out loss (per target
+        token) is recorded and the weights of the best epoch are kept. 0 disables.
+    beam_width : int
+        Hypotheses kept per sentence when decoding; 1 is greedy decoding.
+    length_penalty : float
+        Beam search ranks finished hypotheses by ``log p / length ** length_penalty`` (0: raw
+        log-probability, which favours short outputs).
+    max_length : int or None
+        Most tokens to generate per sentence; default: twice the longest training target.
+    random_state : int, Generator or None
+        Seeds initialisation, batch order and dropout; the same seed and thread count give
+        identical models.
+    verbose : int
+        Report training progress (a bar in a terminal, else a line per epoch).
+    n_threads : int or None
+        Threads for the C++ layers (default: OpenMP's maximum).
+
+    Attributes
+    ----------
+    source_tokenizer_, target_tokenizer_ : Tokenizer
+    encoder_, decoder_ : rnnkit.LSTM, GRU or RNN
+        The two recurrent stacks (``batch_first=True``).
+    loss_curve_ : list of float
+        Mean training cross-entropy per target token, per epoch.
+    validation_loss_ : list of float
+        Held-out cross-entropy per target token after each epoch.
+    n_iter_ : int
+        Epochs run.
+    max_length_ : int
+        The decoding limit in use.
+
+    Examples
+    --------
+    >>> model = Seq2Seq(max_epochs=30, random_state=0).fit(sources, targets)   # doctest: +SKIP
+    >>> model.predict(["quatre-vingt-dix-sept"], beam_width=4)                  # doctest: +SKIP
+    ['ninety-seven']
+    """
+
+    _fitted_attributes = ("loss_curve_", "validation_loss_", "best_validation_loss_", "n_iter_", "max_length_")
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 128,
+        embedding_dim: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        source_level: str = "word",
+        target_level: str = "word",
+        max_vocab: Optional[int] = 10000,
+        min_freq: int = 1,
+        lower: bool = True,
+        punctuation: str = "split",
+        reverse_source: bool = True,
+        max_epochs: int = 20,
+        batch_size: int = 32,
+        learning_rate: float = 3e-3,
+        clip_norm: Optional[float] = 1.0,
+        validation_fraction: float = 0.0,
+        beam_width: int = 1,
+        length_penalty: float = 1.0,
+        max_length: Optional[int] = None,
+        random_state: Optional[int] = None,
+        verbose: int = 0,
+        n_threads: Optional[int] = None,
+    ) -> None:
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.source_level = source_level
+        self.target_level = target_level
+        self.max_vocab = max_vocab
+        self.min_freq = min_freq
+        self.lower = lower
+        self.punctuation = punctuation
+        self.reverse_source = reverse_source
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.clip_norm = clip_norm
+        self.validation_fraction = validation_fraction
+        self.beam_width = beam_width
+        self.length_penalty = length_penalty
+        self.max_length = max_length
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ parameters
+    def _validate_params(self) -> None:
+        _check_choice(self, "cell", _CELLS)
+        number = functools.partial(_check_number, self)
+        for name in ("hidden_size", "embedding_dim", "num_layers", "max_epochs", "batch_size", "beam_width"):
+            number(name, 1, integer=True)
+        number("dropout", 0.0, 1.0, high_open=True)
+        number("learning_rate", 0.0, low_open=True)
+        number("clip_norm", 0.0, low_open=True, none_ok=True)
+        number("validation_fraction", 0.0, 1.0, high_open=True)
+        number("length_penalty", 0.0)
+        number("max_length", 1, integer=True, none_ok=True)
+        number("verbose", 0, integer=True)
+        number("n_threads", 1, integer=True, none_ok=True)
+        if not isinstance(self.reverse_source, (bool, np.bool_)):
+            raise TypeError(f"reverse_source must be a bool, got {self.reverse_source!r}")
+        if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.Generator,
+                                                                                 np.random.RandomState)):
+            raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
+        self._tokenizer(self.source_level)._validate_params()
+        self._tokenizer(self.target_level)._validate_params()
+
+    def _tokenizer(self, level: str) -> Tokenizer:
+        return Tokenizer(level=level, max_vocab=self.max_vocab, min_freq=self.min_freq, lower=self.lower,
+                         punctuation=self.punctuation)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_extra")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted_error(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first.")
+
+    def _build(self, seed: int) -> None:
+        """Create the two stacks and the numpy parameters for the fitted vocabularies."""
+        H, D, L = int(self.hidden_size), int(self.embedding_dim), int(self.num_layers)
+        seeds = np.random.SeedSequence(seed).generate_state(2)
+        self.encoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[0]), self.n_threads)
+        self.decoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[1]), self.n_threads)
+        vs = len(self.source_tokenizer_)
+        vt = len(self.target_tokenizer_) + 2  # + <s>, </s>
+        self._shapes = {"source_embedding": (vs, D), "target_embedding": (vt, D), "head_weight": (vt, H),
+                        "head_bias": (vt,)}
+        size = sum(math.prod(s) for s in self._shapes.values())
+        self._extra = _aligned_zeros(size, np.dtype(np.float32))
+        self._extra_grad = _aligned_zeros(size, np.dtype(np.float32))
+        self._p = self._views(self._extra)
+        self._g = self._views(self._extra_grad)
+
+    def _views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        views, offset = {}, 0
+        for name, shape in self._shapes.items():
+            n = math.prod(shape)
+            views[name] = flat[offset : offset + n].reshape(shape)
+            offset += n
+        return views
+
+    def _init_extra(self, rng: np.random.Generator) -> None:
+        """Embeddings standard normal (``nn.Embedding``), head uniform in ±1/sqrt(H) (``nn.Linear``)."""
+        for name in ("source_embedding", "target_embedding"):
+            self._p[name][...] = rng.standard_normal(self._p[name].shape)
+        bound = 1.0 / math.sqrt(int(self.hidden_size))
+        for name in ("head_weight", "head_bias"):
+            self._p[name][...] = rng.uniform(-bound, bound, self._p[name].shape)
+
+    @property
+    def _bos(self) -> int:
+        return len(self.target_tokenizer_)
+
+    @property
+    def _eos(self) -> int:
+        return len(self.target_tokenizer_) + 1
+
+    def _check_pairs(self, X: Any, y: Any) -> tuple[list[str], list[str]]:
+        sources = check_texts(X, "X")
+        targets = check_texts(y, "y")
+        if len(sources) != len(targets):
+            raise ValueError(f"X and y must hold the same number of texts, got {len(sources)} and {len(targets)}")
+        if not sources:
+            raise ValueError("X and y must hold at least one pair of texts")
+        return sources, targets
+
+    def _encode_sources(self, sources: Sequence[str]) -> list[np.ndarray]:
+        """Token ids of each source; an empty source becomes the single unknown token."""
+        return [ids if ids.size else np.zeros(1, np.int64) for ids in map(self.source_tokenizer_.encode, sources)]
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X: Iterable[str], y: Iterable[str]) -> "Seq2Seq":
+        """Learn both vocabularies and train on the pairs ``(X[i], y[i])`` (lists of strings).
+
+        A KeyboardInterrupt stops training and keeps the weights learned so far.
+        """
+        self._validate_params()
+        sources, targets = self._check_pairs(X, y)
+        rng = _make_rng(self.random_state)
+        n_val = int(round(len(sources) * float(self.validation_fraction)))
+        order = rng.permutation(len(sources))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        if train_idx.size == 0:
+            raise ValueError(f"validation_fraction={self.validation_fraction} leaves no pairs to train on")
+        self.source_tokenizer_ = self._tokenizer(self.source_level).fit([sources[i] for i in train_idx])
+        self.target_tokenizer_ = self._tokenizer(self.target_level).fit([targets[i] for i in train_idx])
+        src = self._encode_sources(sources)
+        tgt = [self.target_tokenizer_.encode(t) for t in targets]
+        self._build(int(rng.integers(0, 2**63 - 1)))
+        self._init_extra(rng)
+        self.max_length_ = int(self.max_length) if self.max_length is not None else \
+            2 * max(int(tgt[i].size) for i in train_idx) + 1
+        opt = optim.Adam([self.encoder_, self.decoder_, (self._extra, self._extra_grad)], lr=float(self.learning_rate))
+        self.loss_curve_: list[float] = []
+        self.validation_loss_: list[float] = []
+        self.best_validation_loss_: Optional[float] = None
+        self.n_iter_ = 0
+        best = None
+        B = int(self.batch_size)
+        n_batches = math.ceil(train_idx.size / B)
+        bar = _progress(int(self.max_epochs) * n_batches, self.verbose, unit="batch")
+        try:
+            for _ in range(int(self.max_epochs)):
+                start_time = time.perf_counter()
+                perm = train_idx[rng.permutation(train_idx.size)]
+                total, count = 0.0, 0
+                for b0 in range(0, perm.size, B):
+                    idx = perm[b0 : b0 + B]
+                    loss, n_tokens = self._train_batch([src[i] for i in idx], [tgt[i] for i in idx], opt)
+                    total += loss * n_tokens
+                    count += n_tokens
+                    if bar is not None:
+                        bar.set_postfix_str(f"epoch {self.n_iter_ + 1}, loss {total / count:.3f}", refresh=False)
+                        bar.update(1)
+                self.n_iter_ += 1
+                self.loss_curve_.append(total / count)
+                message = f"Epoch {self.n_iter_}: loss {total / count:.4f}"
+                if n_val:
+                    val = self._mean_loss([src[i] for i in val_idx], [tgt[i] for i in val_idx])
+                    self.validation_loss_.append(val)
+                    message += f", validation loss {val:.4f}"
+                    if self.best_validation_loss_ is None or val < self.best_validation_loss_:
+                        self.best_validation_loss_ = val
+                        best = [a.copy() for a in self._buffers()]
+                if self.verbose:
+                    _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.1f} s", keep=True)
+        except KeyboardInterrupt:
+            _warn_interrupted(self, stacklevel=2)
+        finally:
+            if bar is not None:
+                bar.close()
+        if best is not None:
+            for buf, saved in zip(self._buffers(), best):
+                buf[...] = saved
+        return self
+
+    def _buffers(self) -> list[np.ndarray]:
+        return [self.encoder_.flat_params, self.decoder_.flat_params, self._extra]
+
+    def _train_batch(self, src: list[np.ndarray], tgt: list[np.ndarray], opt: optim.Optimizer) -> tuple[float, int]:
+        loss, n_tokens = self._loss_and_grads(src, tgt)
+        message = (f"{type(self).__name__}: training diverged (the loss or the weights became NaN/Inf in epoch "
+                   f"{self.n_iter_ + 1}); the weights from before that step are kept. Lower learning_rate or clip_norm.")
+        if not math.isfinite(loss):
+            raise ValueError(message)
+        grads = [self.encoder_.flat_grads, self.decoder_.flat_grads, self._extra_grad]
+        if self.clip_norm is not None:
+            clip_grad_norm(grads, float(self.clip_norm))
+        backup = [a.copy() for a in self._buffers()]
+        opt.step()
+        if not all(np.isfinite(a).all() for a in self._buffers()):
+            for buf, saved in zip(self._buffers(), backup):
+                buf[...] = saved
+            raise ValueError(message)
+        return loss, n_tokens
+
+    def _teacher_forced(self, src: list[np.ndarray], tgt: list[np.ndarray], training: bool) -> tuple:
+        """Encoder and decoder forwards with the true previous tokens as decoder inputs."""
+        xs, src_len = _pad(src, reverse=bool(self.reverse_source))
+        dec_in, tgt_len = _pad([np.concatenate(([self._bos], t)) for t in tgt])
+        dec_out, _ = _pad([np.concatenate((t, [self._eos])) for t in tgt])
+        _, state = self.encoder_.forward(self._p["source_embedding"][xs], lengths=src_len, training=training)
+        out, _ = self.decoder_.forward(self._p["target_embedding"][dec_in], state, lengths=tgt_len, training=training)
+        mask = np.arange(dec_in.shape[1])[None, :] < tgt_len[:, None]
+        h = out[mask]
+        logp = _log_softmax(h @ self._p["head_weight"].T + self._p["head_bias"])
+        return xs, src_len, dec_in, dec_out, mask, h, logp
+
+    def _loss_and_grads(self, src: list[np.ndarray], tgt: list[np.ndarray]) -> tuple[float, int]:
+        """Mean cross-entropy per target token (``</s>`` included) and its gradients in every buffer."""
+        xs, src_len, dec_in, dec_out, mask, h, logp = self._teacher_forced(src, tgt, training=True)
+        labels = dec_out[mask]
+        n = labels.size
+        loss = -float(logp[np.arange(n), labels].astype(np.float64).mean())
+        d_logits = np.exp(logp)
+        d_logits[np.arange(n), labels] -= 1.0
+        d_logits /= n
+        g = self._g
+        g["head_weight"][...] = d_logits.T @ h
+        g["head_bias"][...] = d_logits.sum(axis=0)
+        d_out = np.zeros(mask.shape + (h.shape[1],), dtype=np.float32)
+        d_out[mask] = d_logits @ self._p["head_weight"]
+        d_emb_t, d_state = self.decoder_.backward(d_out)
+        d_emb_s, _ = self.encoder_.backward(None, d_state)
+        g["target_embedding"][...] = 0
+        np.add.at(g["target_embedding"], dec_in[mask], d_emb_t[mask])
+        g["source_embedding"][...] = 0
+        src_mask = np.arange(xs.shape[1])[None, :] < src_len[:, None]
+        np.add.at(g["source_embedding"], xs[src_mask], d_emb_s[src_mask])
+        return loss, n
+
+    def _mean_loss(self, src: list[np.ndarray], tgt: list[np.ndarray]) -> float:
+        total, count = 0.0, 0
+        for b0 in range(0, len(src), _ENCODE_CHUNK):
+            *_, dec_out, mask, _, logp = self._teacher_forced(src[b0 : b0 + _ENCODE_CHUNK], tgt[b0 : b0 + _ENCODE_CHUNK],
+                                                              training=False)
+            labels = dec_out[mask]
+            total -= float(logp[np.arange(labels.size), labels].astype(np.float64).sum())
+            count += labels.size
+        return total / count
+
+    # ------------------------------------------------------------------ decoding
+    def _step_logp(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        y, state = self.decoder_.step(self._p["target_embedding"][tokens], state)
+        logp = _log_softmax(y @ self._p["head_weight"].T + self._p["head_bias"])
+        logp[:, self._bos] = -np.inf  # never emitted
+        return logp, state
+
+    def _greedy(self, state: Any, batch: int, max_len: int) -> list[list[int]]:
+        tokens = np.full(batch, self._bos, dtype=np.int64)
+        out: list[list[int]] = [[] for _ in range(batch)]
+        done = np.zeros(batch, dtype=bool)
+        for _ in range(max_len):
+            logp, state = self._step_logp(tokens, state)
+            tokens = np.argmax(logp, axis=1)
+            for i in np.flatnonzero(~done):
+                if tokens[i] == self._eos:
+                    done[i] = True
+                else:
+                    out[i].append(int(tokens[i]))
+            if done.all():
+                break
+        return out
+
+    def _beam(self, state: Any, batch: int, max_len: int, k: int) -> list[list[int]]:
+        """Beam search of width ``k`` for every sentence of the batch at once (``batch * k`` decoder rows)."""
+        def gather(s: Any, rows: np.ndarray) -> Any:
+            return tuple(part[:, rows] for part in s) if isinstance(s, tuple) else s[:, rows]
+
+        state = gather(state, np.repeat(np.arange(batch), k))
+        scores = np.full((batch, k), -np.inf)
+        scores[:, 0] = 0.0  # one live hypothesis at the start
+        history: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
+        tokens = np.full(batch * k, self._bos, dtype=np.int64)
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+        alpha = float(self.length_penalty)
+        for t in range(max_len):
+            logp, state = self._step_logp(tokens, state)
+            vocab = logp.shape[1]
+            cand = (scores[:, :, None] + logp.reshape(batch, k, vocab)).reshape(batch, k * vocab)
+            m = min(2 * k, cand.shape[1])
+            top = np.argpartition(-cand, m - 1, axis=1)[:, :m]
+            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(cand, top, 1), axis=1, kind="stable"), 1)
+            new_scores = np.full((batch, k), -np.inf)
+            parents = np.tile(np.arange(k), (batch, 1))
+            new_tokens = np.full((batch, k), self._eos, dtype=np.int64)
+            new_history: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
+            for b in range(batch):
+                if len(finished[b]) >= k:
+                    continue
+                alive = 0
+                for flat in top[b]:
+                    score = cand[b, flat]
+                    if not np.isfinite(score) or alive == k:
+                        break
+                    parent, token = divmod(int(flat), vocab)
+                    if token == self._eos:
+                        finished[b].append((score / (t + 1) ** alpha, history[b][parent]))
+                        if len(finished[b]) >= k:
+                            break
+                    else:
+                        new_scores[b, alive] = score
+                        parents[b, alive] = parent
+                        new_tokens[b, alive] = token
+                        new_history[b][alive] = history[b][parent] + [token]
+                        alive += 1
+            if all(len(f) >= k for f in finished):
+                break
+            scores, history, tokens = new_scores, new_history, new_tokens.ravel()
+            state = gather(state, (parents + np.arange(batch)[:, None] * k).ravel())
+        else:  # out of steps: the live hypotheses compete as they are
+            for b in range(batch):
+                for j in range(k):
+                    if np.isfinite(scores[b, j]) and len(finished[b]) < k:
+                        finished[b].append((scores[b, j] / max_len ** alpha, history[b][j]))
+        return [max(f, key=lambda item: item[0])[1] if f else [] for f in finished]
+
+    def predict(self, X: Iterable[str], beam_width: Optional[int] = None) -> list[str]:
+        """Translate each source text.
+
+        Parameters
+        ----------
+        X : list of str
+            Source texts.
+        beam_width : int, optional
+            Overrides the ``beam_width`` parameter for this call (1: greedy).
+
+        Returns
+        -------
+        list of str
+            One output text per source, decoded by the target tokenizer.
+        """
+        self._check_fitted()
+        k = self.beam_width if beam_width is None else beam_width
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"beam_width must be a positive integer, got {k!r}")
+        return [self.target_tokenizer_.decode(ids) for ids in self._decode(check_texts(X, "X"), int(k))]
+
+    def _decode(self, sources: list[str], k: int) -> list[list[int]]:
+        src = self._encode_sources(sources)
+        out: list[list[int]] = []
+        for b0 in range(0, len(src), _ENCODE_CHUNK):
+            chunk = src[b0 : b0 + _ENCODE_CHUNK]
+            xs, lengths = _pad(chunk, reverse=bool(self.reverse_source))
+            _, state = self.encoder_.forward(self._p["source_embedding"][xs], lengths=lengths)
+            if k == 1:
+                out += self._greedy(state, len(chunk), self.max_length_)
+            else:
+                out += self._beam(state, len(chunk), self.max_length_, k)
+        return out
+
+    def log_probability(self, X: Iterable[str], y: Iterable[str]) -> np.ndarray:
+        """log p(y[i] | X[i]) of each pair under the model (``</s>`` included), in nats."""
+        self._check_fitted()
+        sources, targets = self._check_pairs(X, y)
+        src = self._encode_sources(sources)
+        tgt = [self.target_tokenizer_.encode(t) for t in targets]
+        out = np.empty(len(src))
+        for b0 in range(0, len(src), _ENCODE_CHUNK):
+            sl = slice(b0, b0 + _ENCODE_CHUNK)
+            *_, dec_out, mask, _, logp = self._teacher_forced(src[sl], tgt[sl], training=False)
+            picked = np.zeros(mask.shape)
+            picked[mask] = logp[np.arange(mask.sum()), dec_out[mask]]
+            out[sl] = picked.sum(axis=1)
+        return out
+
+    def score(self, X: Iterable[str], y: Iterable[str]) -> float:
+        """Exact-match accuracy: the fraction of sources translated to exactly the target's tokens."""
+        self._check_fitted()
+        sources, targets = self._check_pairs(X, y)
+        predicted = self.predict(sources)
+        tokenize = self.target_tokenizer_.tokenize
+        return float(np.mean([tokenize(p) == tokenize(t) for p, t in zip(predicted, targets)]))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Any) -> None:
+        """Save the fitted model to ``path`` (npz + JSON, no pickle); read it with :func:`rnnkit.load`."""
+        from ..io import save
+
+        save(self, path)
+
+    def _export(self) -> tuple[dict, dict]:
+        self._check_fitted()
+        params = self.get_params()
+        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
+            params["random_state"] = None
+        fitted = {k: _json_value(getattr(self, k)) for k in self._fitted_attributes if hasattr(self, k)}
+        meta = {"params": {k: _json_value(v) for k, v in params.items()}, "fitted": fitted,
+                "source_tokenizer": self.source_tokenizer_._state(), "target_tokenizer": self.target_tokenizer_._state()}
+        arrays = {"encoder": self.encoder_.flat_params.copy(), "decoder": self.decoder_.flat_params.copy(),
+                  "extra": self._extra.copy()}
+        return meta, arrays
+
+    @classmethod
+    def _import(cls, meta: dict, arrays: dict) -> "Seq2Seq":
+        model = cls(**meta["params"])
+        model._validate_params()
+        model.source_tokenizer_ = Tokenizer._from_state(meta["source_tokenizer"])
+        model.target_tokenizer_ = Tokenizer._from_state(meta["target_tokenizer"])
+        for key, value in meta["fitted"].items():
+            if key not in cls._fitted_attributes:
+                raise ValueError(f"unexpected attribute {key!r} in the model file")
+            setattr(model, key, value)
+        model._build(0)
+        for name, buf in zip(("encoder", "decoder", "extra"), model._buffers()):
+            value = np.asarray(arrays[name])
+            if value.dtype != np.float32 or value.shape != buf.shape or not np.isfinite(value).all():
+                raise ValueError(f"damaged {name} parameters (dtype {value.dtype}, shape {value.shape}; expected "
+                                 f"finite float32 of shape {buf.shape})")
+            buf[...] = value
+        return model
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_p", "_g"):  # views into the flat buffers: rebuilt on unpickling
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_extra" in state:
+            self._p = self._views(self._extra)
+            self._g = self._views(self._extra_grad)

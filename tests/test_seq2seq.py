@@ -1,0 +1,211 @@
+"""rnnkit.text.Seq2Seq: gradients against PyTorch, learning, decoding, persistence, bad input."""
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+from conftest import assert_close_rel
+
+import rnnkit
+from rnnkit.exceptions import NotFittedError
+from rnnkit.text import Seq2Seq
+
+pytestmark = pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
+
+
+def reverse_pairs(n, seed, max_len=6):
+    """Digit strings and their reversal: a transduction that needs the whole source."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for _ in range(n):
+        digits = [str(d) for d in rng.integers(0, 10, int(rng.integers(1, max_len + 1)))]
+        X.append(" ".join(digits))
+        y.append(" ".join(digits[::-1]))
+    return X, y
+
+
+TINY = dict(hidden_size=12, embedding_dim=6, max_epochs=1, batch_size=8, random_state=0, n_threads=1)
+
+
+@pytest.fixture(scope="module")
+def reverser():
+    X, y = reverse_pairs(2000, 0, max_len=5)
+    return Seq2Seq(hidden_size=48, embedding_dim=16, max_epochs=10, batch_size=32, learning_rate=1e-2,
+                   random_state=0, n_threads=1).fit(X, y)
+
+
+# ----------------------------------------------------------------------------- gradients vs torch
+@pytest.mark.parametrize("cell,num_layers,reverse", [("lstm", 1, True), ("lstm", 2, False), ("gru", 2, True),
+                                                     ("rnn", 1, False), ("rnn_relu", 2, True)])
+def test_loss_and_gradients_match_torch(torch, cell, num_layers, reverse):
+    """Teacher-forced loss and every gradient (both stacks, both embeddings, head) equal torch's autograd."""
+    nn = torch.nn
+    X, y = reverse_pairs(12, 1)
+    y = [t + " 0" * (i % 3) for i, t in enumerate(y)]  # targets of other lengths than their sources
+    m = Seq2Seq(cell=cell, num_layers=num_layers, reverse_source=reverse, **TINY).fit(X, y)
+    src = m._encode_sources(X)
+    tgt = [m.target_tokenizer_.encode(t) for t in y]
+    loss, _ = m._loss_and_grads(src, tgt)
+
+    def torch_stack(layer):
+        mode = layer._mode
+        kind = {"lstm": nn.LSTM, "gru": nn.GRU}.get(mode, nn.RNN)
+        extra = {"nonlinearity": mode[4:]} if kind is nn.RNN else {}
+        t = kind(layer.input_size, layer.hidden_size, num_layers=num_layers, batch_first=True, **extra)
+        t.load_state_dict({k: torch.tensor(v) for k, v in layer.state_dict().items()})
+        return t
+
+    enc, dec = torch_stack(m.encoder_), torch_stack(m.decoder_)
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in m._p.items()}
+    bos, eos = len(m.target_tokenizer_), len(m.target_tokenizer_) + 1
+
+    def padded(seqs):
+        width = max(len(s) for s in seqs)
+        return torch.tensor([list(s) + [0] * (width - len(s)) for s in seqs]), torch.tensor([len(s) for s in seqs])
+
+    pack = nn.utils.rnn.pack_padded_sequence
+    xs, src_len = padded([s[::-1] if reverse else s for s in src])
+    _, state = enc(pack(p["source_embedding"][xs], src_len, batch_first=True, enforce_sorted=False))
+    dec_in, tgt_len = padded([[bos] + list(t) for t in tgt])
+    labels, _ = padded([list(t) + [eos] for t in tgt])
+    out, _ = dec(pack(p["target_embedding"][dec_in], tgt_len, batch_first=True, enforce_sorted=False), state)
+    out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+    mask = torch.arange(dec_in.shape[1])[None, :] < tgt_len[:, None]
+    logits = out[mask] @ p["head_weight"].T + p["head_bias"]
+    ref = torch.nn.functional.cross_entropy(logits, labels[mask])
+    ref.backward()
+
+    assert abs(loss - ref.item()) <= 1e-5 * abs(ref.item())
+    for name, tensor in p.items():
+        assert_close_rel(m._g[name], tensor.grad.numpy(), 1e-5, name)
+    for layer, module, label in ((m.encoder_, enc, "encoder"), (m.decoder_, dec, "decoder")):
+        for name, param in module.named_parameters():
+            assert_close_rel(layer.grads[name], param.grad.numpy(), 1e-5, f"{label}.{name}")
+
+
+# ----------------------------------------------------------------------------- learning and decoding
+def test_learns_to_reverse_digit_strings(reverser):
+    X, y = reverse_pairs(300, 99, max_len=5)
+    assert reverser.loss_curve_[-1] < 0.2 * reverser.loss_curve_[0]
+    assert reverser.score(X, y) >= 0.9
+    beam = reverser.predict(X, beam_width=4)
+    assert np.mean([p == t for p, t in zip(beam, y)]) >= 0.9
+
+
+def test_greedy_output_is_the_argmax_of_the_teacher_forced_pass(reverser):
+    """Decoding one step at a time agrees with the whole-sequence forward used in training."""
+    X, _ = reverse_pairs(60, 5, max_len=7)  # longer than in training: errors are likely, agreement must hold
+    src = reverser._encode_sources(X)
+    out = reverser._decode(X, 1)
+    finished = [i for i, o in enumerate(out) if len(o) < reverser.max_length_]
+    assert len(finished) > 50
+    *_, mask, _, logp = reverser._teacher_forced([src[i] for i in finished], [np.array(out[i], np.int64)
+                                                                                for i in finished], training=False)
+    logp[:, len(reverser.target_tokenizer_)] = -np.inf  # <s> is never emitted
+    expected = np.concatenate([out[i] + [len(reverser.target_tokenizer_) + 1] for i in finished])
+    np.testing.assert_array_equal(np.argmax(logp, axis=1), expected)
+
+
+def test_beam_of_width_one_is_greedy(reverser):
+    X, _ = reverse_pairs(80, 6, max_len=7)
+    xs = reverser._encode_sources(X)
+    from rnnkit.text.seq2seq import _pad
+
+    padded, lengths = _pad(xs, reverse=True)
+    _, state = reverser.encoder_.forward(reverser._p["source_embedding"][padded], lengths=lengths)
+    assert reverser._beam(state, len(X), reverser.max_length_, 1) == reverser._greedy(state, len(X),
+                                                                                         reverser.max_length_)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_wide_beam_finds_the_most_probable_output(alpha):
+    """With a beam wider than every hypothesis, beam search is exhaustive search (length-normalised or not)."""
+    X = ["a b", "b a", "a", "b b a"]
+    y = ["x y", "y", "y x x", "x"]
+    m = Seq2Seq(length_penalty=alpha, max_length=3, beam_width=64, **{**TINY, "max_epochs": 5}).fit(X, y)
+    assert len(m.target_tokenizer_) == 3  # <unk>, x, y
+    bos, eos = 3, 4
+
+    def prefix_logp(src: str, tokens: tuple) -> float:
+        """log p of the tokens as a prefix (no </s>), one decoder step at a time."""
+        xs = np.array([m.source_tokenizer_.encode(src)[::-1]])
+        _, state = m.encoder_.forward(m._p["source_embedding"][xs])
+        total, previous = 0.0, bos
+        for token in tokens:
+            logp, state = m._step_logp(np.array([previous]), state)
+            total += float(logp[0, token])
+            previous = token
+        return total
+
+    vocab = (0, 1, 2)  # <unk>, x, y (never <s>)
+    for src in ["a b", "b a b", "a a"]:
+        scores = {t: prefix_logp(src, t + (eos,)) / (n + 1) ** alpha for n in range(3)
+                  for t in itertools.product(vocab, repeat=n)}
+        scores.update({t: prefix_logp(src, t) / 3 ** alpha for t in itertools.product(vocab, repeat=3)})  # cut
+        best = max(scores, key=scores.get)
+        assert m._decode([src], 64)[0] == [tok for tok in best if tok != eos]
+        # and the same beam, narrow, still returns a hypothesis of at most max_length tokens
+        assert len(m._decode([src], 2)[0]) <= 3
+
+
+# ----------------------------------------------------------------------------- persistence and API
+def test_save_load_and_pickle_keep_the_translations(reverser, tmp_path):
+    X, _ = reverse_pairs(40, 7)
+    expected = reverser.predict(X, beam_width=3)
+    path = tmp_path / "s2s.npz"
+    reverser.save(path)
+    loaded = rnnkit.load(path)
+    assert isinstance(loaded, Seq2Seq)
+    assert loaded.predict(X, beam_width=3) == expected
+    assert loaded.get_params() == reverser.get_params()
+    assert pickle.loads(pickle.dumps(reverser)).predict(X, beam_width=3) == expected
+
+
+def test_same_seed_same_model():
+    X, y = reverse_pairs(64, 3)
+    a = Seq2Seq(**TINY).fit(X, y)
+    b = Seq2Seq(**TINY).fit(X, y)
+    for pa, pb in zip(a._buffers(), b._buffers()):
+        np.testing.assert_array_equal(pa, pb)
+    c = Seq2Seq(**{**TINY, "random_state": 1}).fit(X, y)
+    assert not np.array_equal(a._extra, c._extra)
+
+
+def test_validation_keeps_the_best_epoch():
+    X, y = reverse_pairs(200, 4)
+    m = Seq2Seq(**{**TINY, "max_epochs": 4, "validation_fraction": 0.25}).fit(X, y)
+    assert len(m.validation_loss_) == 4
+    assert m.best_validation_loss_ == min(m.validation_loss_)
+    held_out_loss = m.best_validation_loss_
+    assert np.isfinite(held_out_loss)
+
+
+def test_sklearn_clone_and_params():
+    sklearn = pytest.importorskip("sklearn")
+    m = Seq2Seq(hidden_size=7, beam_width=3)
+    c = sklearn.base.clone(m)
+    assert c.get_params()["hidden_size"] == 7 and c.get_params()["beam_width"] == 3
+
+
+def test_bad_input():
+    X, y = reverse_pairs(10, 0)
+    with pytest.raises(NotFittedError):
+        Seq2Seq().predict(["1 2"])
+    with pytest.raises(ValueError, match="same number"):
+        Seq2Seq(**TINY).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="at least one"):
+        Seq2Seq(**TINY).fit([], [])
+    with pytest.raises(TypeError, match="X"):
+        Seq2Seq(**TINY).fit([1, 2], ["a", "b"])
+    with pytest.raises(ValueError, match="cell"):
+        Seq2Seq(cell="transformer").fit(X, y)
+    with pytest.raises(ValueError, match="beam_width"):
+        Seq2Seq(beam_width=0).fit(X, y)
+    with pytest.raises(TypeError, match="reverse_source"):
+        Seq2Seq(reverse_source="yes").fit(X, y)
+    m = Seq2Seq(**TINY).fit(X, y)
+    with pytest.raises(ValueError, match="beam_width"):
+        m.predict(X, beam_width=-2)
+    assert len(m.predict(["", "9 9 9 9 9 9 9 9 9 9 9 9 9 9"])) == 2  # empty and over-long sources still decode
