@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--limit", type=int, default=None, help="read only this many chorales")
     parser.add_argument("--out", default="chorale.mid", help="MIDI file for the generated melody")
     parser.add_argument("--length", type=int, default=48, help="notes to generate")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     train = [melodies[i] for i in order[n_test:]]
 
     model = MelodyModel(cell=args.cell, hidden_size=args.hidden, max_epochs=args.epochs, seq_len=64,
-                        batch_size=16, learning_rate=3e-3, dropout=0.0, random_state=args.seed, verbose=1,
+                        batch_size=16, learning_rate=3e-3, validation_fraction=0.1, random_state=args.seed, verbose=1,
                         n_threads=args.threads)
     start = time.perf_counter()
     model.fit(train)

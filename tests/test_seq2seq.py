@@ -108,6 +108,29 @@ def test_greedy_output_is_the_argmax_of_the_teacher_forced_pass(reverser):
     np.testing.assert_array_equal(np.argmax(logp, axis=1), expected)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_never_scores_below_greedy(reverser, alpha):
+    """On sources longer than any in training (an unsure model), width 4 never ends below greedy's score.
+
+    (Regression: an early version stopped a sentence once k hypotheses had finished, however
+    improbable, and lost to greedy on 2 of these 400.)
+    """
+    X, _ = reverse_pairs(400, 5, max_len=7)
+    reverser.length_penalty = alpha
+    try:
+        tokenize = reverser.target_tokenizer_.tokenize
+
+        def normalised(outputs):
+            lengths = np.array([len(tokenize(o)) + 1 for o in outputs])
+            return reverser.log_probability(X, outputs) / lengths ** alpha
+
+        greedy, beam = reverser.predict(X, beam_width=1), reverser.predict(X, beam_width=4)
+        assert sum(g != b for g, b in zip(greedy, beam)) > 5  # the beam does change some outputs
+        assert (normalised(beam) >= normalised(greedy) - 1e-9).all()
+    finally:
+        reverser.length_penalty = 1.0
+
+
 def test_beam_of_width_one_is_greedy(reverser):
     X, _ = reverse_pairs(80, 6, max_len=7)
     xs = reverser._encode_sources(X)
@@ -115,8 +138,12 @@ def test_beam_of_width_one_is_greedy(reverser):
 
     padded, lengths = _pad(xs, reverse=True)
     _, state = reverser.encoder_.forward(reverser._p["source_embedding"][padded], lengths=lengths)
-    assert reverser._beam(state, len(X), reverser.max_length_, 1) == reverser._greedy(state, len(X),
-                                                                                         reverser.max_length_)
+    reverser.length_penalty = 0.0  # with length normalisation, a width-1 beam may outlive greedy's </s>
+    try:
+        assert reverser._beam(state, len(X), reverser.max_length_, 1) == reverser._greedy(state, len(X),
+                                                                                             reverser.max_length_)
+    finally:
+        reverser.length_penalty = 1.0
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
