@@ -77,3 +77,82 @@ def test_step_from_8_threads_is_bit_identical():
         parallel = list(pool.map(lambda x: _loop(m, x, None)[0], xs))
     for s, p in zip(serial, parallel):
         np.testing.assert_array_equal(s, p)
+
+
+# ----------------------------------------------------------------------------- estimators
+def _stream(model, method, X, state=None):
+    outs = []
+    for t in range(X.shape[1]):
+        out, state = getattr(model, method)(X[:, t], state)
+        outs.append(out)
+    return np.stack(outs, axis=1), state
+
+
+@pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_estimator_predict_step_streams_what_predict_sees(cell, dtype):
+    """Step by step, the estimators give predict()'s answers: per step (output="sequence"), or for
+    the sequences that end at this step (output="last"); inputs are scaled inside as in fit."""
+    rng = np.random.default_rng(0)
+    X = 3.0 + 2.0 * rng.standard_normal((16, 12, 3))  # far from zero mean / unit scale
+    labels = (X[:, :, 0].cumsum(axis=1) > 36).astype(int)
+    rtol = RTOL[dtype] * 5
+    kw = dict(cell=cell, hidden_size=10, num_layers=2, max_epochs=2, random_state=0, dtype=dtype, n_threads=1)
+    seq = rnnkit.RNNClassifier(output="sequence", **kw).fit(X, labels)
+    proba, _ = _stream(seq, "predict_proba_step", X)
+    assert_close_rel(proba, seq.predict_proba(X), rtol, "sequence proba")
+    steps, _ = _stream(seq, "predict_step", X)
+    np.testing.assert_array_equal(steps, seq.classes_[proba.argmax(axis=-1)])
+
+    last = rnnkit.RNNClassifier(**kw).fit(X, labels[:, -1])
+    proba, _ = _stream(last, "predict_proba_step", X)
+    for t in (0, 5, 11):
+        assert_close_rel(proba[:, t], last.predict_proba(X[:, : t + 1]), rtol, f"last proba at {t}")
+
+    reg = rnnkit.RNNRegressor(**kw).fit(X, np.stack([X[:, :, 1].sum(1), X[:, :, 2].max(1)], axis=1))
+    values, state = _stream(reg, "predict_step", X)
+    assert values.shape == (16, 12, 2)
+    assert_close_rel(values[:, -1], reg.predict(X), rtol, "regressor")
+    one, one_state = [], None
+    for x_t in X[3]:  # one stream: (features,) in, (outputs,) out
+        y_t, one_state = reg.predict_step(x_t, one_state)
+        one.append(y_t)
+    one = np.stack(one)
+    assert one.shape == (12, 2)
+    assert_close_rel(one, values[3], rtol, "one stream")
+    if cell == "lstm":
+        assert state[0].shape == (2, 16, 10) and one_state[0].shape == (2, 10)
+    else:
+        assert state.shape == (2, 16, 10) and one_state.shape == (2, 10)
+
+
+@pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
+def test_estimator_predict_step_follows_partial_fit_and_checks_input():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((8, 5, 2))
+    y = X[:, :, 0].sum(axis=1)
+    reg = rnnkit.RNNRegressor(hidden_size=6, max_epochs=1, random_state=0, n_threads=1).fit(X, y)
+    before, _ = _stream(reg, "predict_step", X)
+    reg.partial_fit(X, y)  # the weights change in place: the stream must see the new ones
+    after, _ = _stream(reg, "predict_step", X)
+    assert not np.allclose(before[:, -1], after[:, -1])
+    assert_close_rel(after[:, -1], reg.predict(X), 1e-5, "after partial_fit")
+    with pytest.raises(ValueError, match=r"x_t must have shape \(n_streams, 2\)"):
+        reg.predict_step(np.zeros((8, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        reg.predict_step(np.full((8, 2), np.nan))
+    with pytest.raises(TypeError, match="x_t"):
+        reg.predict_step(np.zeros((8, 2), dtype=int))
+    with pytest.raises(ValueError, match=r"state\[0\] must have shape \(1, 8, 6\)"):
+        reg.predict_step(np.zeros((8, 2)), (np.zeros((1, 3, 6)), np.zeros((1, 3, 6))))
+    with pytest.raises(TypeError, match="tuple"):
+        reg.predict_step(np.zeros((8, 2)), np.zeros((1, 8, 6)))
+    with pytest.raises(ValueError, match="unidirectional"):
+        rnnkit.RNNRegressor(hidden_size=4, max_epochs=1, bidirectional=True).fit(X, y).predict_step(X[:, 0])
+    with pytest.raises(rnnkit.exceptions.NotFittedError):
+        rnnkit.RNNClassifier().predict_step(X[:, 0])
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(reg))  # the stream cache is not pickled, and is rebuilt
+    assert_close_rel(_stream(clone, "predict_step", X)[0], after, 1e-6, "unpickled")

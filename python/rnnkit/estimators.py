@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import optim
+from . import _checks, optim
 from ._backend import core
 from ._sequences import Sequences, per_step_targets, to_sequences
 from .exceptions import ConvergenceWarning, DataConversionWarning, not_fitted_error
@@ -230,14 +230,19 @@ class _RNNBase(_Base):
         return self.n_threads if self.n_threads is not None else core.default_threads()
 
     def _scale_X(self, seqs: Sequences) -> np.ndarray:
-        return ((seqs.x - self._x_mean) / self._x_scale).astype(self.dtype_, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = ((seqs.x - self._x_mean) / self._x_scale).astype(self.dtype_, copy=False)
+        if not np.isfinite(x).all():
+            raise ValueError(
+                f"Input X holds values too large for {self.dtype_} once standardised with the training data's mean "
+                f"and standard deviation"
+            )
+        return x
 
     def _fit_scaler(self, seqs: Sequences) -> None:
         valid = seqs.valid_mask()
         values = seqs.x[valid].astype(np.float64)
-        self._x_mean = values.mean(axis=0)
-        std = values.std(axis=0)
-        self._x_scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self._x_mean)), std, 1.0)
+        self._x_mean, self._x_scale = _standardiser(values, "X")
 
     def _raw_outputs(self, seqs: Sequences) -> np.ndarray:
         """Model outputs for every sequence: (n, n_outputs) or (n, T, n_outputs)."""
@@ -248,7 +253,14 @@ class _RNNBase(_Base):
             sl = slice(start, start + _PREDICT_CHUNK)
             lengths = None if seqs.lengths is None else np.ascontiguousarray(seqs.lengths[sl])
             parts.append(run(self._spec, self._params_flat, np.ascontiguousarray(x[sl]), lengths, self._threads()))
-        return np.concatenate(parts, axis=0)
+        out = np.concatenate(parts, axis=0)
+        if not np.isfinite(out).all():
+            raise ValueError(
+                f"{type(self).__name__}: the model's outputs overflowed to NaN/Inf for this input (weights of "
+                f"magnitude up to {np.abs(self._params_flat).max():.3g}); training probably diverged: refit with a "
+                "lower learning_rate or with clip_norm / clip_value"
+            )
+        return out
 
     # ------------------------------------------------------------------ training
     def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None) -> np.ndarray:
@@ -364,20 +376,51 @@ class _RNNBase(_Base):
         )
 
     # ------------------------------------------------------------------ inspection
+    def _stack_layer(self, n_threads: Optional[int] = None) -> Any:
+        kw = dict(num_layers=self.num_layers, bidirectional=bool(self.bidirectional), batch_first=True,
+                  dtype=self.dtype_.name, n_threads=n_threads)
+        if self.cell == "lstm":
+            return LSTM(self._input_size, self.hidden_size, **kw)
+        if self.cell == "gru":
+            return GRU(self._input_size, self.hidden_size, **kw)
+        return RNN(self._input_size, self.hidden_size, nonlinearity="relu" if self.cell == "rnn_relu" else "tanh", **kw)
+
     @property
     def rnn_(self) -> Any:
         """The trained recurrent stack as an :class:`LSTM`/:class:`GRU`/:class:`RNN` (a copy)."""
         self._check_fitted()
-        kw = dict(num_layers=self.num_layers, bidirectional=bool(self.bidirectional), batch_first=True,
-                  dtype=self.dtype_.name)
-        if self.cell == "lstm":
-            layer = LSTM(self._input_size, self.hidden_size, **kw)
-        elif self.cell == "gru":
-            layer = GRU(self._input_size, self.hidden_size, **kw)
-        else:
-            layer = RNN(self._input_size, self.hidden_size, nonlinearity="relu" if self.cell == "rnn_relu" else "tanh", **kw)
+        layer = self._stack_layer()
         layer.flat_params[...] = self._params_flat[: self._spec.head_offset]
         return layer
+
+    # ------------------------------------------------------------------ streaming
+    def _step_raw(self, x_t: Any, state: Any) -> tuple[np.ndarray, Any, bool]:
+        """Head outputs (scaled) after one more time step of each stream, the new state, and unbatched."""
+        self._check_fitted()
+        if self.bidirectional:
+            raise ValueError("predict_step needs a unidirectional model (bidirectional=False): the reverse "
+                             "direction reads the future")
+        if self._spec.vocab_size:
+            raise TypeError(f"{type(self).__name__} reads token ids: predict_step takes real-valued features only")
+        x = _checks.float_array(x_t, "x_t", np.dtype(np.float64))
+        unbatched = x.ndim == 1
+        if x.ndim not in (1, 2) or x.shape[-1] != self._input_size or x.size == 0:
+            raise ValueError(f"x_t must have shape (n_streams, {self._input_size}) or ({self._input_size},): one time "
+                             f"step of each stream's features, got {np.shape(x_t)}")
+        x = ((x - self._x_mean) / self._x_scale).astype(self.dtype_)
+        cache = self.__dict__.get("_stream")
+        if cache is None or cache[0] is not self._params_flat:
+            head = self._spec.head_offset
+            layer = self._stack_layer(self.n_threads)
+            layer._share_params(self._params_flat[:head])  # live: partial_fit's updates are seen
+            f, k = self._spec.features, self._n_outputs
+            weight = self._params_flat[head : head + k * f].reshape(k, f)
+            bias = self._params_flat[head + k * f : head + k * f + k]
+            cache = self.__dict__["_stream"] = (self._params_flat, layer, weight, bias)
+        _, layer, weight, bias = cache
+        y, state = layer.step(x, state)  # one stream: x (features,) and states (layers, hidden)
+        raw = y @ weight.T + bias
+        return (raw[None] if unbatched else raw), state, unbatched
 
     @property
     def head_(self) -> dict[str, np.ndarray]:
@@ -389,7 +432,7 @@ class _RNNBase(_Base):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_spec",):  # native objects are rebuilt on load
+        for key in ("_spec", "_stream"):  # native objects and views are rebuilt on load
             state.pop(key, None)
         return state
 
@@ -705,6 +748,37 @@ class RNNClassifier(_RNNBase):
         proba = self._raw_outputs(seqs)
         return _per_sequence(proba, seqs) if self.output == "sequence" else proba
 
+    def predict_proba_step(self, x_t: Any, state: Any = None) -> tuple[np.ndarray, Any]:
+        """Class probabilities after one more time step of each stream (real-time use).
+
+        Parameters
+        ----------
+        x_t : array, shape (n_streams, n_features) or (n_features,)
+            This step's features of each stream (scaled inside, as in :meth:`fit`).
+        state : as returned by the previous call, optional
+            The streams' recurrent state; None starts new streams.
+
+        Returns
+        -------
+        proba : array, shape (n_streams, n_classes) (or (n_classes,))
+            What :meth:`predict_proba` gives for the sequences read so far: with
+            ``output="sequence"`` the probabilities of this step, with ``output="last"`` those
+            of the sequences ending here.
+        state
+            Pass it to the next call. For an LSTM a tuple (h, c), else h; each
+            (num_layers, n_streams, hidden_size).
+        """
+        raw, state, unbatched = self._step_raw(x_t, state)
+        raw = raw.astype(np.float64)
+        proba = np.exp(raw - raw.max(axis=1, keepdims=True))
+        proba = (proba / proba.sum(axis=1, keepdims=True)).astype(self.dtype_)
+        return (proba[0] if unbatched else proba), state
+
+    def predict_step(self, x_t: Any, state: Any = None) -> tuple[Any, Any]:
+        """Predicted labels after one more time step of each stream; see :meth:`predict_proba_step`."""
+        proba, state = self.predict_proba_step(x_t, state)
+        return self.classes_[proba.argmax(axis=-1)], state
+
     def predict(self, X: Any) -> Any:
         """Predicted labels: (n,); with output="sequence" (n, T) or, for list input, a list."""
         self._check_fitted()
@@ -781,9 +855,7 @@ class RNNRegressor(_RNNBase):
             raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
         if reset:
             self._y_ndim = ndim
-            self._y_mean = valid.mean(axis=0)
-            std = valid.std(axis=0)
-            self._y_scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self._y_mean)), std, 1.0)
+            self._y_mean, self._y_scale = _standardiser(valid, "y")
             self._n_outputs_for_fit = y2.shape[-1]
         elif y2.shape[-1] != self._n_outputs:
             raise ValueError(f"y has {y2.shape[-1]} outputs, but the model was fitted with {self._n_outputs}")
@@ -802,6 +874,29 @@ class RNNRegressor(_RNNBase):
             mask = seqs.valid_mask()
             return _r2(scaled[mask], raw[mask])
         return _r2(scaled, raw)
+
+    def predict_step(self, x_t: Any, state: Any = None) -> tuple[np.ndarray, Any]:
+        """Predictions after one more time step of each stream (real-time use).
+
+        Parameters
+        ----------
+        x_t : array, shape (n_streams, n_features) or (n_features,)
+            This step's features of each stream (scaled inside, as in :meth:`fit`).
+        state : as returned by the previous call, optional
+            The streams' recurrent state; None starts new streams.
+
+        Returns
+        -------
+        y : array, shape (n_streams,) or (n_streams, n_outputs) (one stream: () or (n_outputs,))
+            What :meth:`predict` gives for the sequences read so far: with ``output="sequence"``
+            this step's prediction, with ``output="last"`` that of the sequences ending here.
+        state
+            Pass it to the next call. For an LSTM a tuple (h, c), else h; each
+            (num_layers, n_streams, hidden_size).
+        """
+        raw, state, unbatched = self._step_raw(x_t, state)
+        y = self._unscale(raw)
+        return (y[0] if unbatched else y), state
 
     def predict(self, X: Any) -> Any:
         """Predictions on the targets' scale: (n,) / (n, k); per step with output="sequence"."""
@@ -828,6 +923,22 @@ class RNNRegressor(_RNNBase):
 
 
 # ---------------------------------------------------------------------- helpers
+def _standardiser(values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and scale of ``values`` (n, k), float64; ValueError where they overflow.
+
+    A column with (almost) no spread gets scale 1.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = values.mean(axis=0)
+        std = values.std(axis=0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(
+            f"Input {name} holds values too large to standardise (their mean or standard deviation overflows "
+            "float64); rescale them first"
+        )
+    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+
+
 def _check_labels(y: np.ndarray) -> None:
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():

@@ -86,6 +86,18 @@ class _Recurrent:
             for name, offset, shape in self._layout
         }
 
+    def _share_params(self, flat: np.ndarray) -> None:
+        """Read the parameters from ``flat`` (same layout and dtype) instead of the layer's own buffer.
+
+        For models that keep a stack inside a larger flat buffer (the estimators' stack + head):
+        the layer then sees every in-place update of that buffer, with no copy.
+        """
+        if flat.dtype != self.dtype or flat.shape != self._flat.shape or not flat.flags.c_contiguous:
+            raise ValueError(f"_share_params: need a contiguous {self.dtype} buffer of {self._flat.size} values")
+        self._flat = flat
+        self._params = self._views(flat)
+        self._version += 1
+
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
