@@ -303,6 +303,9 @@ class _Recurrent:
         ValueError
             For a bidirectional layer (its reverse direction reads the future), or bad shapes.
         """
+        fast = self._step_fast(x, state)
+        if fast is not None:
+            return fast
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional layer: a bidirectional one reads the future")
         x = _checks.float_array(x, "x", self.dtype)
@@ -314,16 +317,52 @@ class _Recurrent:
         if x.shape[0] == 0:
             raise ValueError("x must hold at least one sequence (empty batch)")
         h0, c0 = self._state_arrays(state, x.shape[0], unbatched, "state")
-        local = self.__dict__.setdefault("_step_local", threading.local())
-        workspace = getattr(local, "workspace", None)
-        if workspace is None:
-            workspace = local.workspace = getattr(core, f"StepWorkspace_{self.dtype.name}")()
-        run = getattr(core, f"step_{self.dtype.name}")
-        y, h_n, c_n = run(self._spec, self._flat, x, h0, c0, workspace, self._threads())
+        y, h_n, c_n = self._step_run(x, h0, c0)
         if unbatched:
             y, h_n = y[0], h_n[:, 0]
             c_n = c_n[:, 0] if c_n is not None else None
         return (y, (h_n, c_n)) if self._mode == "lstm" else (y, h_n)
+
+    def _step_run(self, x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray]) -> tuple:
+        """The compiled step with this thread's reusable workspace."""
+        local = self.__dict__.get("_step_local")
+        if local is None:
+            local = self.__dict__.setdefault("_step_local", threading.local())
+        workspace = getattr(local, "workspace", None)
+        if workspace is None:
+            workspace = local.workspace = getattr(core, f"StepWorkspace_{self.dtype.name}")()
+            local.run = getattr(core, f"step_{self.dtype.name}")
+        return local.run(self._spec, self._flat, x, h0, c0, workspace, self._threads())
+
+    def _step_fast(self, x: Any, state: Any) -> Optional[tuple]:
+        """:meth:`step` without conversions, for arguments that need none (the streaming loop's case).
+
+        Returns None, and the caller takes the general path with its full checks and
+        messages, unless ``x`` and the state are already C-contiguous arrays of the layer's
+        dtype and batched shapes, and finite.
+        """
+        dtype = self.dtype
+        if (type(x) is not np.ndarray or x.dtype != dtype or x.ndim != 2 or x.shape[1] != self.input_size
+                or not x.shape[0] or not x.flags.c_contiguous or self.bidirectional):
+            return None
+        lstm = self._mode == "lstm"
+        h0 = c0 = None
+        if state is not None:
+            if lstm:
+                if type(state) is not tuple or len(state) != 2:
+                    return None
+                h0, c0 = state
+            else:
+                h0 = state
+            shape = (self.num_layers, x.shape[0], self.hidden_size)
+            for s in (h0, c0) if lstm else (h0,):
+                if type(s) is not np.ndarray or s.dtype != dtype or s.shape != shape or not s.flags.c_contiguous \
+                        or not np.isfinite(s).all():
+                    return None
+        if not np.isfinite(x).all():
+            return None
+        y, h_n, c_n = self._step_run(x, h0, c0)
+        return (y, (h_n, c_n)) if lstm else (y, h_n)
 
     def backward(
         self,
