@@ -443,3 +443,74 @@ def test_load_refuses_a_scrambled_layout_between_layers():
                                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
         rx.load(helper.make_model(graph))
+
+
+# ------------------------------------------------------------------------------ task models
+def _padded_ids(seqs):
+    width = max(len(s) for s in seqs)
+    ids = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+    return ids, np.array([len(s) for s in seqs], dtype=np.int64)
+
+
+@pytest.mark.parametrize("cell,bidirectional", [("gru", True), ("lstm", False)])
+def test_text_classifier_export_matches_predict_proba(cell, bidirectional):
+    from rnnkit.text import TextClassifier
+
+    texts = ["good film", "bad plot and bad acting", "lovely", "awful awful film", "nice acting really", "poor"]
+    labels = ["pos", "neg", "pos", "neg", "pos", "neg"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = TextClassifier(cell=cell, bidirectional=bidirectional, hidden_size=6, embedding_dim=4, max_epochs=3,
+                             random_state=0, n_threads=1).fit(texts, labels)
+    model = rx.export(clf, lengths=True)
+    assert [i.name for i in model.graph.input] == ["tokens", "lengths"]
+    ids, lengths = _padded_ids(clf.tokenizer_.transform(texts))
+    got = session(model).run(None, {"tokens": ids, "lengths": lengths})[0]
+    assert_close(got, clf.predict_proba(texts), "ragged texts")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_language_model_export_gives_every_steps_next_token_distribution(cell):
+    from rnnkit.text import LanguageModel
+
+    lm = LanguageModel(cell=cell, hidden_size=8, embedding_dim=4, seq_len=8, max_epochs=2, random_state=0,
+                       n_threads=1).fit(["the cat sat on the mat and the dog sat on the log . " * 4])
+    ids, lengths = _padded_ids([lm.tokenizer_.encode("the cat sat on"), lm.tokenizer_.encode("the dog")])
+    got = session(rx.export(lm, lengths=True)).run(None, {"tokens": ids, "lengths": lengths})[0]
+    assert got.shape == (2, 4, len(lm.tokenizer_))
+    for i, n in enumerate(lengths):
+        expected = lm._probabilities(ids[i : i + 1, :n])[0]
+        assert_close(got[i, :n], expected, f"sequence {i}")
+    top = lm.predict_next("the cat sat on", k=1)[0][0]
+    assert lm.tokenizer_.vocab_[int(got[0, 3].argmax())] == top
+
+
+def test_melody_and_forecaster_export_and_seq2seq_refusal():
+    from rnnkit.forecast import RNNForecaster
+    from rnnkit.music import MelodyModel, melody_to_tokens
+    from rnnkit.text import Seq2Seq
+
+    tune = [(60, 1.0), (62, 0.5), (64, 0.5), (None, 1.0)] * 6
+    melody = MelodyModel(hidden_size=8, embedding_dim=4, seq_len=8, max_epochs=2, random_state=0, n_threads=1)
+    melody.fit([tune])
+    ids = np.array([[melody.tokenizer_._index[t] for t in melody_to_tokens(tune[:5])]])
+    got = session(rx.export(melody)).run(None, {"tokens": ids})[0]
+    assert_close(got[0], melody._probabilities(ids)[0], "melody")
+
+    y = np.sin(np.arange(120) / 4.0) + 0.01 * np.arange(120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = RNNForecaster(window=12, horizon=3, hidden_size=6, max_epochs=2, random_state=0).fit(y)
+    reg = fc.regressor_
+    windows = np.random.default_rng(0).standard_normal((5, 12, reg._input_size))
+    got = session(rx.export(fc)).run(None, {"input": windows.astype(np.float32)})[0]
+    assert_close(got, reg.predict(windows), "forecaster's regressor")
+
+    pairs = (["1 2", "3"], ["2 1", "3"])
+    s2s = Seq2Seq(hidden_size=4, embedding_dim=2, max_epochs=1, random_state=0, n_threads=1).fit(*pairs)
+    with pytest.raises(TypeError, match="Seq2Seq"):
+        rx.export(s2s)
+    with pytest.raises(ValueError, match="initial_state"):
+        rx.export(melody, initial_state=True)

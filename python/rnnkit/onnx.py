@@ -198,53 +198,108 @@ def _export_layer(onnx: Any, layer: _Recurrent, opset: int, lengths: bool, initi
     return g.model(inputs, outputs, opset, f"rnnkit {layer!r}")
 
 
-def _export_estimator(onnx: Any, est: Any, opset: int, lengths: bool) -> Any:
-    from .estimators import RNNClassifier
+@dataclass
+class _Readout:
+    """What a model graph does around its recurrent stack (see :func:`_export_model`)."""
 
-    est._check_fitted()
+    layer: _Recurrent
+    weight: np.ndarray  # the dense head, (n_outputs, features)
+    bias: np.ndarray
+    per_step: bool  # read every step's output, or the top layer's final states
+    softmax: bool  # probabilities; else affine outputs ``raw * y_scale + y_mean``
+    embedding: Optional[np.ndarray] = None  # token-id input through this table, (vocab, input_size)
+    x_mean: Optional[np.ndarray] = None  # real-valued input standardised with these
+    x_scale: Optional[np.ndarray] = None
+    y_mean: Optional[np.ndarray] = None
+    y_scale: Optional[np.ndarray] = None
+    squeeze: bool = False  # one target: drop the last axis of the predictions
+
+
+def _export_model(onnx: Any, spec: _Readout, opset: int, lengths: bool, doc: str) -> Any:
+    """The graph of a stack + dense head model: input (B, T) token ids or (B, T, D) features."""
     g = _GraphBuilder(onnx)
     info = onnx.helper.make_tensor_value_info
     f32 = onnx.TensorProto.FLOAT
-    layer = est.rnn_
-    head = est.head_
-    classifier = isinstance(est, RNNClassifier)
-    inputs = [info("input", f32, ["batch", "time", layer.input_size])]
+    layer = spec.layer
+    if spec.embedding is not None:
+        inputs = [info("tokens", onnx.TensorProto.INT64, ["batch", "time"])]
+        features = g.one("Gather", [g.const("embedding", spec.embedding.astype(np.float32)), "tokens"], axis=0)
+    else:
+        inputs = [info("input", f32, ["batch", "time", layer.input_size])]
+        features = g.one("Div", [g.one("Sub", ["input", g.const("x_mean", np.asarray(spec.x_mean, np.float32))]),
+                                 g.const("x_scale", np.asarray(spec.x_scale, np.float32))])
     seq_lens = None
     if lengths:
         lengths_info, seq_lens = _lengths_input(g, info)
         inputs.append(lengths_info)
-    scaled = g.one("Div", [g.one("Sub", ["input", g.const("x_mean", np.asarray(est._x_mean, np.float32))]),
-                           g.const("x_scale", np.asarray(est._x_scale, np.float32))])
-    x = g.one("Transpose", [scaled], perm=[1, 0, 2])
+    x = g.one("Transpose", [features], perm=[1, 0, 2])
     y, finals_h, _ = _recurrent_stack(g, layer, x, seq_lens, None, None)
-    weight = head["weight"].astype(np.float32)
-    bias = head["bias"].astype(np.float32)
-    if est.output == "last":  # the top layer's final states, [forward, reverse]
+    weight = spec.weight.astype(np.float32)
+    bias = spec.bias.astype(np.float32)
+    if not spec.per_step:  # the top layer's final states, [forward, reverse]
         top = finals_h[-1]
         if layer.num_directions == 1:
-            features = g.one("Squeeze", [top, g.ints("axes", [0])])
+            last = g.one("Squeeze", [top, g.ints("axes", [0])])
         else:
-            features = g.one("Reshape", [g.one("Transpose", [top], perm=[1, 0, 2]), g.ints("shape", [0, -1])])
-        raw = g.one("Gemm", [features, g.const("head_weight", weight), g.const("head_bias", bias)], transB=1)
+            last = g.one("Reshape", [g.one("Transpose", [top], perm=[1, 0, 2]), g.ints("shape", [0, -1])])
+        raw = g.one("Gemm", [last, g.const("head_weight", weight), g.const("head_bias", bias)], transB=1)
         out_axes: List[Any] = ["batch"]
     else:  # per step: (T, B, F) -> (B, T, F) @ W^T + b
         per_step = g.one("Transpose", [y], perm=[1, 0, 2])
         raw = g.one("Add", [g.one("MatMul", [per_step, g.const("head_weight_t", weight.T)]), g.const("head_bias", bias)])
         out_axes = ["batch", "time"]
     n_out = weight.shape[0]
-    if classifier:
+    if spec.softmax:
         g.one("Softmax", [raw], out="probabilities", axis=-1)
         outputs = [info("probabilities", f32, out_axes + [n_out])]
     else:
-        unscaled = g.one("Add", [g.one("Mul", [raw, g.const("y_scale", np.asarray(est._y_scale, np.float32))]),
-                                 g.const("y_mean", np.asarray(est._y_mean, np.float32))])
-        if est._y_ndim == 1:
+        unscaled = g.one("Add", [g.one("Mul", [raw, g.const("y_scale", np.asarray(spec.y_scale, np.float32))]),
+                                 g.const("y_mean", np.asarray(spec.y_mean, np.float32))])
+        if spec.squeeze:
             g.one("Squeeze", [unscaled, g.ints("axes", [-1])], out="predictions")
             outputs = [info("predictions", f32, out_axes)]
         else:
             g.one("Identity", [unscaled], out="predictions")
             outputs = [info("predictions", f32, out_axes + [n_out])]
-    return g.model(inputs, outputs, opset, f"rnnkit {type(est).__name__} ({est.cell}, output={est.output!r})")
+    return g.model(inputs, outputs, opset, doc)
+
+
+def _estimator_readout(est: Any) -> _Readout:
+    from .estimators import RNNClassifier
+
+    est._check_fitted()
+    head = est.head_
+    readout = _Readout(layer=est.rnn_, weight=head["weight"], bias=head["bias"], per_step=est.output != "last",
+                       softmax=isinstance(est, RNNClassifier))
+    if est._spec.vocab_size:
+        offset = est._spec.embedding_offset
+        readout.embedding = est._params_flat[offset:].reshape(est._spec.vocab_size, -1)
+    else:
+        readout.x_mean, readout.x_scale = est._x_mean, est._x_scale
+    if not readout.softmax:
+        readout.y_mean, readout.y_scale, readout.squeeze = est._y_mean, est._y_scale, est._y_ndim == 1
+    return readout
+
+
+def _language_model_readout(model: Any) -> _Readout:
+    from .estimators import _CELLS
+
+    model._check_fitted()
+    flat, spec = model._params_flat, model._spec
+    vocab, hidden, dim = len(model.tokenizer_), int(model.hidden_size), int(model.embedding_dim)
+    mode = _CELLS[model.cell]
+    kwargs = dict(num_layers=int(model.num_layers))
+    if mode == "lstm":
+        layer: _Recurrent = LSTM(dim, hidden, **kwargs)
+    elif mode == "gru":
+        layer = GRU(dim, hidden, **kwargs)
+    else:
+        layer = RNN(dim, hidden, nonlinearity=mode[4:], **kwargs)
+    head = spec.head_offset
+    layer.flat_params[...] = flat[:head]
+    return _Readout(layer=layer, weight=flat[head : head + vocab * hidden].reshape(vocab, hidden),
+                    bias=flat[head + vocab * hidden : spec.embedding_offset], per_step=True, softmax=True,
+                    embedding=flat[spec.embedding_offset :].reshape(vocab, dim))
 
 
 def export(model: Any, path: Optional[PathLike] = None, opset: int = DEFAULT_OPSET, *,
@@ -253,8 +308,8 @@ def export(model: Any, path: Optional[PathLike] = None, opset: int = DEFAULT_OPS
 
     Parameters
     ----------
-    model : rnnkit.LSTM, GRU or RNN, or a fitted RNNClassifier / RNNRegressor
-        What to export. Every layer option is kept: stacked layers (one node per layer),
+    model : rnnkit.LSTM, GRU or RNN, a fitted RNNClassifier / RNNRegressor, or a fitted task model
+        What to export (``Seq2Seq``'s decoding loop is not expressible: export its layers). Every layer option is kept: stacked layers (one node per layer),
         bidirectional, bias or not, ``batch_first`` and the RNN's tanh/ReLU. Dropout is a
         training-time operation and is left out. The graph computes in float32 (float64
         models are rounded to float32).
@@ -283,6 +338,18 @@ def export(model: Any, path: Optional[PathLike] = None, opset: int = DEFAULT_OPS
     ``"h_n"`` and, for LSTM, ``"c_n"`` (L*dirs, B, H) -- the names and shapes of
     ``forward``'s results.
 
+    Text models (``TextClassifier``, ``LanguageModel``, ``MelodyModel``): input ``"tokens"``
+    (B, T) int64 token ids, padded with any id and with ``lengths`` for ragged batches.
+    Tokenisation stays in Python: ``ids = model.tokenizer_.transform(texts)`` (for a
+    ``MelodyModel`` the tokens of :func:`rnnkit.music.melody_to_tokens`). A classifier's
+    ``"probabilities"`` are those of ``predict_proba``; a language model's are (B, T,
+    vocabulary), the next-token distribution after every step (``vocab_[i]`` is token ``i``).
+
+    ``RNNForecaster``: the graph of its inner regressor (``regressor_``), from the window of
+    prepared features (B, window, features) to the ``horizon`` outputs on that prepared scale. The
+    preparation -- differencing, scaling of the series, calendar features and the inverse
+    transforms -- stays in Python.
+
     Estimators: input ``"input"`` (B, T, D) float32 (univariate sequences are (B, T, 1)),
     with dynamic B and T, and ``"lengths"`` when asked for. The graph standardises the input
     with the fitted means and scales (Sub, Div), runs the recurrent stack, reads out the top
@@ -299,17 +366,33 @@ def export(model: Any, path: Optional[PathLike] = None, opset: int = DEFAULT_OPS
     latest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= latest:
         raise ValueError(f"opset must lie in [{MIN_OPSET}, {latest}] (this onnx package's newest), got {opset}")
+    from .forecast import RNNForecaster
+    from .text import LanguageModel, Seq2Seq
+
     if isinstance(model, _Recurrent):
         proto = _export_layer(onnx, model, opset, bool(lengths), bool(initial_state))
-    elif isinstance(model, _RNNBase) and type(model)._model_spec is _RNNBase._model_spec:
-        if initial_state:
-            raise ValueError("initial_state=True applies to layers only: an estimator starts from zeros")
-        proto = _export_estimator(onnx, model, opset, bool(lengths))
     else:
-        raise TypeError(
-            "export() takes an rnnkit LSTM, GRU or RNN layer or a fitted RNNClassifier / RNNRegressor, "
-            f"got {type(model).__name__}"
-        )
+        if isinstance(model, RNNForecaster):
+            model._check_fitted()
+            model = model.regressor_
+        if isinstance(model, _RNNBase):
+            readout = _estimator_readout(model)
+            doc = f"rnnkit {type(model).__name__} ({model.cell}, output={model.output!r})"
+        elif isinstance(model, LanguageModel):
+            readout = _language_model_readout(model)
+            doc = f"rnnkit {type(model).__name__} ({model.cell}): next-token probabilities at every step"
+        elif isinstance(model, Seq2Seq):
+            raise TypeError("export() cannot write a Seq2Seq model: its decoding loop (greedy or beam search over "
+                            "the decoder's steps) has no standard ONNX operator; export model.encoder_ and "
+                            "model.decoder_ as layers instead")
+        else:
+            raise TypeError(
+                "export() takes an rnnkit LSTM, GRU or RNN layer, a fitted RNNClassifier / RNNRegressor, "
+                f"TextClassifier, LanguageModel (or MelodyModel) or RNNForecaster, got {type(model).__name__}"
+            )
+        if initial_state:
+            raise ValueError("initial_state=True applies to layers only: a model starts from zeros")
+        proto = _export_model(onnx, readout, opset, bool(lengths), doc)
     onnx.checker.check_model(proto, full_check=True)
     if hasattr(path, "write"):
         path.write(proto.SerializeToString())
