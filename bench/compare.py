@@ -313,6 +313,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="cores' worth of CPU used by other processes during a row above which the row is retried "
                         "and, if still above, marked '*' (default 0.1)")
     p.add_argument("--retries", type=int, default=2, help="re-measurements of a row disturbed by other processes")
+    p.add_argument("--step", action="store_true",
+                   help="the streaming-step table instead: batch 1, one thread, rnnkit step vs a one-step ORT session and torch")
     p.add_argument("--sgemm-child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.quick = args.quick or rnnbench.quick_from_env()
@@ -321,6 +323,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.min_calls is None:
         args.min_calls = 3 if args.quick else 7
     return args
+
+
+def step_table(args) -> int:
+    """Print the streaming-step rows: microseconds per step of each library and the ratios to rnnkit."""
+    rows = [(c, h) for c, h in rnnbench.STEP_ROWS if not args.filter or re.search(args.filter, f"{c}-H{h}")]
+    if args.quick:
+        rows = [(c, h) for c, h in rows if h == 64]
+    lines = ["| row (B=1, D=H, 1 thread) | rnnkit step us | ORT one-step session us | torch us | ORT/rnnkit | torch/rnnkit |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for cell, hidden in rows:
+        pair = rnnbench.StepPair(cell, hidden)
+        pair.check()
+        med = time_side_by_side({lib: pair.step(lib) for lib in pair.libs}, args.budget, args.min_calls,
+                                max(args.max_calls, 2000), block_s=0.02)
+        us = {lib: 1e6 * t for lib, t in med.items()}
+        ours, ort_us = us["rnnkit"], us.get("ort")
+        ort_cells = ("-", "-") if ort_us is None else (f"{ort_us:.1f}", f"{ort_us / ours:.1f}")
+        lines.append(f"| {cell} H={hidden} | {ours:.1f} | {ort_cells[0]} | {us['torch']:.1f} | {ort_cells[1]} | "
+                     f"{us['torch'] / ours:.1f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    f = machine_facts()
+    print(f"Streaming step, {f['date']}: {f['cpu']}, {f['cores']} cores; {f['rnnkit']}; {f['torch']}; {f['ort']}; "
+          f"load average at end {loadavg()}. Median of single calls, libraries interleaved.\n")
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -334,6 +361,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(rnnbench.TORCH_MISSING_REASON, file=sys.stderr)
         return 2
 
+    if args.step:
+        return step_table(args)
     cores = rnnbench.all_cores()
     if args.both_threads:
         thread_counts = sorted({1, cores})

@@ -281,3 +281,84 @@ class Pair:
 def ordered_libs(round_index: int) -> Tuple[str, ...]:
     """Alternate which library goes first, so neither always runs right after the other."""
     return LIBS if round_index % 2 == 0 else LIBS[::-1]
+
+
+# ---------------------------------------------------------------------- streaming step
+#: (cell, hidden) rows of the step benchmark: batch 1, input size = hidden (issue: B=1, H 64-256).
+STEP_ROWS: Tuple[Tuple[str, int], ...] = tuple((cell, h) for cell in ("lstm", "gru", "rnn") for h in (64, 128, 256))
+STEP_LIBS: Tuple[str, ...] = ("rnnkit", "ort", "torch")
+
+
+class StepPair:
+    """One time step at batch 1, carrying the state, in rnnkit (``layer.step``), ONNX Runtime (a
+    one-step session of the layer's export with state inputs, its state outputs fed back) and
+    torch (the module on a one-step sequence). Same weights and input for all three."""
+
+    def __init__(self, cell: str, hidden: int, threads: int = 1, seed: int = 0) -> None:
+        import rnnkit
+        import torch
+
+        self.cell, self.hidden, self.threads = cell, hidden, threads
+        self._torch = torch
+        cls = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[cell]
+        tcls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+        self.m = cls(hidden, hidden, seed=seed, n_threads=threads)
+        self.tm = tcls(hidden, hidden).float()
+        self.tm.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.m.state_dict().items()})
+        self.x = np.random.default_rng(seed + 1).standard_normal((1, hidden)).astype(np.float32)
+        self.xt = torch.from_numpy(self.x[None])
+        self.lstm = cell == "lstm"
+        self.ort = None
+        if ort_available():
+            import rnnkit.onnx
+
+            self.ort = ort_session(rnnkit.onnx.export(self.m, initial_state=True), threads)
+        self.libs = tuple(lib for lib in STEP_LIBS if lib != "ort" or self.ort is not None)
+        self.reset()
+
+    def reset(self) -> None:
+        zeros = np.zeros((1, 1, self.hidden), np.float32)
+        self.state = (zeros, zeros.copy()) if self.lstm else zeros
+        self.feeds = {"input": self.x[None], "h_0": zeros.copy()}
+        if self.lstm:
+            self.feeds["c_0"] = zeros.copy()
+        self.tstate = None
+
+    def use_threads(self) -> None:
+        if self._torch.get_num_threads() != self.threads:
+            self._torch.set_num_threads(self.threads)
+
+    def rnnkit_step(self) -> None:
+        self.state = self.m.step(self.x, self.state)[1]
+
+    def ort_step(self) -> None:
+        out = self.ort.run(None, self.feeds)
+        self.feeds["h_0"] = out[1]
+        if self.lstm:
+            self.feeds["c_0"] = out[2]
+
+    def torch_step(self) -> None:
+        with self._torch.no_grad():
+            self.tstate = self.tm(self.xt, self.tstate)[1]
+
+    def step(self, lib: str) -> Callable[[], None]:
+        if lib not in self.libs:
+            raise ValueError(f"lib must be one of {self.libs}, got {lib!r}")
+        return getattr(self, f"{lib}_step")
+
+    def check(self, steps: int = 20, rtol: float = PARITY_RTOL) -> None:
+        """Assert that ``steps`` steps of each library end in the same hidden state, then reset."""
+        self.use_threads()
+        self.reset()
+        for _ in range(steps):
+            for lib in self.libs:
+                self.step(lib)()
+        h = self.state[0] if self.lstm else self.state
+        th = (self.tstate[0] if self.lstm else self.tstate).numpy()
+        errs = {"torch": rel_err(h, th)}
+        if self.ort is not None:
+            errs["ort"] = rel_err(self.feeds["h_0"], th)
+        bad = {k: v for k, v in errs.items() if not v <= rtol}
+        if bad:
+            raise AssertionError(f"step {self.cell} H={self.hidden}: states differ from torch's: {bad}")
+        self.reset()

@@ -1,6 +1,7 @@
 // Recurrent layers: the spec, the parameter layout, and forward / backward per dtype.
 #include "rnnkit/layer.hpp"
 
+#include <cmath>
 #include <optional>
 #include <string>
 
@@ -36,6 +37,15 @@ void expect_shape(const Array<T>& a, std::initializer_list<Index> dims, const ch
     ok = a.shape(i++) == d;
   }
   if (!ok) throw py::value_error(std::string(name) + ": array has the wrong shape for this layer");
+}
+
+/// Throws ValueError if `a` holds a NaN or an infinity.
+template <class T>
+void expect_finite(const Array<T>& a, const char* name) {
+  const T* p = a.data();
+  for (py::ssize_t i = 0, n = a.size(); i < n; ++i) {
+    if (!std::isfinite(p[i])) throw py::value_error(std::string(name) + " contains NaN or Inf");
+  }
 }
 
 template <class T>
@@ -118,6 +128,10 @@ void register_dtype(py::module_& m, const std::string& suffix) {
           expect_shape(params, {rnnkit::param_count(spec)}, "params");
           if (h0) expect_shape(*h0, {layers, batch, h}, "h0");
           if (c0) expect_shape(*c0, {layers, batch, h}, "c0");
+          // Checked here rather than in Python: at batch 1 a numpy call per array costs more than the step.
+          expect_finite(x, "x");
+          if (h0) expect_finite(*h0, "h0");
+          if (c0) expect_finite(*c0, "c0");
           const bool lstm = spec.cell == CellKind::Lstm;
           Array<T> out({batch, h});
           Array<T> h_n({layers, batch, h});

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _threads
 from ._backend import core
 
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
@@ -173,7 +173,7 @@ class _Recurrent:
 
     # ---------------------------------------------------------------------------- forward
     def _threads(self) -> int:
-        return self.n_threads if self.n_threads is not None else core.default_threads()
+        return self.n_threads if self.n_threads is not None else _threads.default_threads()
 
     def _state_arrays(self, state: Any, batch: int, unbatched: bool, name: str) -> tuple:
         """(h0, c0) as C-contiguous (L*dirs, B, H) arrays or None."""
@@ -339,7 +339,8 @@ class _Recurrent:
 
         Returns None, and the caller takes the general path with its full checks and
         messages, unless ``x`` and the state are already C-contiguous arrays of the layer's
-        dtype and batched shapes, and finite.
+        dtype and batched shapes. The compiled step checks that they are finite (at batch 1 a
+        numpy call per array costs more than the step) and the general path then names the culprit.
         """
         dtype = self.dtype
         if (type(x) is not np.ndarray or x.dtype != dtype or x.ndim != 2 or x.shape[1] != self.input_size
@@ -356,12 +357,12 @@ class _Recurrent:
                 h0 = state
             shape = (self.num_layers, x.shape[0], self.hidden_size)
             for s in (h0, c0) if lstm else (h0,):
-                if type(s) is not np.ndarray or s.dtype != dtype or s.shape != shape or not s.flags.c_contiguous \
-                        or not np.isfinite(s).all():
+                if type(s) is not np.ndarray or s.dtype != dtype or s.shape != shape or not s.flags.c_contiguous:
                     return None
-        if not np.isfinite(x).all():
+        try:
+            y, h_n, c_n = self._step_run(x, h0, c0)
+        except ValueError:  # NaN/Inf: let the general path report it with the argument's name
             return None
-        y, h_n, c_n = self._step_run(x, h0, c0)
         return (y, (h_n, c_n)) if lstm else (y, h_n)
 
     def backward(

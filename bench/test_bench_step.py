@@ -1,0 +1,35 @@
+"""The streaming step at batch 1: rnnkit's ``layer.step`` against a one-step ONNX Runtime session and torch.
+
+Each row (cell, hidden size; input size = hidden, batch 1, one thread) is a pytest-benchmark
+group ``step-<cell>-H<h>``: one call advances the state by one time step, which is fed back
+into the next call, as in real-time use. Before timing, 20 steps of every library are checked
+to end in the same state as torch's (1e-4 relative). ``python bench/compare.py --step`` prints
+the same rows as one table with the ratios.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import rnnbench
+
+pytest.importorskip("torch", reason=rnnbench.TORCH_MISSING_REASON)
+pytest.importorskip("pytest_benchmark", reason="pytest-benchmark is not installed (pip install '.[bench]')")
+
+CASES = [(cell, h, lib) for cell, h in rnnbench.STEP_ROWS for lib in rnnbench.STEP_LIBS]
+
+
+@pytest.mark.parametrize("cell,hidden,lib", CASES, ids=[f"step-{c}-H{h}-{lib}" for c, h, lib in CASES])
+def test_bench_step(benchmark, cell, hidden, lib, quick):
+    if lib == "ort" and not rnnbench.ort_available():
+        pytest.skip(rnnbench.ORT_MISSING_REASON)
+    if quick and hidden != 64:
+        pytest.skip("quick mode: the H=64 rows only")
+    pair = rnnbench.StepPair(cell, hidden)
+    pair.check()
+    step = pair.step(lib)
+    step()
+    benchmark.group = f"step-{cell}-H{hidden}"
+    benchmark.name = f"{lib}[step-{cell}-H{hidden}]"
+    benchmark.extra_info.update(lib=lib, cell=cell, B=1, D=hidden, H=hidden, threads=1)
+    benchmark(step)
