@@ -6,9 +6,11 @@
 #include "rnnkit/layer.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 #include "rnnkit/cells.hpp"
+#include "rnnkit/packed_gemm.hpp"
 #include "rnnkit/parallel.hpp"
 #include "rnnkit/random.hpp"
 
@@ -154,10 +156,19 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   return plan;
 }
 
-/// rec[rows, GH] = h[rows, H] W_hh^T, split over gate columns across `threads`.
+/// rec[rows, GH] = h[rows, H] W_hh^T, split over gate columns across `threads`; from the packed
+/// weights where the caller packed them (`scratch`: packed->row_blocks() * scratch_size(rows)).
 template <class T>
-void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* rec, int threads) {
+void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* rec, int threads,
+                       const PackedRows<T>* packed = nullptr, T* scratch = nullptr) {
   const Index gh = c.gate_width();
+  if (packed != nullptr) {
+    const Index per_thread = PackedRows<T>::scratch_size(rows);
+    parallel_blocks(packed->row_blocks(), threads, 1, [&](Index b0, Index nb) {
+      packed->multiply(h, rows, rec, gh, scratch + b0 * per_thread, b0, b0 + nb);
+    });
+    return;
+  }
   const ConstMatrixMap<T> hm(h, rows, c.hidden());
   const ConstMatrixMap<T> w(c.w_hh, gh, c.hidden());
   MatrixMap<T> r(rec, rows, gh);
@@ -166,10 +177,19 @@ void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* 
   });
 }
 
-/// carry[rows, H] += dg[rows, GH] W_hh, split over hidden columns across `threads`.
+/// carry[rows, H] += dg[rows, GH] W_hh, split over hidden columns across `threads`; from the packed
+/// W_hh^T where the caller packed it (`scratch`: packed->row_blocks() * scratch_size(rows)).
 template <class T>
-void recurrent_product_backward(const DirectionContext<T>& c, const T* dg, Index rows, T* carry, int threads) {
+void recurrent_product_backward(const DirectionContext<T>& c, const T* dg, Index rows, T* carry, int threads,
+                                const PackedRows<T>* packed = nullptr, T* scratch = nullptr) {
   const Index gh = c.gate_width(), h = c.hidden();
+  if (packed != nullptr) {
+    const Index per_thread = PackedRows<T>::scratch_size(rows);
+    parallel_blocks(packed->row_blocks(), threads, 1, [&](Index b0, Index nb) {
+      packed->multiply(dg, rows, carry, h, scratch + b0 * per_thread, b0, b0 + nb, true);
+    });
+    return;
+  }
   const ConstMatrixMap<T> g(dg, rows, gh);
   const ConstMatrixMap<T> w(c.w_hh, gh, h);
   MatrixMap<T> out(carry, rows, h);
@@ -181,17 +201,20 @@ void recurrent_product_backward(const DirectionContext<T>& c, const T* dg, Index
 /// Forward time loop over batch rows [b0, b0 + rows).
 template <class T>
 void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, Index b0,
-                  Index rows, int step_threads) {
+                  Index rows, int step_threads, const PackedRows<T>* w_hh) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const Index dirs = c.spec.directions(), state_size = batch * h;
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
   AlignedVector<T> rec(static_cast<std::size_t>(rows * gh));
+  AlignedVector<T> scratch(w_hh != nullptr ? static_cast<std::size_t>(w_hh->row_blocks() *
+                                                                     PackedRows<T>::scratch_size(rows))
+                                           : 0);
   for (Index s = 0; s < steps; ++s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
     const T* h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
-    recurrent_product(c, h_prev, rows, rec.data(), step_threads);
+    recurrent_product(c, h_prev, rows, rec.data(), step_threads, w_hh, scratch.data());
 
     ForwardStep<T> step;
     step.batch = rows;
@@ -220,12 +243,15 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
 template <class T>
 void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
                    const T* grad_output, T* dgx, T* dgh, T* dh_carry, T* dc, Index b0, Index rows,
-                   int step_threads) {
+                   int step_threads, const PackedRows<T>* w_hh_t) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const Index dirs = c.spec.directions(), state_size = batch * h;
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
   AlignedVector<T> dh(static_cast<std::size_t>(rows * h));
+  AlignedVector<T> scratch(w_hh_t != nullptr ? static_cast<std::size_t>(w_hh_t->row_blocks() *
+                                                                       PackedRows<T>::scratch_size(rows))
+                                             : 0);
   for (Index s = steps - 1; s >= 0; --s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
@@ -259,7 +285,7 @@ void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Directi
     step.grad_h_prev = dh_carry;
     step.active = active;
     cell_backward(c.spec.cell, step);
-    recurrent_product_backward(c, step.grad_gates_hidden, rows, dh_carry, step_threads);
+    recurrent_product_backward(c, step.grad_gates_hidden, rows, dh_carry, step_threads, w_hh_t, scratch.data());
   }
 }
 
@@ -298,9 +324,12 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     }
   }
 
+  // Over several steps the recurrent weights are packed once instead of by every step's product.
+  std::optional<PackedRows<T>> w_hh;
+  if (steps > 1) w_hh.emplace(c.w_hh, gh, h);
   const LoopPlan plan = plan_loop(c);
   parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
-    forward_rows(c, tape, output, b0, rows, plan.step_threads);
+    forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh ? &*w_hh : nullptr);
   });
 
   // Rows past their length carried their state, so the last slot holds each final state.
@@ -334,10 +363,12 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   if (args.grad_h_n != nullptr) std::copy_n(args.grad_h_n + k * state_size, state_size, dh_carry.data());
   if (lstm && args.grad_c_n != nullptr) std::copy_n(args.grad_c_n + k * state_size, state_size, dc.data());
 
+  std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
+  if (steps > 1) w_hh_t.emplace(c.w_hh, h, gh, true);
   const LoopPlan plan = plan_loop(c);
   parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
     backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
-                  b0, n, plan.step_threads);
+                  b0, n, plan.step_threads, w_hh_t ? &*w_hh_t : nullptr);
   });
 
   std::copy(dh_carry.begin(), dh_carry.end(), args.grad_h0 + k * state_size);

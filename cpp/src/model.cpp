@@ -123,7 +123,11 @@ void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* o
   spec.validate();
   Features<T> f;
   run_stack(spec, params, batch, false, 0.0, 0, n_threads, f);
-  head_forward(spec, params, f, out);
+  // Computed in an aligned buffer, not in `out` (the caller's, aligned anyhow): the vectorised exp
+  // rounds differently from its scalar head, so results would depend on where `out` lies.
+  AlignedVector<T> y(static_cast<std::size_t>(f.rows * spec.n_outputs));
+  head_forward(spec, params, f, y.data());
+  std::copy(y.begin(), y.end(), out);
 }
 
 template <class T>
