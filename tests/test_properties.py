@@ -1,4 +1,8 @@
 """Property tests (hypothesis): invariants that must hold for any small configuration."""
+import os
+import tempfile
+import warnings
+
 import numpy as np
 import pytest
 
@@ -99,3 +103,53 @@ def test_state_dict_round_trip_is_the_identity(p):
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(copy.state_dict()[k], v)
     np.testing.assert_array_equal(copy.forward(x, lengths=lengths)[0], m.forward(x, lengths=lengths)[0])
+
+
+@st.composite
+def fitted_estimators(draw):
+    classifier = draw(st.booleans())
+    n, T, D = draw(st.integers(4, 10)), draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, T, D))
+    output = draw(st.sampled_from(["last", "sequence"]))
+    shape = (n,) if output == "last" else (n, T)
+    y = np.arange(n * (1 if output == "last" else T)).reshape(shape) % 2 if classifier else rng.standard_normal(shape)
+    if draw(st.booleans()):  # ragged list input
+        X = [X[i, : int(rng.integers(1, T + 1))] for i in range(n)]
+        if output == "sequence":
+            y = [y[i, : len(x)] for i, x in enumerate(X)]
+            if classifier:
+                y[0][0], y[1][0] = 0, 1  # both classes present
+    kw = dict(cell=draw(st.sampled_from(["lstm", "gru", "rnn", "rnn_relu"])), hidden_size=draw(st.integers(1, 4)),
+              num_layers=draw(st.integers(1, 2)), bidirectional=draw(st.booleans()), output=output,
+              optimizer=draw(st.sampled_from(["adam", "adamw", "sgd", "rmsprop"])), max_epochs=1, batch_size=4,
+              dtype=draw(st.sampled_from(["float32", "float64"])), random_state=seed, n_threads=1)
+    est = (rnnkit.RNNClassifier if classifier else rnnkit.RNNRegressor)(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    return est, X, y
+
+
+def _predictions(est, X):
+    out = est.predict_proba(X) if isinstance(est, rnnkit.RNNClassifier) else est.predict(X)
+    return out if isinstance(out, list) else [out]
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(fitted_estimators())
+def test_save_load_is_the_identity(p):
+    """rnnkit.save then rnnkit.load gives the same model: same parameters, same predictions,
+    and training on from both gives the same weights (optimizer and random state travel too)."""
+    est, X, y = p
+    with tempfile.TemporaryDirectory() as tmp:
+        est.save(os.path.join(tmp, "m.npz"))
+        loaded = rnnkit.load(os.path.join(tmp, "m.npz"))
+    assert type(loaded) is type(est) and loaded.get_params() == est.get_params()
+    np.testing.assert_array_equal(loaded._params_flat, est._params_flat)
+    for a, b in zip(_predictions(loaded, X), _predictions(est, X)):
+        np.testing.assert_array_equal(a, b)
+    loaded.partial_fit(X, y)
+    est.partial_fit(X, y)
+    np.testing.assert_array_equal(loaded._params_flat, est._params_flat)

@@ -50,10 +50,10 @@ def as_array(value: Any) -> np.ndarray:
 
 
 def float_array(value: Any, name: str, dtype: np.dtype, *, finite: bool = True) -> np.ndarray:
-    """A C-contiguous array of ``dtype`` from a real floating-point array-like.
+    """A C-contiguous, aligned array of ``dtype`` from a real floating-point array-like.
 
     Raises TypeError for integer, boolean, complex or object data and ValueError for NaN/Inf.
-    Non-contiguous and Fortran-ordered input is copied.
+    Non-contiguous, Fortran-ordered and misaligned input is copied.
     """
     try:
         arr = as_array(value)
@@ -61,12 +61,59 @@ def float_array(value: Any, name: str, dtype: np.dtype, *, finite: bool = True) 
         raise TypeError(f"{name} must be a floating-point array: {exc}") from exc
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = aligned(np.ascontiguousarray(arr, dtype=dtype))
     if finite and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf")
     return arr
 
 
+def aligned(arr: np.ndarray) -> np.ndarray:
+    """``arr``, or an aligned C-contiguous copy where its data is not aligned for its dtype.
+
+    numpy can view memory at any byte offset; the C++ core reads its arrays as typed
+    pointers, which must be aligned (loading a misaligned int64/float is undefined behaviour).
+    """
+    return arr if arr.flags.aligned else arr.copy(order="C")
+
+
 def expect_shape(arr: np.ndarray, shape: tuple[int, ...], name: str) -> None:
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+
+
+MAX_LAYERS = 65536
+MAX_PARAMETERS = 2**40  # far beyond any machine's memory, and far below where int64 offsets overflow
+_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def check_stack_size(mode: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool,
+                     bias: bool = True) -> int:
+    """The parameter count of a recurrent stack, computed exactly (Python integers).
+
+    Raises ValueError for more than ``MAX_LAYERS`` layers or ``MAX_PARAMETERS`` parameters, so that
+    the C++ core's offsets (int64) can never overflow and a typo cannot hang the process.
+
+    Parameters
+    ----------
+    mode : {"lstm", "gru", "rnn_tanh", "rnn_relu"}
+    input_size, hidden_size, num_layers : int
+        Positive (already checked).
+    bidirectional, bias : bool
+
+    Returns
+    -------
+    int
+        The number of parameters of the stack.
+    """
+    if num_layers > MAX_LAYERS:
+        raise ValueError(f"num_layers must be <= {MAX_LAYERS}, got {num_layers}")
+    dirs = 2 if bidirectional else 1
+    gh = _GATES[mode] * hidden_size
+    per_direction = gh * (hidden_size + (2 if bias else 0))
+    count = dirs * (gh * input_size + per_direction) + (num_layers - 1) * dirs * (gh * dirs * hidden_size + per_direction)
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"input_size={input_size}, hidden_size={hidden_size}, num_layers={num_layers} give {count} parameters, "
+            f"more than rnnkit supports ({MAX_PARAMETERS})"
+        )
+    return count

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import core, simd_available
+from ._threads import default_threads
 from ._version import __version__
 
 
@@ -32,7 +33,7 @@ def config() -> dict[str, Any]:
         "simd": core.simd_level,
         "simd_available": list(simd_available),
         "eigen_simd": core.eigen_simd,
-        "n_threads": core.default_threads(),
+        "n_threads": default_threads(),
         "openmp": bool(core.openmp),
         "cuda": _cuda_available(),
     }

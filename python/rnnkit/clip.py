@@ -31,13 +31,13 @@ def _arrays(grads: Grads) -> list[np.ndarray]:
 
 
 def _apply(arrays: list[np.ndarray], fn_name: str, *args: float) -> list[float]:
-    """Run core.<fn_name>_<dtype> per dtype group; non-contiguous arrays go through a copy."""
+    """Run core.<fn_name>_<dtype> per dtype group; non-contiguous or misaligned arrays go through a copy."""
     results = []
     for dtype in (np.float32, np.float64):
         group = [a for a in arrays if a.dtype == dtype]
         if not group:
             continue
-        staged = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in group]
+        staged = [a if a.flags.c_contiguous and a.flags.aligned else a.copy(order="C") for a in group]
         results.append(getattr(core, f"{fn_name}_{np.dtype(dtype).name}")(staged, *args))
         for original, copy in zip(group, staged):
             if copy is not original:

@@ -9,6 +9,7 @@ its estimator checks and work in pipelines, searches and cross-validation.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import math
@@ -16,11 +17,11 @@ import numbers
 import sys
 import time
 import warnings
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import _checks, optim
+from . import _checks, _threads, optim
 from ._backend import core
 from ._sequences import Sequences, per_step_targets, to_sequences
 from .exceptions import ConvergenceWarning, DataConversionWarning, not_fitted_error
@@ -190,6 +191,8 @@ class _RNNBase(_Base):
 
     def _model_spec(self, n_outputs: int) -> Any:
         """The compiled model's spec (subclasses reading token ids add a vocabulary)."""
+        _checks.check_stack_size(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
+                                 bool(self.bidirectional))
         rnn_spec = core.LayerSpec(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
                                   bool(self.bidirectional), True)
         return core.ModelSpec(rnn_spec, n_outputs, self._loss, "last" if self.output == "last" else "sequence")
@@ -227,7 +230,7 @@ class _RNNBase(_Base):
         return opt
 
     def _threads(self) -> int:
-        return self.n_threads if self.n_threads is not None else core.default_threads()
+        return self.n_threads if self.n_threads is not None else _threads.default_threads()
 
     def _scale_X(self, seqs: Sequences) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -510,10 +513,11 @@ class _BatchStep:
 
     def __init__(self, spec: Any, params: np.ndarray, grads: np.ndarray, opt: optim.Optimizer, *,
                  dropout: float, clip_norm: Optional[float], clip_value: Optional[float], n_threads: int,
-                 diverged: Any) -> None:
+                 diverged: Any, grad_hook: Optional[Callable[[float], float]] = None) -> None:
         self.spec, self.params, self.grads, self.opt = spec, params, grads, opt
         self.dropout, self.clip_norm, self.clip_value, self.n_threads = dropout, clip_norm, clip_value, n_threads
         self.diverged = diverged
+        self.grad_hook = grad_hook
         self.run = getattr(core, f"model_loss_and_grad_{params.dtype.name}")
         self.backup = np.empty_like(params)
 
@@ -522,6 +526,16 @@ class _BatchStep:
         """Train on one batch; returns its mean loss (before the step)."""
         loss = self.run(self.spec, self.params, x, lengths, labels, values, self.grads, self.dropout, key,
                         self.n_threads)
+        return self.finish(loss)
+
+    def finish(self, loss: float) -> float:
+        """Clip the gradients now in ``grads`` and step; returns the batch's loss.
+
+        ``grad_hook(loss)``, where given, runs first: it may replace the gradients in place and
+        returns the loss to use (:mod:`rnnkit.distributed` averages both over processes there).
+        """
+        if self.grad_hook is not None:
+            loss = self.grad_hook(loss)
         if not math.isfinite(loss):
             raise ValueError(self.diverged())
         if self.clip_value is not None:
@@ -661,7 +675,9 @@ class RNNClassifier(_RNNBase):
     verbose : int
         Print one line per epoch (a progress bar with tqdm in a terminal).
     n_threads : int or None
-        Threads for the C++ core (default: OpenMP's maximum).
+        Threads for the C++ core. None: OpenMP's maximum, lowered to a worker's budget inside
+        joblib / Dask / Ray workers (``OMP_NUM_THREADS`` as set now, threadpoolctl limits, one
+        thread in a joblib worker thread; see ``rnnkit._threads``).
     dtype : {"float32", "float64"}
 
     Attributes
@@ -923,14 +939,31 @@ class RNNRegressor(_RNNBase):
 
 
 # ---------------------------------------------------------------------- helpers
+#: While set (by :mod:`rnnkit.distributed`): an in-place sum over processes of a float64 array,
+#: so that :func:`_standardiser` gives the statistics of every process's values together.
+_STATS_ALLREDUCE: contextvars.ContextVar[Optional[Callable[[np.ndarray], None]]] = contextvars.ContextVar(
+    "rnnkit_stats_allreduce", default=None)
+
+
 def _standardiser(values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and scale of ``values`` (n, k), float64; ValueError where they overflow.
 
-    A column with (almost) no spread gets scale 1.
+    A column with (almost) no spread gets scale 1. Under :data:`_STATS_ALLREDUCE` the mean and
+    standard deviation are those of all processes' values (count and sums, then the sums of
+    squared deviations from the global mean: two reductions).
     """
+    allreduce = _STATS_ALLREDUCE.get()
     with np.errstate(over="ignore", invalid="ignore"):
-        mean = values.mean(axis=0)
-        std = values.std(axis=0)
+        if allreduce is None:
+            mean = values.mean(axis=0)
+            std = values.std(axis=0)
+        else:
+            sums = np.concatenate([[float(values.shape[0])], values.sum(axis=0)]).astype(np.float64)
+            allreduce(sums)
+            mean = sums[1:] / sums[0]
+            squares = np.ascontiguousarray(((values - mean) ** 2).sum(axis=0), dtype=np.float64)
+            allreduce(squares)
+            std = np.sqrt(squares / sums[0])
     if not (np.isfinite(mean).all() and np.isfinite(std).all()):
         raise ValueError(
             f"Input {name} holds values too large to standardise (their mean or standard deviation overflows "

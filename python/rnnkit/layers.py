@@ -63,6 +63,8 @@ class _Recurrent:
         self.seed = seed
         self.n_threads = None if n_threads is None else _checks.check_int(n_threads, "n_threads", 1)
 
+        _checks.check_stack_size(self._mode, self.input_size, self.hidden_size, self.num_layers, self.bidirectional,
+                                 self.bias)
         self._spec = core.LayerSpec(
             self._mode, self.input_size, self.hidden_size, self.num_layers, self.bidirectional, self.bias
         )
@@ -210,7 +212,7 @@ class _Recurrent:
             raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {arr.shape}")
         if arr.size and (arr.min() < 1 or arr.max() > steps):
             raise ValueError(f"lengths must lie in [1, {steps}] (the number of steps), got {arr.min()}..{arr.max()}")
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return _checks.aligned(np.ascontiguousarray(arr, dtype=np.int64))
 
     def forward(
         self,
@@ -344,7 +346,7 @@ class _Recurrent:
         """
         dtype = self.dtype
         if (type(x) is not np.ndarray or x.dtype != dtype or x.ndim != 2 or x.shape[1] != self.input_size
-                or not x.shape[0] or not x.flags.c_contiguous or self.bidirectional):
+                or not x.shape[0] or not x.flags.c_contiguous or not x.flags.aligned or self.bidirectional):
             return None
         lstm = self._mode == "lstm"
         h0 = c0 = None
@@ -357,7 +359,8 @@ class _Recurrent:
                 h0 = state
             shape = (self.num_layers, x.shape[0], self.hidden_size)
             for s in (h0, c0) if lstm else (h0,):
-                if type(s) is not np.ndarray or s.dtype != dtype or s.shape != shape or not s.flags.c_contiguous:
+                if (type(s) is not np.ndarray or s.dtype != dtype or s.shape != shape or not s.flags.c_contiguous
+                        or not s.flags.aligned):
                     return None
         try:
             y, h_n, c_n = self._step_run(x, h0, c0)

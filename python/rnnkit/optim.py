@@ -23,8 +23,8 @@ Pair = Tuple[np.ndarray, np.ndarray]
 def _flat_view(a: Any, name: str) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} must be a float32 or float64 numpy array")
-    if not a.flags.c_contiguous or not a.flags.writeable:
-        raise ValueError(f"{name} must be C-contiguous and writeable (it is updated in place)")
+    if not a.flags.c_contiguous or not a.flags.aligned or not a.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous, aligned and writeable (it is updated in place)")
     return a.reshape(-1)
 
 

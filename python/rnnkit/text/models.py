@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from .. import optim
+from .. import _checks, _threads, optim
 from .._backend import core
 from .._sequences import Sequences
 from ..estimators import (
@@ -54,7 +54,7 @@ class _TextModel:
         return tok
 
     def _threads(self) -> int:
-        return self.n_threads if self.n_threads is not None else core.default_threads()
+        return self.n_threads if self.n_threads is not None else _threads.default_threads()
 
     def save(self, path: Any) -> None:
         """Save the fitted model to ``path`` (npz + JSON, no pickle); read it with :func:`rnnkit.load`."""
@@ -244,6 +244,8 @@ class LanguageModel(_TextModel, _Base):
 
     # ------------------------------------------------------------------ model
     def _make_spec(self) -> Any:
+        _checks.check_stack_size(_CELLS[self.cell], int(self.embedding_dim), int(self.hidden_size),
+                                 int(self.num_layers), False)
         layer = core.LayerSpec(_CELLS[self.cell], int(self.embedding_dim), int(self.hidden_size),
                                int(self.num_layers), False, True)
         vocab = len(self.tokenizer_)
@@ -651,6 +653,8 @@ class TextClassifier(_TextModel, RNNClassifier):
         return seqs.x
 
     def _model_spec(self, n_outputs: int) -> Any:
+        _checks.check_stack_size(_CELLS[self.cell], int(self._input_size), int(self.hidden_size),
+                                 int(self.num_layers), bool(self.bidirectional))
         layer = core.LayerSpec(_CELLS[self.cell], int(self._input_size), int(self.hidden_size), int(self.num_layers),
                                bool(self.bidirectional), True)
         return core.ModelSpec(layer, n_outputs, self._loss, "last", len(self.tokenizer_))
