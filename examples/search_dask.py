@@ -18,23 +18,12 @@ import time
 import warnings
 
 import joblib
-import numpy as np
 from dask.distributed import Client, LocalCluster
 from sklearn.model_selection import GridSearchCV
 
 import rnnkit
+from order_task import data
 from rnnkit.distributed import register_dask
-
-
-def data(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """Which of two bumps comes first: depends on order, not on counts."""
-    rng = np.random.default_rng(0)
-    X = 0.3 * rng.standard_normal((n, 20, 2))
-    a = rng.integers(0, 20, n)
-    b = (a + rng.integers(1, 20, n)) % 20
-    X[np.arange(n), a, 0] += 3
-    X[np.arange(n), b, 1] += 3
-    return X, np.where(a < b, "A first", "B first")
 
 
 def main() -> None:

@@ -16,23 +16,12 @@ import time
 import warnings
 
 import joblib
-import numpy as np
 import ray
 from ray.util.joblib import register_ray
 from sklearn.model_selection import RandomizedSearchCV
 
 import rnnkit
-
-
-def data(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """Which of two bumps comes first (the problem of search_dask.py)."""
-    rng = np.random.default_rng(0)
-    X = 0.3 * rng.standard_normal((n, 20, 2))
-    a = rng.integers(0, 20, n)
-    b = (a + rng.integers(1, 20, n)) % 20
-    X[np.arange(n), a, 0] += 3
-    X[np.arange(n), b, 1] += 3
-    return X, np.where(a < b, "A first", "B first")
+from order_task import data
 
 
 def main() -> None:
