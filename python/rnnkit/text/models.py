@@ -62,27 +62,36 @@ class _TextModel:
 
         save(self, path)
 
-    def _export(self) -> tuple[dict, dict]:
-        """``(meta, arrays)`` for :func:`rnnkit.io.save`."""
+    def _portable_meta(self) -> dict:
+        """The JSON part every text model's file holds: constructor parameters and fitted attributes."""
         self._check_fitted()
         params = self.get_params()
         if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
             params["random_state"] = None  # a generator object has no portable form
         fitted = {k: _json_value(getattr(self, k)) for k in self._fitted_attributes if hasattr(self, k)}
-        meta = {"params": {k: _json_value(v) for k, v in params.items()}, "tokenizer": self.tokenizer_._state(),
-                "fitted": fitted}
+        return {"params": {k: _json_value(v) for k, v in params.items()}, "fitted": fitted}
+
+    @classmethod
+    def _from_portable_meta(cls, meta: dict) -> Any:
+        """A model built from :meth:`_portable_meta`'s output, its fitted attributes set (weights not yet)."""
+        model = cls(**meta["params"])
+        model._validate_params()
+        for key, value in meta["fitted"].items():
+            if key not in cls._fitted_attributes:
+                raise ValueError(f"unexpected attribute {key!r} in the model file")
+            setattr(model, key, value)
+        return model
+
+    def _export(self) -> tuple[dict, dict]:
+        """``(meta, arrays)`` for :func:`rnnkit.io.save`."""
+        meta = {**self._portable_meta(), "tokenizer": self.tokenizer_._state()}
         return meta, {"params": np.asarray(self._params_flat)}
 
     @classmethod
     def _import(cls, meta: dict, arrays: dict) -> Any:
         """Rebuild a model from :meth:`_export`'s output (as read back by :func:`rnnkit.load`)."""
-        model = cls(**meta["params"])
-        model._validate_params()
+        model = cls._from_portable_meta(meta)
         model.tokenizer_ = Tokenizer._from_state(meta["tokenizer"])
-        for key, value in meta["fitted"].items():
-            if key not in cls._fitted_attributes:
-                raise ValueError(f"unexpected attribute {key!r} in the model file")
-            setattr(model, key, value)
         params = np.asarray(arrays["params"])
         if params.dtype != np.float32 or params.ndim != 1 or not np.isfinite(params).all():
             raise ValueError(f"damaged parameters (dtype {params.dtype}, shape {params.shape}; expected finite float32)")

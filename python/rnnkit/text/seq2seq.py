@@ -34,8 +34,8 @@ from ..estimators import (
     _warn_interrupted,
 )
 from ..exceptions import not_fitted_error
-from ..io import _json_value
 from ..layers import GRU, LSTM, RNN, _aligned_zeros, _Recurrent
+from .models import _TextModel
 from .tokenizer import Tokenizer, check_texts
 
 _BOS, _EOS = "<s>", "</s>"  # the decoder's two extra tokens, after the target vocabulary
@@ -67,7 +67,7 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-class Seq2Seq(_Base):
+class Seq2Seq(_TextModel, _Base):
     """Encoder-decoder for text-to-text tasks: short-phrase translation, transduction, normalisation.
 
     Parameters
@@ -553,34 +553,18 @@ class Seq2Seq(_Base):
         return float(np.mean([tokenize(p) == tokenize(t) for p, t in zip(predicted, targets)]))
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: Any) -> None:
-        """Save the fitted model to ``path`` (npz + JSON, no pickle); read it with :func:`rnnkit.load`."""
-        from ..io import save
-
-        save(self, path)
-
     def _export(self) -> tuple[dict, dict]:
-        self._check_fitted()
-        params = self.get_params()
-        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
-            params["random_state"] = None
-        fitted = {k: _json_value(getattr(self, k)) for k in self._fitted_attributes if hasattr(self, k)}
-        meta = {"params": {k: _json_value(v) for k, v in params.items()}, "fitted": fitted,
-                "source_tokenizer": self.source_tokenizer_._state(), "target_tokenizer": self.target_tokenizer_._state()}
+        meta = {**self._portable_meta(), "source_tokenizer": self.source_tokenizer_._state(),
+                "target_tokenizer": self.target_tokenizer_._state()}
         arrays = {"encoder": self.encoder_.flat_params.copy(), "decoder": self.decoder_.flat_params.copy(),
                   "extra": self._extra.copy()}
         return meta, arrays
 
     @classmethod
     def _import(cls, meta: dict, arrays: dict) -> "Seq2Seq":
-        model = cls(**meta["params"])
-        model._validate_params()
+        model = cls._from_portable_meta(meta)
         model.source_tokenizer_ = Tokenizer._from_state(meta["source_tokenizer"])
         model.target_tokenizer_ = Tokenizer._from_state(meta["target_tokenizer"])
-        for key, value in meta["fitted"].items():
-            if key not in cls._fitted_attributes:
-                raise ValueError(f"unexpected attribute {key!r} in the model file")
-            setattr(model, key, value)
         model._build(0)
         for name, buf in zip(("encoder", "decoder", "extra"), model._buffers()):
             value = np.asarray(arrays[name])
