@@ -25,7 +25,7 @@ from . import _checks, _threads, optim
 from ._backend import core
 from ._sequences import Sequences, per_step_targets, to_sequences
 from .exceptions import ConvergenceWarning, DataConversionWarning, not_fitted_error
-from .layers import GRU, LSTM, RNN, _aligned_zeros
+from .layers import _aligned_zeros, layer_for_mode
 from .clip import clip_grad_norm, clip_grad_value
 
 _CELLS = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh", "rnn_relu": "rnn_relu"}
@@ -380,13 +380,9 @@ class _RNNBase(_Base):
 
     # ------------------------------------------------------------------ inspection
     def _stack_layer(self, n_threads: Optional[int] = None) -> Any:
-        kw = dict(num_layers=self.num_layers, bidirectional=bool(self.bidirectional), batch_first=True,
-                  dtype=self.dtype_.name, n_threads=n_threads)
-        if self.cell == "lstm":
-            return LSTM(self._input_size, self.hidden_size, **kw)
-        if self.cell == "gru":
-            return GRU(self._input_size, self.hidden_size, **kw)
-        return RNN(self._input_size, self.hidden_size, nonlinearity="relu" if self.cell == "rnn_relu" else "tanh", **kw)
+        return layer_for_mode(_CELLS[self.cell], self._input_size, self.hidden_size, num_layers=self.num_layers,
+                              bidirectional=bool(self.bidirectional), batch_first=True, dtype=self.dtype_.name,
+                              n_threads=n_threads)
 
     @property
     def rnn_(self) -> Any:

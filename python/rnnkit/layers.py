@@ -464,6 +464,17 @@ class _Recurrent:
         }
 
 
+def layer_for_mode(mode: str, input_size: int, hidden_size: int, **kwargs: Any) -> "_Recurrent":
+    """The layer of a core cell mode ("lstm", "gru", "rnn_tanh" or "rnn_relu"); ``kwargs`` as for :class:`LSTM`."""
+    if mode == "lstm":
+        return LSTM(input_size, hidden_size, **kwargs)
+    if mode == "gru":
+        return GRU(input_size, hidden_size, **kwargs)
+    if mode in ("rnn_tanh", "rnn_relu"):
+        return RNN(input_size, hidden_size, nonlinearity=mode[4:], **kwargs)
+    raise ValueError(f"unknown cell mode {mode!r}")
+
+
 class LSTM(_Recurrent):
     """Multi-layer LSTM, numerically PyTorch's ``torch.nn.LSTM``.
 

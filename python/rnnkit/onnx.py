@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .layers import GRU, LSTM, RNN, _Recurrent
+from .layers import _Recurrent, layer_for_mode
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -282,24 +282,9 @@ def _estimator_readout(est: Any) -> _Readout:
 
 
 def _language_model_readout(model: Any) -> _Readout:
-    from .estimators import _CELLS
-
     model._check_fitted()
-    flat, spec = model._params_flat, model._spec
-    vocab, hidden, dim = len(model.tokenizer_), int(model.hidden_size), int(model.embedding_dim)
-    mode = _CELLS[model.cell]
-    kwargs = dict(num_layers=int(model.num_layers))
-    if mode == "lstm":
-        layer: _Recurrent = LSTM(dim, hidden, **kwargs)
-    elif mode == "gru":
-        layer = GRU(dim, hidden, **kwargs)
-    else:
-        layer = RNN(dim, hidden, nonlinearity=mode[4:], **kwargs)
-    head = spec.head_offset
-    layer.flat_params[...] = flat[:head]
-    return _Readout(layer=layer, weight=flat[head : head + vocab * hidden].reshape(vocab, hidden),
-                    bias=flat[head + vocab * hidden : spec.embedding_offset], per_step=True, softmax=True,
-                    embedding=flat[spec.embedding_offset :].reshape(vocab, dim))
+    layer, weight, bias, embedding = model._parts()
+    return _Readout(layer=layer, weight=weight, bias=bias, per_step=True, softmax=True, embedding=embedding)
 
 
 def export(model: Any, path: Optional[PathLike] = None, opset: int = DEFAULT_OPSET, *,
@@ -820,12 +805,7 @@ def _to_layer(group: List[_Node], batch_first: bool) -> _Recurrent:
     dtype = "float64" if first.w.dtype == np.float64 else "float32"
     bias = any(n.b is not None for n in group)
     kw = dict(num_layers=len(group), bias=bias, batch_first=batch_first, bidirectional=first.dirs == 2, dtype=dtype)
-    if first.mode == "lstm":
-        layer: _Recurrent = LSTM(first.w.shape[2], first.hidden, **kw)
-    elif first.mode == "gru":
-        layer = GRU(first.w.shape[2], first.hidden, **kw)
-    else:
-        layer = RNN(first.w.shape[2], first.hidden, nonlinearity=first.mode[4:], **kw)
+    layer = layer_for_mode(first.mode, first.w.shape[2], first.hidden, **kw)
     order = _FROM_ONNX[_family(first.mode)]
     gh = len(order) * first.hidden
     state = {}

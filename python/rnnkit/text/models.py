@@ -34,7 +34,7 @@ from ..estimators import (
 )
 from ..exceptions import not_fitted_error
 from ..io import _json_value
-from ..layers import _aligned_zeros
+from ..layers import _aligned_zeros, layer_for_mode
 from .tokenizer import Tokenizer, check_texts
 
 Texts = Union[str, Iterable[str]]
@@ -264,6 +264,18 @@ class LanguageModel(_TextModel, _Base):
         self._spec = self._make_spec()
         self._params_flat = _aligned_zeros(params.size, np.dtype(np.float32))
         self._params_flat[...] = params
+
+    def _parts(self) -> tuple:
+        """Views into the flat buffer: the stack as a layer (sharing the weights), the softmax head's
+        weight (vocab, H) and bias, and the embedding table (vocab, embedding_dim)."""
+        flat, spec = self._params_flat, self._spec
+        vocab, hidden, dim = len(self.tokenizer_), int(self.hidden_size), int(self.embedding_dim)
+        head = spec.head_offset
+        layer = layer_for_mode(_CELLS[self.cell], dim, hidden, num_layers=int(self.num_layers),
+                               n_threads=self.n_threads)
+        layer._share_params(flat[:head])
+        return (layer, flat[head : head + vocab * hidden].reshape(vocab, hidden),
+                flat[head + vocab * hidden : spec.embedding_offset], flat[spec.embedding_offset :].reshape(vocab, dim))
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_params_flat")
@@ -503,31 +515,16 @@ class LanguageModel(_TextModel, _Base):
 
 
 class _Stepper:
-    """Runs a fitted language model one token at a time on the compiled step kernel.
-
-    The model's flat buffer holds the stack (in a layer's layout), the softmax head and the
-    embedding table; this reads them in place and keeps the recurrent state between calls.
-    """
+    """Runs a fitted language model one token at a time with :meth:`~rnnkit.LSTM.step`, carrying the state."""
 
     def __init__(self, model: "LanguageModel") -> None:
-        flat, spec = model._params_flat, model._spec
-        vocab, hidden, dim = len(model.tokenizer_), int(model.hidden_size), int(model.embedding_dim)
-        self.layer = core.LayerSpec(_CELLS[model.cell], dim, hidden, int(model.num_layers), False, True)
-        head = spec.head_offset
-        self.stack = flat[:head]
-        self.weight = flat[head : head + vocab * hidden].reshape(vocab, hidden)
-        self.bias = flat[head + vocab * hidden : spec.embedding_offset]
-        self.embedding = flat[spec.embedding_offset :].reshape(vocab, dim)
-        self.workspace = core.StepWorkspace_float32()
-        self.threads = model._threads()
-        self.h: Optional[np.ndarray] = None
-        self.c: Optional[np.ndarray] = None
+        self.layer, self.weight, self.bias, self.embedding = model._parts()
+        self.state: Any = None
         self.y: Optional[np.ndarray] = None
 
     def __call__(self, token: int) -> None:
         """Read one token."""
-        self.y, self.h, self.c = core.step_float32(self.layer, self.stack, self.embedding[token : token + 1], self.h,
-                                                   self.c, self.workspace, self.threads)
+        self.y, self.state = self.layer.step(self.embedding[token : token + 1], self.state)
 
     def distribution(self) -> np.ndarray:
         """Probabilities (float64) of the next token after those read so far."""

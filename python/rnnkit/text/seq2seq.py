@@ -34,7 +34,7 @@ from ..estimators import (
     _warn_interrupted,
 )
 from ..exceptions import not_fitted_error
-from ..layers import GRU, LSTM, RNN, _aligned_zeros, _Recurrent
+from ..layers import _aligned_zeros, _Recurrent, layer_for_mode
 from .models import _TextModel
 from .tokenizer import Tokenizer, check_texts
 
@@ -44,13 +44,8 @@ _ENCODE_CHUNK = 512  # sentences per decoding batch
 
 def _make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, seed: int,
                 n_threads: Optional[int]) -> _Recurrent:
-    kwargs = dict(num_layers=num_layers, batch_first=True, dropout=dropout, seed=seed, n_threads=n_threads)
-    mode = _CELLS[cell]
-    if mode == "lstm":
-        return LSTM(input_size, hidden_size, **kwargs)
-    if mode == "gru":
-        return GRU(input_size, hidden_size, **kwargs)
-    return RNN(input_size, hidden_size, nonlinearity=mode[4:], **kwargs)
+    return layer_for_mode(_CELLS[cell], input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                          dropout=dropout, seed=seed, n_threads=n_threads)
 
 
 def _pad(seqs: Sequence[np.ndarray], reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
