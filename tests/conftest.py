@@ -352,3 +352,29 @@ def scalar_loss(out, h_n, c_n, p: Problem) -> float:
     if p.Gc is not None:
         L += float(np.sum(np.asarray(c_n, np.float64) * p.Gc))
     return L
+
+
+# ---------------------------------------------------------------------------- device backends
+SIMULATE_ENV = "RNNKIT_CUDA_SIMULATE"
+REQUIRE_ENV = "RNNKIT_REQUIRE_CUDA"
+
+
+def cuda_required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "").strip() == "1"
+
+
+@pytest.fixture(params=["simulated", "cuda"])
+def device(request, monkeypatch):
+    """The device string of a backend ("cuda" either way; the environment picks the module)."""
+    if request.param == "simulated":
+        monkeypatch.setenv(SIMULATE_ENV, "1")
+        return "cuda"
+    monkeypatch.delenv(SIMULATE_ENV, raising=False)
+    from rnnkit import cuda
+
+    if not cuda.is_available():
+        reason = cuda.unavailable_reason()
+        if cuda_required():
+            pytest.fail(f"{REQUIRE_ENV}=1 but device='cuda' is unavailable: {reason}")
+        pytest.skip(f"device='cuda' is unavailable here ({reason}); the 'simulated' variant covers the driver")
+    return "cuda"

@@ -7,18 +7,6 @@
 
 RNNKIT_BEGIN_NAMESPACE
 
-Index ModelSpec::head_offset() const noexcept { return rnnkit::param_count(rnn); }
-
-Index ModelSpec::embedding_offset() const noexcept { return head_offset() + n_outputs * (features() + 1); }
-
-Index ModelSpec::param_count() const noexcept { return embedding_offset() + vocab_size * rnn.input_size; }
-
-void ModelSpec::validate() const {
-  rnn.validate();
-  if (n_outputs < 1) throw std::invalid_argument("n_outputs must be positive");
-  if (vocab_size < 0) throw std::invalid_argument("vocab_size must be >= 0");
-}
-
 namespace {
 
 /// What the head reads: [rows, F], one row per sequence (Last) or per (sequence, step).
@@ -41,20 +29,11 @@ std::unique_ptr<Tape<T>> run_stack(const ModelSpec& spec, const T* params, const
   AlignedVector<T> h_n(static_cast<std::size_t>(states * B * H));
   AlignedVector<T> c_n(rnn.cell == CellKind::Lstm ? h_n.size() : 0);
 
-  // Token ids: look the inputs up in the embedding table (padding steps read row 0).
+  // Token ids: look the inputs up in the embedding table.
   AlignedVector<T> embedded;
   if (spec.vocab_size > 0) {
-    const Index D = rnn.input_size;
-    const T* table = params + spec.embedding_offset();
-    embedded.assign(static_cast<std::size_t>(B * steps * D), T(0));
-    for (Index b = 0; b < B; ++b) {
-      const Index len = batch.lengths != nullptr ? batch.lengths[b] : steps;
-      for (Index t = 0; t < len; ++t) {
-        const std::int64_t id = batch.tokens[b * steps + t];
-        if (id < 0 || id >= spec.vocab_size) throw std::invalid_argument("token ids must lie in [0, vocab_size)");
-        std::copy_n(table + id * D, D, embedded.data() + (b * steps + t) * D);
-      }
-    }
+    embedded.resize(static_cast<std::size_t>(B * steps * rnn.input_size));
+    embed_tokens(spec, params + spec.embedding_offset(), batch, embedded.data());
   }
 
   ForwardArgs<T> args;
@@ -200,17 +179,7 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
   backward(*tape, args, n_threads);
 
   // The embedding rows used by the batch receive their inputs' gradients.
-  if (spec.vocab_size > 0) {
-    const Index D = rnn.input_size;
-    T* table_grad = grads + spec.embedding_offset();
-    for (Index b = 0; b < B; ++b) {
-      const Index len = batch.lengths != nullptr ? batch.lengths[b] : batch.steps;
-      for (Index t = 0; t < len; ++t) {
-        const std::int64_t id = batch.tokens[b * batch.steps + t];
-        ArrayMap<T>(table_grad + id * D, D) += ConstArrayMap<T>(grad_x.data() + (b * batch.steps + t) * D, D);
-      }
-    }
-  }
+  if (spec.vocab_size > 0) add_embedding_grads(spec, batch, grad_x.data(), grads + spec.embedding_offset());
   return loss;
 }
 

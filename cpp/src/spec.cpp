@@ -1,3 +1,4 @@
+#include "rnnkit/model_spec.hpp"
 #include "rnnkit/spec.hpp"
 
 #include <stdexcept>
@@ -64,6 +65,18 @@ Index param_count(const LayerSpec& spec) {
   Index count = 0;
   for (const auto& p : param_layout(spec)) count += p.size();
   return count;
+}
+
+Index ModelSpec::head_offset() const noexcept { return rnnkit::param_count(rnn); }
+
+Index ModelSpec::embedding_offset() const noexcept { return head_offset() + n_outputs * (features() + 1); }
+
+Index ModelSpec::param_count() const noexcept { return embedding_offset() + vocab_size * rnn.input_size; }
+
+void ModelSpec::validate() const {
+  rnn.validate();
+  if (n_outputs < 1) throw std::invalid_argument("n_outputs must be positive");
+  if (vocab_size < 0) throw std::invalid_argument("vocab_size must be >= 0");
 }
 
 RNNKIT_END_NAMESPACE

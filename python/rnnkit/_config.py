@@ -9,12 +9,9 @@ from ._threads import default_threads
 from ._version import __version__
 
 
-def _cuda_available() -> bool:
-    try:
-        from . import _cuda  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _version_text(number: int) -> str:
+    """CUDA's version integers (13000 -> "13.0")."""
+    return f"{number // 1000}.{number % 1000 // 10}" if number else ""
 
 
 def config() -> dict[str, Any]:
@@ -25,8 +22,14 @@ def config() -> dict[str, Any]:
     dict
         ``version``, ``eigen_version``, ``simd`` (the level in use), ``simd_available``
         (levels built and supported by this CPU), ``eigen_simd`` (Eigen's instruction sets),
-        ``n_threads`` (threads a call uses by default), ``openmp`` and ``cuda``.
+        ``n_threads`` (threads a call uses by default), ``openmp``; ``cuda_built`` (the
+        optional CUDA module is installed), ``cuda`` (it is usable: a driver and a GPU),
+        ``cuda_runtime``, ``cuda_driver``, ``cuda_devices`` (names) and ``cuda_reason``
+        (why ``device="cuda"`` is unusable, or "").
     """
+    from . import cuda
+
+    gpu = cuda.runtime_info()
     return {
         "version": __version__,
         "eigen_version": core.eigen_version,
@@ -35,7 +38,12 @@ def config() -> dict[str, Any]:
         "eigen_simd": core.eigen_simd,
         "n_threads": default_threads(),
         "openmp": bool(core.openmp),
-        "cuda": _cuda_available(),
+        "cuda_built": bool(gpu["built"]),
+        "cuda": gpu["device_count"] > 0,
+        "cuda_runtime": _version_text(gpu["runtime_version"]),
+        "cuda_driver": _version_text(gpu["driver_version"]),
+        "cuda_devices": list(gpu["devices"]),
+        "cuda_reason": gpu["reason"],
     }
 
 

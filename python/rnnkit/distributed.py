@@ -335,7 +335,7 @@ class _Run:
         opt = est._make_optimizer()
         step = _BatchStep(est._spec, est._params_flat, est._grads_flat, opt, dropout=float(est.dropout),
                           clip_norm=est.clip_norm, clip_value=est.clip_value, n_threads=est._threads(),
-                          diverged=est._divergence_message, grad_hook=hook)
+                          diverged=est._divergence_message, grad_hook=hook, run=est._model_calls()[1])
         labels = est._loss == "cross_entropy"
         lengths_all = self.seqs.lengths
         n_local = x_all.shape[0]

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _checks, _threads, optim
+from . import cuda as _cuda
 from ._backend import core
 from ._sequences import Sequences, per_step_targets, to_sequences
 from .exceptions import ConvergenceWarning, DataConversionWarning, not_fitted_error
@@ -99,6 +100,7 @@ class _RNNBase(_Base):
         verbose: int = 0,
         n_threads: Optional[int] = None,
         dtype: str = "float32",
+        device: str = "cpu",
     ) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
@@ -124,6 +126,7 @@ class _RNNBase(_Base):
         self.verbose = verbose
         self.n_threads = n_threads
         self.dtype = dtype
+        self.device = device
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -154,6 +157,7 @@ class _RNNBase(_Base):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator)):
             raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
+        _check_device(self)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_params_flat")
@@ -247,10 +251,14 @@ class _RNNBase(_Base):
         values = seqs.x[valid].astype(np.float64)
         self._x_mean, self._x_scale = _standardiser(values, "X")
 
+    def _model_calls(self) -> tuple:
+        """(predict, loss_and_grad) of the compiled model, on the CPU or on ``device``."""
+        return _cuda._model_calls(self, self._spec, self.dtype_.name, _device_index(self))
+
     def _raw_outputs(self, seqs: Sequences) -> np.ndarray:
         """Model outputs for every sequence: (n, n_outputs) or (n, T, n_outputs)."""
         x = self._scale_X(seqs)
-        run = getattr(core, f"model_predict_{self.dtype_.name}")
+        run = self._model_calls()[0]
         parts = []
         for start in range(0, x.shape[0], _PREDICT_CHUNK):
             sl = slice(start, start + _PREDICT_CHUNK)
@@ -306,7 +314,7 @@ class _RNNBase(_Base):
         opt = self._make_optimizer()
         step = _BatchStep(self._spec, self._params_flat, self._grads_flat, opt, dropout=float(self.dropout),
                           clip_norm=self.clip_norm, clip_value=self.clip_value, n_threads=self._threads(),
-                          diverged=self._divergence_message)
+                          diverged=self._divergence_message, run=self._model_calls()[1])
         labels = self._loss == "cross_entropy"
         best_params = self._params_flat.copy() if early else None
         epochs = 1 if incremental else int(self.max_epochs)
@@ -431,7 +439,7 @@ class _RNNBase(_Base):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_spec", "_stream"):  # native objects and views are rebuilt on load
+        for key in ("_spec", "_stream", "_device_model"):  # native objects and views are rebuilt on load
             state.pop(key, None)
         return state
 
@@ -452,6 +460,18 @@ class _RNNBase(_Base):
 
 
 # ---------------------------------------------------------------------- parameter checks
+def _device_index(model: Any) -> Optional[int]:
+    """The CUDA device number of ``model.device``, or None for the CPU."""
+    return _cuda.parse_device(getattr(model, "device", "cpu"))
+
+
+def _check_device(model: Any) -> None:
+    """TypeError / ValueError for a malformed ``device``. Whether a CUDA device is usable is checked
+    when the model first runs there (RuntimeError saying why), so that a model trained on a GPU
+    loads anywhere and can be moved with ``set_params(device="cpu")``."""
+    _device_index(model)
+
+
 def _check_choice(model: Any, name: str, options: Any) -> None:
     """ValueError unless ``model.<name>`` is one of ``options``."""
     if getattr(model, name) not in options:
@@ -509,12 +529,14 @@ class _BatchStep:
 
     def __init__(self, spec: Any, params: np.ndarray, grads: np.ndarray, opt: optim.Optimizer, *,
                  dropout: float, clip_norm: Optional[float], clip_value: Optional[float], n_threads: int,
-                 diverged: Any, grad_hook: Optional[Callable[[float], float]] = None) -> None:
+                 diverged: Any, grad_hook: Optional[Callable[[float], float]] = None,
+                 run: Optional[Callable[..., float]] = None) -> None:
         self.spec, self.params, self.grads, self.opt = spec, params, grads, opt
         self.dropout, self.clip_norm, self.clip_value, self.n_threads = dropout, clip_norm, clip_value, n_threads
         self.diverged = diverged
         self.grad_hook = grad_hook
-        self.run = getattr(core, f"model_loss_and_grad_{params.dtype.name}")
+        # the CPU core's loss_and_grad, or a device model's with the same signature
+        self.run = run if run is not None else getattr(core, f"model_loss_and_grad_{params.dtype.name}")
         self.backup = np.empty_like(params)
 
     def __call__(self, x: np.ndarray, lengths: Optional[np.ndarray], labels: Optional[np.ndarray],
@@ -675,6 +697,11 @@ class RNNClassifier(_RNNBase):
         joblib / Dask / Ray workers (``OMP_NUM_THREADS`` as set now, threadpoolctl limits, one
         thread in a joblib worker thread; see ``rnnkit._threads``).
     dtype : {"float32", "float64"}
+    device : {"cpu", "cuda", "cuda:N"}
+        Where each batch's forward and backward pass runs (see :mod:`rnnkit.cuda`); the
+        parameters, clipping and the optimizer step stay on the host, so a model fitted on a GPU
+        is used and saved like any other. ``fit`` and ``predict`` raise RuntimeError, saying
+        why, where CUDA is unavailable (``set_params(device="cpu")`` moves a fitted model).
 
     Attributes
     ----------

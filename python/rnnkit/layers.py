@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from . import _checks, _threads
+from . import cuda as _cuda
 from ._backend import core
 
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
@@ -47,6 +48,7 @@ class _Recurrent:
         dtype: Any = "float32",
         seed: Optional[int] = None,
         n_threads: Optional[int] = None,
+        device: str = "cpu",
     ) -> None:
         self.input_size = _checks.check_int(input_size, "input_size", 1)
         self.hidden_size = _checks.check_int(hidden_size, "hidden_size", 1)
@@ -62,6 +64,10 @@ class _Recurrent:
             seed = _checks.check_int(seed, "seed", 0)
         self.seed = seed
         self.n_threads = None if n_threads is None else _checks.check_int(n_threads, "n_threads", 1)
+        # Checked for form here; a CUDA device's availability when the layer first runs there
+        # (RuntimeError saying why), so that a layer pickled on a GPU machine loads anywhere.
+        self._device_index = _cuda.parse_device(device)
+        self.device = device
 
         _checks.check_stack_size(self._mode, self.input_size, self.hidden_size, self.num_layers, self.bidirectional,
                                  self.bias)
@@ -99,6 +105,32 @@ class _Recurrent:
         self._flat = flat
         self._params = self._views(flat)
         self._version += 1
+
+    def _device_stack(self) -> Any:
+        """The device-side stack of this layer (created on first use, kept between calls)."""
+        key = (self._device_index, self.dtype.name, _cuda._simulated())
+        cached = self.__dict__.get("_device_cache")
+        if cached is None or cached[0] != key:
+            module = _cuda._require(self._device_index)
+            stack = getattr(module, f"Stack_{self.dtype.name}")(
+                self._mode, self.input_size, self.hidden_size, self.num_layers, self.bidirectional, self.bias,
+                self._device_index,
+            )
+            cached = self.__dict__["_device_cache"] = (key, stack)
+        return cached[1]
+
+    def to(self, device: str) -> "_Recurrent":
+        """Run later calls on ``device`` ("cpu", "cuda" or "cuda:N"); returns the layer.
+
+        The parameters stay where they are kept between calls (one numpy buffer), so moving
+        is free; a pending :meth:`backward` must follow a forward on the same device.
+        """
+        index = _cuda.parse_device(device)
+        self._device_index = index
+        self.device = device
+        self.__dict__.pop("_device_cache", None)
+        self._tape = None
+        return self
 
     @property
     def num_directions(self) -> int:
@@ -265,11 +297,16 @@ class _Recurrent:
             seq = np.random.SeedSequence(self._entropy, spawn_key=(1, self._dropout_calls))
             dropout_key = int(seq.generate_state(1, np.uint64)[0])
             self._dropout_calls += 1
-        run = getattr(core, f"forward_{self.dtype.name}")
-        out, h_n, c_n, tape = run(
-            self._spec, self._flat, x, self.batch_first, h0, c0, lengths_arr,
-            training, self.dropout, dropout_key, self._threads(),
-        )
+        if self._device_index is not None:
+            out, h_n, c_n, tape = self._device_stack().forward(
+                self._flat, x, self.batch_first, h0, c0, lengths_arr, training, self.dropout, dropout_key,
+            )
+        else:
+            run = getattr(core, f"forward_{self.dtype.name}")
+            out, h_n, c_n, tape = run(
+                self._spec, self._flat, x, self.batch_first, h0, c0, lengths_arr,
+                training, self.dropout, dropout_key, self._threads(),
+            )
         self._tape = (tape, self._version, out.shape, unbatched) if training else None
         if unbatched:
             out = out[0] if self.batch_first else out[:, 0]
@@ -405,8 +442,13 @@ class _Recurrent:
         g_h, g_c = self._state_arrays(grad_state, tape.batch, unbatched, "grad_state")
         if not accumulate:
             self._flat_grad.fill(0)
-        run = getattr(core, f"backward_{self.dtype.name}")
-        grad_x, grad_h0, grad_c0 = run(tape, self._flat, g_out, g_h, g_c, self._flat_grad, self._threads())
+        if self._device_index is not None:
+            grad_x, grad_h0, grad_c0 = self._device_stack().backward(
+                tape, self._flat, g_out, g_h, g_c, self._flat_grad, self.batch_first
+            )
+        else:
+            run = getattr(core, f"backward_{self.dtype.name}")
+            grad_x, grad_h0, grad_c0 = run(tape, self._flat, g_out, g_h, g_c, self._flat_grad, self._threads())
         if unbatched:
             grad_x = grad_x[0] if self.batch_first else grad_x[:, 0]
             grad_h0 = grad_h0[:, 0]
@@ -428,6 +470,8 @@ class _Recurrent:
             parts.append("bidirectional=True")
         if self.dtype != np.float32:
             parts.append(f"dtype={self.dtype.name!r}")
+        if self.device != "cpu":
+            parts.append(f"device={self.device!r}")
         return ", ".join(parts)
 
     def __repr__(self) -> str:
@@ -461,6 +505,7 @@ class _Recurrent:
             "dtype": self.dtype.name,
             "seed": self.seed,
             "n_threads": self.n_threads,
+            "device": self.device,
         }
 
 
@@ -502,6 +547,10 @@ class LSTM(_Recurrent):
         Seeds the initial weights and the dropout masks.
     n_threads : int, optional
         Threads per call; by default OpenMP's maximum (``OMP_NUM_THREADS`` or all cores).
+    device : {"cpu", "cuda", "cuda:N"}
+        Where forward and backward run (see :mod:`rnnkit.cuda`). Inputs and outputs stay
+        numpy arrays; :meth:`step` runs on the CPU (one step is too little work for a GPU).
+        The first forward raises RuntimeError, saying why, where CUDA is unavailable.
     """
 
     _mode = "lstm"
@@ -541,6 +590,7 @@ class RNN(_Recurrent):
         dtype: Any = "float32",
         seed: Optional[int] = None,
         n_threads: Optional[int] = None,
+        device: str = "cpu",
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -548,7 +598,7 @@ class RNN(_Recurrent):
         self._mode = f"rnn_{nonlinearity}"
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            dtype=dtype, seed=seed, n_threads=n_threads,
+            dtype=dtype, seed=seed, n_threads=n_threads, device=device,
         )
 
     def _extra_repr(self) -> str:

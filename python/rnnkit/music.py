@@ -92,7 +92,7 @@ class MelodyModel(LanguageModel):
     Parameters
     ----------
     cell, hidden_size, embedding_dim, num_layers, dropout, max_epochs, batch_size, seq_len,
-    learning_rate, clip_norm, validation_fraction, random_state, verbose, n_threads
+    learning_rate, clip_norm, validation_fraction, random_state, verbose, n_threads, device
         As for :class:`~rnnkit.text.LanguageModel`. Every distinct note of the training
         melodies gets a token (no vocabulary limit); notes never seen in training count as
         the unknown token when scoring.
@@ -128,6 +128,7 @@ class MelodyModel(LanguageModel):
         random_state: Optional[int] = None,
         verbose: int = 0,
         n_threads: Optional[int] = None,
+        device: str = "cpu",
     ) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
@@ -143,6 +144,7 @@ class MelodyModel(LanguageModel):
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
+        self.device = device
 
     @staticmethod
     def _texts(melodies: Any, name: str = "melodies") -> list[str]:

@@ -5,9 +5,16 @@
 // symbol, even if they were linked into one image.
 #pragma once
 
+#include <cstddef>
+
 #ifndef RNNKIT_ISA_NS
 #define RNNKIT_ISA_NS isa_default
 #endif
 
 #define RNNKIT_BEGIN_NAMESPACE namespace rnnkit { inline namespace RNNKIT_ISA_NS {
 #define RNNKIT_END_NAMESPACE } }
+
+RNNKIT_BEGIN_NAMESPACE
+/// Sizes and offsets (signed, like Eigen's and numpy's).
+using Index = std::ptrdiff_t;
+RNNKIT_END_NAMESPACE

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "rnnkit/spec.hpp"
+#include "rnnkit/tensor.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "rnnkit/tensor.hpp"
+#include "rnnkit/abi.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
 

@@ -9,8 +9,6 @@
 
 RNNKIT_BEGIN_NAMESPACE
 
-using Index = std::ptrdiff_t;
-
 template <class T>
 using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 

@@ -3,6 +3,7 @@
 //   z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
 //   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
 //   h' = (1 - z) * n + z * h
+#include "rnnkit/gate_math.hpp"
 #include "row_ops.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
@@ -33,9 +34,9 @@ void GruCell<T>::forward(const ForwardStep<T>& s) noexcept {
     }
     r = r.logistic();
     z = z.logistic();
-    n = (n + r * hn).tanh();
+    n = gate_math::gru_new_pre(n, r, hn).tanh();
     const ConstArrayMap<T> h_prev(s.h_prev + b * h, h);
-    ArrayMap<T>(s.h_next + b * h, h) = (T(1) - z) * n + z * h_prev;
+    ArrayMap<T>(s.h_next + b * h, h) = gate_math::gru_hidden(z, n, h_prev);
   }
 }
 
@@ -56,9 +57,9 @@ void GruCell<T>::backward(const BackwardStep<T>& s) noexcept {
     const ConstArrayMap<T> dh(s.grad_h + b * h, h);
 
     auto dn = gate(s.grad_gates_input, b, gh, h, 2);
-    dn = dh * (T(1) - z) * (T(1) - n.square());
-    gate(s.grad_gates_input, b, gh, h, 0) = dn * hn * r * (T(1) - r);
-    gate(s.grad_gates_input, b, gh, h, 1) = dh * (h_prev - n) * z * (T(1) - z);
+    dn = gate_math::gru_grad_n(dh, z, n);
+    gate(s.grad_gates_input, b, gh, h, 0) = gate_math::gru_grad_r(dn, hn, r);
+    gate(s.grad_gates_input, b, gh, h, 1) = gate_math::gru_grad_z(dh, h_prev, n, z);
     gate(s.grad_gates_hidden, b, gh, h, 0) = gate(s.grad_gates_input, b, gh, h, 0);
     gate(s.grad_gates_hidden, b, gh, h, 1) = gate(s.grad_gates_input, b, gh, h, 1);
     gate(s.grad_gates_hidden, b, gh, h, 2) = dn * r;

@@ -1,6 +1,7 @@
 // LSTM cell, gates in PyTorch's order (input, forget, cell, output):
 //   i = sigmoid(.), f = sigmoid(.), g = tanh(.), o = sigmoid(.)
 //   c' = f * c + i * g,   h' = o * tanh(c')
+#include "rnnkit/gate_math.hpp"
 #include "row_ops.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
@@ -32,7 +33,7 @@ void LstmCell<T>::forward(const ForwardStep<T>& s) noexcept {
     o = o.logistic();
     const ConstArrayMap<T> c_prev(s.c_prev + b * h, h);
     ArrayMap<T> c_next(s.c_next + b * h, h);
-    c_next = f * c_prev + i * g;
+    c_next = gate_math::lstm_cell(f, c_prev, i, g);
     ArrayMap<T>(s.h_next + b * h, h) = o * c_next.tanh();
   }
 }
@@ -56,11 +57,11 @@ void LstmCell<T>::backward(const BackwardStep<T>& s) noexcept {
     ArrayMap<T> dc(s.grad_c + b * h, h);
 
     const Eigen::Array<T, Eigen::Dynamic, 1> tanh_c = c_next.tanh();
-    dc += dh * o * (T(1) - tanh_c.square());  // total dL/dc_t
-    gate(s.grad_gates_input, b, gh, h, 0) = dc * g * i * (T(1) - i);
-    gate(s.grad_gates_input, b, gh, h, 1) = dc * c_prev * f * (T(1) - f);
-    gate(s.grad_gates_input, b, gh, h, 2) = dc * i * (T(1) - g.square());
-    gate(s.grad_gates_input, b, gh, h, 3) = dh * tanh_c * o * (T(1) - o);
+    dc = gate_math::lstm_grad_cell(dc, dh, o, tanh_c);  // total dL/dc_t
+    gate(s.grad_gates_input, b, gh, h, 0) = gate_math::lstm_grad_i(dc, g, i);
+    gate(s.grad_gates_input, b, gh, h, 1) = gate_math::lstm_grad_f(dc, c_prev, f);
+    gate(s.grad_gates_input, b, gh, h, 2) = gate_math::lstm_grad_g(dc, i, g);
+    gate(s.grad_gates_input, b, gh, h, 3) = gate_math::lstm_grad_o(dh, tanh_c, o);
     dc *= f;  // dL/dc_{t-1}
     ArrayMap<T>(s.grad_h_prev + b * h, h).setZero();
   }

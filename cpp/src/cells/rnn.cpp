@@ -1,4 +1,5 @@
 // Simple RNN cell: h' = act(W_ih x + b_ih + W_hh h + b_hh), act = tanh or relu.
+#include "rnnkit/gate_math.hpp"
 #include "row_ops.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
@@ -39,7 +40,7 @@ void RnnCell<T>::backward(const BackwardStep<T>& s, bool relu) noexcept {
     if (relu) {
       dpre = (out > T(0)).select(dh, T(0));
     } else {
-      dpre = dh * (T(1) - out.square());
+      dpre = gate_math::tanh_grad(dh, out);
     }
     ArrayMap<T>(s.grad_h_prev + b * h, h).setZero();
   }

@@ -51,7 +51,7 @@ class RNNForecaster(_Base):
         Threads for the C++ core. The default, 1, is usually fastest: a series gives small
         batches, where more threads only add synchronisation (None: OpenMP's maximum).
     max_epochs, learning_rate, batch_size, weight_decay, dropout, early_stopping, random_state,
-    verbose, dtype
+    verbose, dtype, device
         Passed to the inner :class:`rnnkit.RNNRegressor`.
 
     Attributes
@@ -96,6 +96,7 @@ class RNNForecaster(_Base):
         n_threads: Optional[int] = 1,
         verbose: int = 0,
         dtype: str = "float32",
+        device: str = "cpu",
     ) -> None:
         self.window = window
         self.horizon = horizon
@@ -116,6 +117,7 @@ class RNNForecaster(_Base):
         self.n_threads = n_threads
         self.verbose = verbose
         self.dtype = dtype
+        self.device = device
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -175,6 +177,7 @@ class RNNForecaster(_Base):
             output="last", learning_rate=self.learning_rate, weight_decay=self.weight_decay,
             batch_size=self.batch_size, max_epochs=self.max_epochs, early_stopping=self.early_stopping,
             random_state=self.random_state, verbose=self.verbose, n_threads=self.n_threads, dtype=self.dtype,
+            device=self.device,
         )
 
     # ------------------------------------------------------------------ API

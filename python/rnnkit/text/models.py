@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional, Union
 import numpy as np
 
 from .. import _checks, _threads, optim
+from .. import cuda as _cuda
 from .._backend import core
 from .._sequences import Sequences
 from ..estimators import (
@@ -25,6 +26,8 @@ from ..estimators import (
     _Base,
     _BatchStep,
     _check_choice,
+    _check_device,
+    _device_index,
     _check_number,
     _init_params,
     _make_rng,
@@ -167,6 +170,9 @@ class LanguageModel(_TextModel, _Base):
         line per epoch.
     n_threads : int or None
         Threads for the C++ core (default: OpenMP's maximum).
+    device : {"cpu", "cuda", "cuda:N"}
+        Where training batches and predictions run (see :mod:`rnnkit.cuda`); generation steps
+        run on the CPU.
 
     Attributes
     ----------
@@ -212,6 +218,7 @@ class LanguageModel(_TextModel, _Base):
         random_state: Optional[int] = None,
         verbose: int = 0,
         n_threads: Optional[int] = None,
+        device: str = "cpu",
     ) -> None:
         self.level = level
         self.cell = cell
@@ -232,6 +239,7 @@ class LanguageModel(_TextModel, _Base):
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
+        self.device = device
 
     def _validate_params(self) -> None:
         _check_text_params(self)
@@ -250,8 +258,13 @@ class LanguageModel(_TextModel, _Base):
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.Generator,
                                                                                  np.random.RandomState)):
             raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
+        _check_device(self)
 
     # ------------------------------------------------------------------ model
+    def _model_calls(self) -> tuple:
+        """(predict, loss_and_grad) of the compiled model, on the CPU or on ``device``."""
+        return _cuda._model_calls(self, self._spec, "float32", _device_index(self))
+
     def _make_spec(self) -> Any:
         _checks.check_stack_size(_CELLS[self.cell], int(self.embedding_dim), int(self.hidden_size),
                                  int(self.num_layers), False)
@@ -314,7 +327,7 @@ class LanguageModel(_TextModel, _Base):
         opt = optim.Adam([(self._params_flat, grads)], lr=float(self.learning_rate))
         step = _BatchStep(self._spec, self._params_flat, grads, opt, dropout=float(self.dropout),
                           clip_norm=self.clip_norm, clip_value=None, n_threads=self._threads(),
-                          diverged=self._divergence_message)
+                          diverged=self._divergence_message, run=self._model_calls()[1])
         self.n_tokens_ = int(train.size)
         self.loss_curve_: list[float] = []
         self.validation_perplexity_: list[float] = []
@@ -372,8 +385,8 @@ class LanguageModel(_TextModel, _Base):
 
     # ------------------------------------------------------------------ evaluation
     def _probabilities(self, x: np.ndarray, lengths: Optional[np.ndarray] = None) -> np.ndarray:
-        return core.model_predict_float32(self._spec, self._params_flat, np.ascontiguousarray(x, dtype=np.int64),
-                                          lengths, self._threads())
+        return self._model_calls()[0](self._spec, self._params_flat, np.ascontiguousarray(x, dtype=np.int64),
+                                      lengths, self._threads())
 
     def _perplexity_of(self, ids: np.ndarray) -> float:
         nll, count = self._nll(ids)
@@ -567,7 +580,7 @@ class TextClassifier(_TextModel, RNNClassifier):
         Tokens read per text (the first ones); None reads everything.
     cell, hidden_size, num_layers, bidirectional, dropout, optimizer, learning_rate, momentum,
     nesterov, weight_decay, batch_size, max_epochs, clip_norm, clip_value, early_stopping,
-    validation_fraction, n_iter_no_change, tol, warm_start, random_state, verbose, n_threads
+    validation_fraction, n_iter_no_change, tol, warm_start, random_state, verbose, n_threads, device
         As in :class:`rnnkit.RNNClassifier`.
 
     Attributes
@@ -615,6 +628,7 @@ class TextClassifier(_TextModel, RNNClassifier):
         random_state: Optional[int] = None,
         verbose: int = 0,
         n_threads: Optional[int] = None,
+        device: str = "cpu",
     ) -> None:
         super().__init__(
             cell=cell, hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
@@ -622,7 +636,7 @@ class TextClassifier(_TextModel, RNNClassifier):
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, clip_norm=clip_norm,
             clip_value=clip_value, early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-            verbose=verbose, n_threads=n_threads,
+            verbose=verbose, n_threads=n_threads, device=device,
         )
         del self.output, self.dtype  # fixed for text: the class attributes
         self.level = level

@@ -27,6 +27,7 @@ from ..estimators import (
     _CELLS,
     _Base,
     _check_choice,
+    _check_device,
     _check_number,
     _make_rng,
     _progress,
@@ -43,9 +44,9 @@ _ENCODE_CHUNK = 512  # sentences per decoding batch
 
 
 def _make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, seed: int,
-                n_threads: Optional[int]) -> _Recurrent:
+                n_threads: Optional[int], device: str) -> _Recurrent:
     return layer_for_mode(_CELLS[cell], input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                          dropout=dropout, seed=seed, n_threads=n_threads)
+                          dropout=dropout, seed=seed, n_threads=n_threads, device=device)
 
 
 def _pad(seqs: Sequence[np.ndarray], reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +111,9 @@ class Seq2Seq(_TextModel, _Base):
         Report training progress (a bar in a terminal, else a line per epoch).
     n_threads : int or None
         Threads for the C++ layers (default: OpenMP's maximum).
+    device : {"cpu", "cuda", "cuda:N"}
+        Where the encoder and decoder stacks run in training and in teacher-forced scoring (see
+        :mod:`rnnkit.cuda`); decoding steps run on the CPU.
 
     Attributes
     ----------
@@ -159,6 +163,7 @@ class Seq2Seq(_TextModel, _Base):
         random_state: Optional[int] = None,
         verbose: int = 0,
         n_threads: Optional[int] = None,
+        device: str = "cpu",
     ) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
@@ -183,6 +188,7 @@ class Seq2Seq(_TextModel, _Base):
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
+        self.device = device
 
     # ------------------------------------------------------------------ parameters
     def _validate_params(self) -> None:
@@ -205,6 +211,7 @@ class Seq2Seq(_TextModel, _Base):
             raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
         self._tokenizer(self.source_level)._validate_params()
         self._tokenizer(self.target_level)._validate_params()
+        _check_device(self)
 
     def _tokenizer(self, level: str) -> Tokenizer:
         return Tokenizer(level=level, max_vocab=self.max_vocab, min_freq=self.min_freq, lower=self.lower,
@@ -221,8 +228,8 @@ class Seq2Seq(_TextModel, _Base):
         """Create the two stacks and the numpy parameters for the fitted vocabularies."""
         H, D, L = int(self.hidden_size), int(self.embedding_dim), int(self.num_layers)
         seeds = np.random.SeedSequence(seed).generate_state(2)
-        self.encoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[0]), self.n_threads)
-        self.decoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[1]), self.n_threads)
+        self.encoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[0]), self.n_threads, self.device)
+        self.decoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[1]), self.n_threads, self.device)
         vs = len(self.source_tokenizer_)
         vt = len(self.target_tokenizer_) + 2  # + <s>, </s>
         self._shapes = {"source_embedding": (vs, D), "target_embedding": (vt, D), "head_weight": (vt, H),

@@ -1,0 +1,145 @@
+"""GPU smoke test: rnnkit layers on ``device="cuda"`` against the same layers on the CPU.
+
+Short on purpose: ``bench/gpu_check.sh`` runs it under ``compute-sanitizer --tool memcheck``
+(which slows kernels down a lot), so every kernel path is exercised on small shapes: LSTM, GRU
+and RNN (tanh, relu); float32 and float64; 2 layers, bidirectional, batch-first or not, an
+initial state, per-sequence lengths; an inference forward, then a training forward and backward.
+Shapes are odd on purpose (no multiple of 32 or 8), and one case is large enough to need several
+thread blocks. Outputs, final states, dL/dx, dL/d(state) and every parameter gradient must match
+the CPU layer's within a norm-inf relative tolerance.
+
+    python bench/gpu_smoke.py                 # exit 0: all cases match
+    python bench/gpu_smoke.py --device cuda   # the device to test (default cuda)
+
+Needs only numpy and rnnkit built with CUDA (``RNNKIT_CUDA=1 pip install .``); no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import zlib
+
+import numpy as np
+
+#: Norm-inf relative tolerance per dtype (the device sums in another order than the CPU).
+RTOL = {"float32": 2e-4, "float64": 1e-9}
+
+#: (T, B, D, H): a tiny case and one that needs several thread blocks per kernel.
+SHAPES = ((7, 5, 6, 9), (23, 37, 45, 131))
+
+
+def rel_err(actual, expected) -> float:
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        raise AssertionError(f"shape {a.shape} != expected {e.shape}")
+    if not np.all(np.isfinite(a)):
+        return float("inf")
+    return float(np.max(np.abs(a - e))) / max(float(np.max(np.abs(e))), 1e-30)
+
+
+def make(cell: str, D: int, H: int, dtype: str, batch_first: bool, device: str):
+    import rnnkit
+
+    kw = dict(num_layers=2, bidirectional=True, batch_first=batch_first, dtype=dtype, seed=3, device=device)
+    if cell == "lstm":
+        return rnnkit.LSTM(D, H, **kw)
+    if cell == "gru":
+        return rnnkit.GRU(D, H, **kw)
+    return rnnkit.RNN(D, H, nonlinearity=cell[4:], **kw)
+
+
+def flat_state(state):
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def one_case(cell: str, dtype: str, shape, batch_first: bool, device: str) -> dict:
+    T, B, D, H = shape
+    rng = np.random.default_rng(zlib.crc32(repr((cell, dtype, shape, batch_first)).encode()))
+    cpu = make(cell, D, H, dtype, batch_first, "cpu")
+    dev = make(cell, D, H, dtype, batch_first, device)
+    dev.load_state_dict(cpu.state_dict())
+
+    x = rng.standard_normal((B, T, D) if batch_first else (T, B, D)).astype(dtype)
+    L = 2 * 2  # layers * directions
+    h0 = (0.5 * rng.standard_normal((L, B, H))).astype(dtype)
+    state = (h0, (0.5 * rng.standard_normal((L, B, H))).astype(dtype)) if cell == "lstm" else h0
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0] = T  # the longest sequence fills the batch
+    if B > 2:
+        lengths[-1] = 1
+
+    errs: dict = {}
+    # inference forward: no state, no lengths; then with both
+    out_c, st_c = cpu.forward(x)
+    out_d, st_d = dev.forward(x)
+    errs["infer out"] = rel_err(out_d, out_c)
+    for i, (a, b) in enumerate(zip(flat_state(st_d), flat_state(st_c))):
+        errs[f"infer state{i}"] = rel_err(a, b)
+
+    out_c, st_c = cpu.forward(x, state=state, lengths=lengths, training=True)
+    out_d, st_d = dev.forward(x, state=state, lengths=lengths, training=True)
+    errs["out"] = rel_err(out_d, out_c)
+    for i, (a, b) in enumerate(zip(flat_state(st_d), flat_state(st_c))):
+        errs[f"state{i}"] = rel_err(a, b)
+
+    g_out = rng.standard_normal(out_c.shape).astype(dtype)
+    g_h = rng.standard_normal((L, B, H)).astype(dtype)
+    g_state = (g_h, rng.standard_normal((L, B, H)).astype(dtype)) if cell == "lstm" else g_h
+    gx_c, gs_c = cpu.backward(g_out, g_state)
+    gx_d, gs_d = dev.backward(g_out, g_state)
+    errs["grad_x"] = rel_err(gx_d, gx_c)
+    for i, (a, b) in enumerate(zip(flat_state(gs_d), flat_state(gs_c))):
+        errs[f"grad_state{i}"] = rel_err(a, b)
+    grads_c = cpu.grads
+    for name, g in dev.grads.items():
+        errs[f"grad[{name}]"] = rel_err(g, grads_c[name])
+    return errs
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda")
+    args = ap.parse_args(argv)
+
+    import rnnkit
+
+    if args.device == "cuda":
+        import rnnkit.cuda
+
+        if not rnnkit.cuda.is_available():
+            print(f"FAIL: rnnkit.cuda is not available: {rnnkit.cuda.unavailable_reason()}", file=sys.stderr)
+            return 1
+        print(f"rnnkit {rnnkit.__version__}, {rnnkit.cuda.device_count()} CUDA device(s)")
+
+    failures = []
+    n = 0
+    start = time.perf_counter()
+    for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+        for dtype in ("float32", "float64"):
+            for k, shape in enumerate(SHAPES):
+                batch_first = k % 2 == 1
+                case = f"{cell} {dtype} T,B,D,H={shape} batch_first={batch_first}"
+                try:
+                    errs = one_case(cell, dtype, shape, batch_first, args.device)
+                except Exception as exc:  # report every case, then fail
+                    failures.append(f"{case}: {type(exc).__name__}: {exc}")
+                    print(f"ERROR {case}: {type(exc).__name__}: {exc}", flush=True)
+                    continue
+                n += 1
+                worst = max(errs, key=errs.get)
+                ok = all(v <= RTOL[dtype] for v in errs.values())
+                print(f"{'ok  ' if ok else 'FAIL'} {case}: max rel err {errs[worst]:.2e} ({worst})", flush=True)
+                if not ok:
+                    bad = ", ".join(f"{k} {v:.2e}" for k, v in errs.items() if not v <= RTOL[dtype])
+                    failures.append(f"{case}: beyond rtol {RTOL[dtype]:g}: {bad}")
+    print(f"{n} cases run, {len(failures)} failed, {time.perf_counter() - start:.1f} s")
+    for f in failures:
+        print("  " + f, file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+// The device backend's module, built twice from this file: rnnkit._cuda (the CUDA
+// implementation, only with RNNKIT_CUDA=ON) and rnnkit._device_host (the same driver run on
+// the host, always built, for tests). RNNKIT_MODULE_NAME names the module.
+#include <memory>
+#include <new>
+#include <string>
+
+#include "../cuda/device_stack.hpp"
+#include "bindings.hpp"
+#include "layer_calls.hpp"
+#include "model_calls.hpp"
+
+#ifndef RNNKIT_MODULE_NAME
+#define RNNKIT_MODULE_NAME _device_host
+#endif
+
+namespace rnnkit_py {
+namespace {
+
+using rnnkit::DeviceStack;
+using rnnkit::DeviceTape;
+using rnnkit::Index;
+using rnnkit::LayerSpec;
+
+template <class T>
+void register_stack(py::module_& m, const std::string& suffix) {
+  using Stack = DeviceStack<T>;
+  py::class_<Stack>(m, ("Stack_" + suffix).c_str(), py::module_local(),
+                    "A recurrent stack whose parameters, activations and tape live on the device.")
+      .def(py::init([](const std::string& cell, Index input_size, Index hidden_size, Index num_layers,
+                       bool bidirectional, bool bias, int device, bool allow_tf32) {
+             const LayerSpec s = layer_spec_of(cell, input_size, hidden_size, num_layers, bidirectional, bias);
+             return rnnkit::make_device_stack<T>(s, device, allow_tf32);
+           }),
+           py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
+           py::arg("bidirectional"), py::arg("bias"), py::arg("device") = 0, py::arg("allow_tf32") = false)
+      .def(
+          "forward",
+          [](Stack& stack, const Array<T>& params, const Array<T>& x, bool batch_first,
+             const std::optional<Array<T>>& h0, const std::optional<Array<T>>& c0,
+             const std::optional<Lengths>& lengths, bool training, double dropout, std::uint64_t dropout_key) {
+            ForwardCall<T> call(stack.spec(), params, x, batch_first, h0, c0, lengths, training, dropout, dropout_key);
+            std::unique_ptr<DeviceTape> tape;
+            {
+              py::gil_scoped_release release;
+              stack.set_params(params.data());
+              tape = stack.forward(call.args, call.options);
+            }
+            py::object tape_obj = tape ? py::cast(std::move(tape)) : py::object(py::none());
+            return call.result(std::move(tape_obj));
+          },
+          py::arg("params"), py::arg("x"), py::arg("batch_first"), py::arg("h0"), py::arg("c0"), py::arg("lengths"),
+          py::arg("training"), py::arg("dropout"), py::arg("dropout_key"),
+          "Copies params to the device and runs the stack. Returns (out, h_n, c_n or None, tape or None).")
+      .def(
+          "backward",
+          [](Stack& stack, const DeviceTape& tape, const Array<T>& params, const std::optional<Array<T>>& grad_out,
+             const std::optional<Array<T>>& grad_h_n, const std::optional<Array<T>>& grad_c_n,
+             Array<T>& grad_params, bool batch_first) {
+            BackwardCall<T> call(stack.spec(), tape.steps(), tape.batch(), batch_first, params, grad_out, grad_h_n,
+                                 grad_c_n, grad_params);
+            {
+              py::gil_scoped_release release;
+              stack.set_params(params.data());
+              stack.backward(tape, call.args);
+            }
+            return call.result();
+          },
+          py::arg("tape"), py::arg("params"), py::arg("grad_out"), py::arg("grad_h_n"), py::arg("grad_c_n"),
+          py::arg("grad_params").noconvert(), py::arg("batch_first"),
+          "Back-propagates through time on the device; adds parameter gradients into grad_params. "
+          "Returns (grad_x, grad_h0, grad_c0 or None).");
+}
+
+template <class T>
+void register_device_model(py::module_& m, const std::string& suffix) {
+  using Model = rnnkit::DeviceModel<T>;
+  py::class_<Model>(m, ("Model_" + suffix).c_str(), py::module_local(),
+                    "A stack with a dense head and a loss (the estimators' model) on the device.")
+      .def(py::init([](const std::string& cell, Index input_size, Index hidden_size, Index num_layers,
+                       bool bidirectional, bool bias, Index n_outputs, const std::string& loss,
+                       const std::string& readout, Index vocab_size, int device, bool allow_tf32) {
+             const LayerSpec rnn = layer_spec_of(cell, input_size, hidden_size, num_layers, bidirectional, bias);
+             return rnnkit::make_device_model<T>(model_spec_of(rnn, n_outputs, loss, readout, vocab_size), device,
+                                                 allow_tf32);
+           }),
+           py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
+           py::arg("bidirectional"), py::arg("bias"), py::arg("n_outputs"), py::arg("loss"), py::arg("readout"),
+           py::arg("vocab_size") = 0, py::arg("device") = 0, py::arg("allow_tf32") = false)
+      .def(
+          "predict",
+          [](Model& model, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths) {
+            const rnnkit::ModelSpec& spec = model.spec();
+            expect_param_count(spec, params, "params");
+            const auto b = batch_of<T>(spec, x, lengths);
+            Array<T> out(output_shape(spec, b));
+            T* o = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              model.predict(params.data(), b, o);
+            }
+            return out;
+          },
+          py::arg("params"), py::arg("x"), py::arg("lengths"), "As rnnkit's model_predict, on the device.")
+      .def(
+          "loss_and_grad",
+          [](Model& model, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,
+             const std::optional<Ints>& labels, const std::optional<Array<T>>& values, Array<T>& grads,
+             double dropout, std::uint64_t dropout_key) {
+            const rnnkit::ModelSpec& spec = model.spec();
+            expect_param_count(spec, params, "params");
+            expect_param_count(spec, grads, "grads");
+            const auto b = batch_of<T>(spec, x, lengths);
+            const rnnkit::Targets<T> targets = targets_of<T>(spec, b, labels, values);
+            T* g = grads.mutable_data();
+            py::gil_scoped_release release;
+            return model.loss_and_grad(params.data(), b, targets, g, dropout, dropout_key);
+          },
+          py::arg("params"), py::arg("x"), py::arg("lengths"), py::arg("labels"), py::arg("values"),
+          py::arg("grads").noconvert(), py::arg("dropout"), py::arg("dropout_key"),
+          "As rnnkit's model_loss_and_grad, on the device. Returns the batch's mean loss.");
+}
+
+}  // namespace
+}  // namespace rnnkit_py
+
+PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
+  namespace py = pybind11;
+  using rnnkit_py::register_stack;
+  using rnnkit_py::register_device_model;
+  m.doc() = "rnnkit's device backend: recurrent stacks whose memory lives on the device.";
+
+  // Translators are tried newest first: out-of-memory (a DeviceError) becomes MemoryError.
+  py::register_exception<rnnkit::DeviceError>(m, "DeviceError", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const rnnkit::DeviceOutOfMemory& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
+
+  py::class_<rnnkit::DeviceTape>(m, "DeviceTape", py::module_local(),
+                                 "What a training forward keeps on the device for backward (opaque).")
+      .def_property_readonly("steps", &rnnkit::DeviceTape::steps)
+      .def_property_readonly("batch", &rnnkit::DeviceTape::batch);
+
+  m.def("info", [] {
+    const rnnkit::DeviceInfo info = rnnkit::device_info();
+    py::dict d;
+    d["compiled"] = info.compiled;
+    d["runtime_version"] = info.runtime_version;
+    d["driver_version"] = info.driver_version;
+    d["device_count"] = info.device_count;
+    d["error"] = info.error;
+    return d;
+  }, "Facts about the device runtime: compiled, runtime_version, driver_version, device_count, error.");
+  m.def("device_name", &rnnkit::device_name, py::arg("index"));
+
+  register_stack<float>(m, "float32");
+  register_stack<double>(m, "float64");
+  register_device_model<float>(m, "float32");
+  register_device_model<double>(m, "float64");
+}

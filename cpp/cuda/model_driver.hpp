@@ -1,0 +1,174 @@
+// The device backend's model: a Stack (driver.hpp) with a dense head and a loss, following
+// the CPU engine's model (src/model.cpp) step for step. Token embeddings are looked up, and
+// their gradients added, on the host (a gather and a scatter of a few rows per batch).
+#pragma once
+
+#include <cmath>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "driver.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+namespace device {
+
+template <class Exec, class T>
+class Model final : public DeviceModel<T> {
+  template <class U>
+  using Buf = typename Exec::template Buffer<U>;
+  using StackType = Stack<Exec, T>;
+
+ public:
+  Model(const ModelSpec& spec, Exec exec) : spec_(spec), stack_((spec.validate(), spec.rnn), std::move(exec),
+                                                                 spec.param_count()) {}
+
+  const ModelSpec& spec() const noexcept override { return spec_; }
+
+  void predict(const T* params, const Batch<T>& batch, T* out) override {
+    Exec& ex = stack_.exec();
+    ex.activate();
+    Head head = run(params, batch, false, 0.0, 0);
+    ex.launch(head.rows, HeadRows<T>{spec_.loss == Loss::SoftmaxCrossEntropy, false, spec_.n_outputs, head.logits.data(),
+                                     head.valid.data(), nullptr, nullptr, head.count, nullptr});
+    ex.download(out, head.logits.data(), head.logits.size());
+    ex.synchronize();
+  }
+
+  double loss_and_grad(const T* params, const Batch<T>& batch, const Targets<T>& targets, T* grads, double dropout,
+                       std::uint64_t dropout_key) override {
+    Exec& ex = stack_.exec();
+    ex.activate();
+    const LayerSpec& rnn = spec_.rnn;
+    const Index n_out = spec_.n_outputs, F = spec_.features(), B = batch.batch, steps = batch.steps;
+    const bool ce = spec_.loss == Loss::SoftmaxCrossEntropy;
+    Head head = run(params, batch, true, dropout, dropout_key);
+    const Index rows = head.rows;
+
+    // Targets of the rows that count (the kernel cannot throw: labels are checked here).
+    Buf<std::int64_t> labels;
+    Buf<T> values;
+    if (ce) {
+      for (Index r = 0; r < rows; ++r) {
+        if (head.valid_host[static_cast<std::size_t>(r)] != T(0) && (targets.labels[r] < 0 || targets.labels[r] >= n_out)) {
+          throw std::invalid_argument("labels must lie in [0, n_outputs)");
+        }
+      }
+      labels = ex.template alloc<std::int64_t>(rows);
+      ex.upload(labels.data(), targets.labels, rows);
+    } else {
+      values = stack_.uploaded(targets.values, rows * n_out);
+    }
+    Buf<double> row_loss = ex.template alloc<double>(rows);
+    ex.launch(rows, HeadRows<T>{ce, true, n_out, head.logits.data(), head.valid.data(), ce ? labels.data() : nullptr,
+                                ce ? nullptr : values.data(), head.count, row_loss.data()});
+    std::vector<double> losses(static_cast<std::size_t>(rows));
+    ex.download(losses.data(), row_loss.data(), rows);
+    double loss = 0.0;
+    for (const double v : losses) loss += v;
+    loss /= ce ? head.count : head.count * static_cast<double>(n_out);
+
+    // Head gradients (dL/dlogits now in head.logits) and dL/dfeatures.
+    Buf<T> grad = ex.template alloc<T>(spec_.param_count());
+    ex.zero(grad.data(), grad.size());
+    const T* w = stack_.params() + spec_.head_offset();
+    const T* g = head.logits.data();
+    T* head_grad = grad.data() + spec_.head_offset();
+    ex.gemm(true, false, n_out, F, rows, T(1), g, n_out, head.features.data(), F, T(0), head_grad, F);
+    ex.gemm(false, false, 1, n_out, rows, T(1), head.ones.data(), rows, g, n_out, T(0), head_grad + n_out * F, n_out);
+    Buf<T> dfeat = ex.template alloc<T>(rows * F);
+    ex.gemm(false, false, rows, F, n_out, T(1), g, n_out, w, F, T(0), dfeat.data(), F);
+
+    // Back through the stack.
+    const Index states = rnn.num_layers * rnn.directions() * B * rnn.hidden_size;
+    Buf<T> grad_out, grad_h_n;
+    if (spec_.readout == Readout::Last) {
+      grad_h_n = ex.template alloc<T>(states);
+      ex.zero(grad_h_n.data(), states);
+      T* top = grad_h_n.data() + (rnn.num_layers - 1) * rnn.directions() * B * rnn.hidden_size;
+      ex.launch(rows * F, ScatterLast<T>{dfeat.data(), top, B, rnn.hidden_size, rnn.directions()});
+    } else {  // dfeat is [B, T, F]: to time-major
+      grad_out = ex.template alloc<T>(rows * F);
+      ex.launch(rows * F, SwapLeadingAxes<T>{dfeat.data(), grad_out.data(), B, steps, F});
+    }
+    auto grads_in = stack_.backward_device(*head.tape, std::move(grad_out), grad_h_n, Buf<T>(), grad.data());
+    ex.download(grads, grad.data(), grad.size());
+    if (spec_.vocab_size > 0) {
+      std::vector<T> grad_x(static_cast<std::size_t>(B * steps * rnn.input_size));
+      stack_.from_device_time_major(grads_in.x, grad_x.data(), steps, B, rnn.input_size, true);
+      ex.synchronize();
+      add_embedding_grads(spec_, batch, grad_x.data(), grads + spec_.embedding_offset());
+    }
+    ex.synchronize();
+    return loss;
+  }
+
+ private:
+  /// The stack's run and the head's logits for a batch.
+  struct Head {
+    Index rows = 0;
+    double count = 0.0;
+    std::vector<T> valid_host;
+    Buf<T> valid, ones, features, logits;
+    typename StackType::TapeHandle tape;
+  };
+
+  Head run(const T* params, const Batch<T>& batch, bool training, double dropout, std::uint64_t key) {
+    Exec& ex = stack_.exec();
+    const LayerSpec& rnn = spec_.rnn;
+    const Index B = batch.batch, steps = batch.steps, D = rnn.input_size, F = spec_.features();
+    const Index n_out = spec_.n_outputs, H = rnn.hidden_size, dirs = rnn.directions();
+    if (B <= 0 || steps <= 0) throw std::invalid_argument("x must have at least one step and one sequence");
+    ex.upload(stack_.params(), params, spec_.param_count());
+
+    std::vector<T> embedded;
+    const T* x = batch.x;
+    if (spec_.vocab_size > 0) {
+      embedded.resize(static_cast<std::size_t>(B * steps * D));
+      embed_tokens(spec_, params + spec_.embedding_offset(), batch, embedded.data());
+      x = embedded.data();
+    }
+    ForwardOptions options;
+    options.training = training;
+    options.dropout = dropout;
+    options.dropout_key = key;
+    auto o = stack_.forward_device(stack_.to_device_time_major(x, steps, B, D, true), batch.lengths, Buf<T>(), Buf<T>(),
+                                   steps, B, options);
+
+    Head head;
+    head.tape = std::move(o.tape);
+    if (spec_.readout == Readout::Last) {
+      head.rows = B;
+      head.features = ex.template alloc<T>(B * F);
+      const T* top = o.h_n.data() + (rnn.num_layers - 1) * dirs * B * H;
+      ex.launch(B * F, GatherLast<T>{top, head.features.data(), B, H, dirs});
+      head.valid_host.assign(static_cast<std::size_t>(B), T(1));
+    } else {  // rows in (sequence, step) order, as the targets
+      head.rows = B * steps;
+      head.features = ex.template alloc<T>(head.rows * F);
+      ex.launch(head.rows * F, SwapLeadingAxes<T>{o.out.data(), head.features.data(), steps, B, F});
+      head.valid_host.assign(static_cast<std::size_t>(head.rows), T(1));
+      for (Index b = 0; b < B; ++b) {
+        for (Index t = valid_steps(batch, b); t < steps; ++t) head.valid_host[static_cast<std::size_t>(b * steps + t)] = T(0);
+      }
+    }
+    for (const T v : head.valid_host) head.count += static_cast<double>(v);
+    head.valid = stack_.uploaded(head.valid_host.data(), head.rows);
+    head.ones = ex.template alloc<T>(head.rows);
+    ex.launch(head.rows, Fill<T>{head.ones.data(), T(1)});
+
+    // logits = features W^T + 1 b^T
+    const T* w = stack_.params() + spec_.head_offset();
+    head.logits = ex.template alloc<T>(head.rows * n_out);
+    ex.gemm(false, true, head.rows, n_out, F, T(1), head.features.data(), F, w, F, T(0), head.logits.data(), n_out);
+    ex.gemm(false, false, head.rows, n_out, 1, T(1), head.ones.data(), 1, w + n_out * F, n_out, T(1),
+            head.logits.data(), n_out);
+    return head;
+  }
+
+  ModelSpec spec_;
+  StackType stack_;
+};
+
+}  // namespace device
+RNNKIT_END_NAMESPACE

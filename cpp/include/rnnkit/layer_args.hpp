@@ -1,0 +1,51 @@
+// Arguments of the layer driver's forward and backward calls: plain pointers to dense
+// row-major arrays owned by the caller. Shared by the CPU engine (layer.hpp) and the device
+// backend (cpp/cuda), so both take the same arguments; free of Eigen so nvcc can read it.
+#pragma once
+
+#include <cstdint>
+
+#include "rnnkit/abi.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+
+struct ForwardOptions {
+  bool batch_first = false;
+  /// Keep a tape for backward, and apply dropout between layers.
+  bool training = false;
+  /// Probability of zeroing an element of each layer's output but the last (training only).
+  double dropout = 0.0;
+  /// Selects the dropout masks: the same key gives the same masks.
+  std::uint64_t dropout_key = 0;
+  int n_threads = 1;
+};
+
+/// Arrays of a forward call; all dense row-major, owned by the caller.
+template <class T>
+struct ForwardArgs {
+  const T* params = nullptr;          // flat buffer, layout of param_layout(spec)
+  const T* x = nullptr;               // [T, B, D], or [B, T, D] with batch_first
+  Index steps = 0;
+  Index batch = 0;
+  const T* h0 = nullptr;              // [L*dirs, B, H], or nullptr for zeros
+  const T* c0 = nullptr;              // [L*dirs, B, H] (LSTM), or nullptr for zeros
+  const std::int64_t* lengths = nullptr;  // [B] each in [1, T], or nullptr for all T
+  T* out = nullptr;                   // [T, B, dirs*H], or [B, T, dirs*H] with batch_first
+  T* h_n = nullptr;                   // [L*dirs, B, H]
+  T* c_n = nullptr;                   // [L*dirs, B, H] (LSTM), may be nullptr otherwise
+};
+
+/// Arrays of a backward call. Gradients of parameters are added to grad_params.
+template <class T>
+struct BackwardArgs {
+  const T* params = nullptr;     // the same values the forward used
+  const T* grad_out = nullptr;   // like out, or nullptr for zeros
+  const T* grad_h_n = nullptr;   // [L*dirs, B, H], or nullptr for zeros
+  const T* grad_c_n = nullptr;   // [L*dirs, B, H] (LSTM), or nullptr for zeros
+  T* grad_x = nullptr;           // like x
+  T* grad_h0 = nullptr;          // [L*dirs, B, H]
+  T* grad_c0 = nullptr;          // [L*dirs, B, H] (LSTM), may be nullptr otherwise
+  T* grad_params = nullptr;      // like params; accumulated into
+};
+
+RNNKIT_END_NAMESPACE
