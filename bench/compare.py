@@ -123,9 +123,17 @@ def measure_sgemm(threads: int) -> Dict[str, object]:
 
 # ------------------------------------------------------------------------------ timing
 def time_side_by_side(
-    steps: Dict[str, "callable"], budget_s: float, min_calls: int, max_calls: int, block_s: float = 0.05
+    steps: Dict[str, "callable"], budget_s: float, min_calls: int, max_calls: int, block_s: float = 0.05,
+    settle_s: float = 0.05,
 ) -> Dict[str, float]:
-    """Median single-call seconds of each step, the steps' calls interleaved in blocks."""
+    """Median single-call seconds of each step, the steps' calls interleaved in blocks.
+
+    Each block starts ``settle_s`` after the previous one ends: thread pools spin for a while
+    after their last call (ONNX Runtime's for several milliseconds, OpenMP's and OpenBLAS's for
+    less), and without the pause the next library's first calls would share the cores with those
+    spinning threads. Interleaving is there to cancel drift, not to charge one library for
+    another's idle spinning.
+    """
     for step in steps.values():  # warm-up
         step()
         step()
@@ -142,6 +150,7 @@ def time_side_by_side(
         order = list(steps) if rnd % 2 == 0 else list(steps)[::-1]
         for name in order:
             step, ts = steps[name], times[name]
+            time.sleep(settle_s)
             for _ in range(block):
                 t0 = time.perf_counter()
                 step()

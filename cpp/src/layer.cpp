@@ -131,10 +131,14 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates) {
   });
 }
 
+/// Hidden units are split between threads in blocks of this many (a vector of floats or more).
+constexpr Index kUnitBlock = 16;
+
 /// How the time loop of one direction uses its threads.
 struct LoopPlan {
   int batch_threads = 1;  // independent row blocks, each running the whole time loop alone
   int step_threads = 1;   // threads splitting each step's recurrent product by columns
+  int unit_threads = 1;   // forward: threads each owning a slice of the hidden units for the whole loop
 };
 
 /// Splitting the batch needs no synchronisation between steps, so it is preferred; each step's
@@ -150,10 +154,44 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   const double step_flops = 2.0 * c.batch * c.gate_width() * c.hidden();
   if (c.batch >= 2 * kMinRowsPerThread) {
     plan.batch_threads = static_cast<int>(std::min<Index>(c.n_threads, c.batch / kMinRowsPerThread));
-  } else if (step_flops >= kMinStepFlops) {
+    return plan;
+  }
+  if (step_flops >= kMinStepFlops) {
     plan.step_threads = threads_for(step_flops, c.gate_width() / 16, c.n_threads);
   }
+  // A small batch: the forward splits the hidden units between threads for the whole time loop,
+  // one barrier per step (no parallel region per step; the cell runs on every thread).
+  constexpr double kMinUnitSplitFlops = 2.5e5;
+  if (step_flops >= kMinUnitSplitFlops) {
+    plan.unit_threads = static_cast<int>(std::min<Index>(c.n_threads, c.hidden() / kUnitBlock));
+  }
   return plan;
+}
+
+/// Whether packing W_hh once per call (PackedRows) pays over `steps` products with `rows` rows
+/// each. Packing reads and rewrites the whole matrix, about the cost of 16-25 matrix-vector
+/// products; a packed product with a few rows costs about one of them, while without packing
+/// each row takes a matrix-vector product of its own. For one row the packed kernel still wins
+/// over a long sequence (it beats Eigen's matrix-vector product on small matrices), not over a
+/// short one (bench/NOTES.md, 2026-11-25: B=1 T=25 H=512 5.8 -> 4.6 ms without packing).
+inline bool worth_packing(Index steps, Index rows) noexcept {
+  constexpr Index kBreakEven = 16, kOneRowSteps = 64;
+  return rows == 1 ? steps >= kOneRowSteps : steps * (rows - 1) >= kBreakEven;
+}
+
+/// Rows up to which an unpacked product is done as one matrix-vector product per row (Eigen's
+/// general product would re-pack the weights at every call).
+constexpr Index kMaxGemvRows = 4;
+
+/// out[r, :] = W[rows0 : rows0 + n, :] h[r, :] for r < rows (output row stride ld_out): one
+/// matrix-vector product per row over the row-major weights.
+template <class T>
+void gemv_rows(const T* w, Index w_rows, Index depth, const T* h, Index rows, T* out, Index ld_out) {
+  using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  const ConstMatrixMap<T> wm(w, w_rows, depth);
+  for (Index r = 0; r < rows; ++r) {
+    Eigen::Map<Vector>(out + r * ld_out, w_rows).noalias() = wm * Eigen::Map<const Vector>(h + r * depth, depth);
+  }
 }
 
 /// rec[rows, GH] = h[rows, H] W_hh^T, split over gate columns across `threads`; from the packed
@@ -166,6 +204,12 @@ void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* 
     const Index per_thread = PackedRows<T>::scratch_size(rows);
     parallel_blocks(packed->row_blocks(), threads, 1, [&](Index b0, Index nb) {
       packed->multiply(h, rows, rec, gh, scratch + b0 * per_thread, b0, b0 + nb);
+    });
+    return;
+  }
+  if (rows <= kMaxGemvRows) {
+    parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
+      gemv_rows(c.w_hh + j0 * c.hidden(), n, c.hidden(), h, rows, rec + j0, gh);
     });
     return;
   }
@@ -194,7 +238,11 @@ void recurrent_product_backward(const DirectionContext<T>& c, const T* dg, Index
   const ConstMatrixMap<T> w(c.w_hh, gh, h);
   MatrixMap<T> out(carry, rows, h);
   parallel_blocks(h, threads, 16, [&](Index j0, Index n) {
-    out.middleCols(j0, n).noalias() += g * w.middleCols(j0, n);
+    if (rows <= kMaxGemvRows) {  // a vector-matrix product per row, as in recurrent_product
+      for (Index r = 0; r < rows; ++r) out.row(r).segment(j0, n).noalias() += g.row(r) * w.middleCols(j0, n);
+    } else {
+      out.middleCols(j0, n).noalias() += g * w.middleCols(j0, n);
+    }
   });
 }
 
@@ -235,6 +283,96 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
     for (Index r = 0; r < rows; ++r) {
       if (step.active != nullptr && step.active[r] == 0) continue;  // output stays zero
       std::copy_n(step.h_next + r * h, h, output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0));
+    }
+  }
+}
+
+/// Forward time loop with the hidden units split between `threads` (small batches): each thread
+/// owns units [j0, j1) of every gate for the whole loop, so it computes its slice of each step's
+/// recurrent product (from its own rows of W_hh, packed once, or a matrix-vector product for one
+/// sequence) and its units' cell update; a barrier per step makes the new state whole.
+template <class T>
+void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int threads) {
+  const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width(), gates = c.spec.gates();
+  const Index dirs = c.spec.directions(), state_size = batch * h, blocks = (h + kUnitBlock - 1) / kUnitBlock;
+  const bool lstm = c.spec.cell == CellKind::Lstm;
+  const bool gru = c.spec.cell == CellKind::Gru;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+#ifdef _OPENMP
+    const Index id = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    const Index id = 0, nt = 1;
+#endif
+    const Index j0 = std::min(h, blocks * id / nt * kUnitBlock);
+    const Index j1 = std::min(h, blocks * (id + 1) / nt * kUnitBlock);
+    const Index nj = j1 - j0, width = gates * nj;
+    // This thread's rows of W_hh: gate k's units [j0, j1) are rows [k*H + j0, k*H + j1).
+    std::vector<PackedRows<T>> packed;
+    if (nj > 0 && (batch > kMaxGemvRows || worth_packing(steps, batch))) {
+      for (Index k = 0; k < gates; ++k) packed.emplace_back(c.w_hh + (k * h + j0) * h, nj, h);
+    }
+    AlignedVector<T> scratch(static_cast<std::size_t>(packed.empty() ? 0 : PackedRows<T>::scratch_size(batch) *
+                                                                               packed.front().row_blocks()));
+    AlignedVector<T> gate_slice(static_cast<std::size_t>(batch * width)), rec(gate_slice.size());
+    AlignedVector<T> h_prev(static_cast<std::size_t>(batch * nj)), h_next(h_prev.size());
+    AlignedVector<T> c_prev(lstm ? h_prev.size() : 0), c_next(c_prev.size()), extra(gru ? h_prev.size() : 0);
+    AlignedVector<T> bias(c.b_hh != nullptr ? static_cast<std::size_t>(width) : 0);
+    for (Index k = 0; k < gates && !bias.empty(); ++k) std::copy_n(c.b_hh + k * h + j0, nj, bias.data() + k * nj);
+
+    for (Index s = 0; s < steps; ++s) {
+      const Index t = c.reverse ? steps - 1 - s : s;
+      const Slots slot = slots(c.reverse, t);
+      const T* states_prev = tape.states.data() + slot.prev * state_size;
+      T* step_gates = tape.gates.data() + t * batch * gh;
+      const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t);
+      if (nj > 0) {
+        for (Index k = 0; k < gates; ++k) {  // rec[:, k*nj : (k+1)*nj] = h_{t-1} W_hh[k*H + j0 : k*H + j1]^T
+          if (packed.empty()) {
+            gemv_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, batch, rec.data() + k * nj, width);
+          } else {
+            const PackedRows<T>& p = packed[static_cast<std::size_t>(k)];
+            p.multiply(states_prev, batch, rec.data() + k * nj, width, scratch.data(), 0, p.row_blocks());
+          }
+        }
+        for (Index b = 0; b < batch; ++b) {
+          for (Index k = 0; k < gates; ++k) {
+            std::copy_n(step_gates + b * gh + k * h + j0, nj, gate_slice.data() + b * width + k * nj);
+          }
+          std::copy_n(states_prev + b * h + j0, nj, h_prev.data() + b * nj);
+          if (lstm) std::copy_n(tape.cells.data() + slot.prev * state_size + b * h + j0, nj, c_prev.data() + b * nj);
+        }
+        ForwardStep<T> step;
+        step.batch = batch;
+        step.hidden = nj;
+        step.gates = gate_slice.data();
+        step.recurrent = rec.data();
+        step.bias_hh = bias.empty() ? nullptr : bias.data();
+        step.h_prev = h_prev.data();
+        step.h_next = h_next.data();
+        if (lstm) {
+          step.c_prev = c_prev.data();
+          step.c_next = c_next.data();
+        }
+        if (gru) step.extra = extra.data();
+        step.active = active;
+        cell_forward(c.spec.cell, step);
+        for (Index b = 0; b < batch; ++b) {
+          std::copy_n(h_next.data() + b * nj, nj, tape.states.data() + slot.next * state_size + b * h + j0);
+          if (lstm) std::copy_n(c_next.data() + b * nj, nj, tape.cells.data() + slot.next * state_size + b * h + j0);
+          if (gru) std::copy_n(extra.data() + b * nj, nj, tape.extra.data() + t * state_size + b * h + j0);
+          for (Index k = 0; k < gates; ++k) {
+            std::copy_n(gate_slice.data() + b * width + k * nj, nj, step_gates + b * gh + k * h + j0);
+          }
+          if (active != nullptr && active[b] == 0) continue;  // output stays zero
+          std::copy_n(h_next.data() + b * nj, nj, output + (t * batch + b) * dirs * h + (c.reverse ? h : 0) + j0);
+        }
+      }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
     }
   }
 }
@@ -324,13 +462,18 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     }
   }
 
-  // Over several steps the recurrent weights are packed once instead of by every step's product.
-  std::optional<PackedRows<T>> w_hh;
-  if (steps > 1) w_hh.emplace(c.w_hh, gh, h);
   const LoopPlan plan = plan_loop(c);
-  parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
-    forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh ? &*w_hh : nullptr);
-  });
+  if (plan.unit_threads > 1) {
+    forward_units(c, tape, output, plan.unit_threads);
+  } else {
+    // Over several steps the recurrent weights are packed once instead of by every step's product.
+    std::optional<PackedRows<T>> w_hh;
+    const Index rows = batch / plan.batch_threads;  // per thread, at least
+    if (rows > kMaxGemvRows || worth_packing(steps, rows)) w_hh.emplace(c.w_hh, gh, h);
+    parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
+      forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh ? &*w_hh : nullptr);
+    });
+  }
 
   // Rows past their length carried their state, so the last slot holds each final state.
   const Index last = c.reverse ? 0 : steps;
@@ -363,9 +506,10 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   if (args.grad_h_n != nullptr) std::copy_n(args.grad_h_n + k * state_size, state_size, dh_carry.data());
   if (lstm && args.grad_c_n != nullptr) std::copy_n(args.grad_c_n + k * state_size, state_size, dc.data());
 
-  std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
-  if (steps > 1) w_hh_t.emplace(c.w_hh, h, gh, true);
   const LoopPlan plan = plan_loop(c);
+  std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
+  const Index rows_per_thread = batch / plan.batch_threads;
+  if (rows_per_thread > kMaxGemvRows || worth_packing(steps, rows_per_thread)) w_hh_t.emplace(c.w_hh, h, gh, true);
   parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
     backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
                   b0, n, plan.step_threads, w_hh_t ? &*w_hh_t : nullptr);
