@@ -274,9 +274,10 @@ def test_parity_with_threads(cell, n_threads):
     loop), and small batches whose forward splits the hidden units between threads (with packed
     weights, and with a matrix-vector product for one sequence) and whose backward splits each
     step's columns: still torch's results in float64."""
-    # (B, H, layers): a split batch; a step big enough (2*B*G*H*H >= 4e6 flops) to split columns;
-    # one sequence whose steps (>= 2.5e5 flops) split units
-    for B, H, L in ((19, 6, 2), (3, 840, 1), (1, 400, 2)):
+    # (B, H, layers): a split batch; steps big enough (2*B*G*H*H >= 4e6 flops) to split units
+    # (forward) and columns (backward), for 3 sequences (packed weights) and for one (GEMV)
+    one_row_h = {"lstm": 720, "gru": 820}.get(cell, 1420)
+    for B, H, L in ((19, 6, 2), (3, 840, 1), (1, one_row_h, 1)):
         m = make_rnnkit(cell, D, H, L, bidirectional=True, dtype="float64", seed=7, n_threads=n_threads)
         tm = make_torch(cell, D, H, L, bidirectional=True, dtype="float64", state_dict=m.state_dict())
         p = make_problem(cell, T, B, D, H, L, True, "float64", with_lengths=B >= 3, seed=8)

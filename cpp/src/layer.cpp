@@ -116,11 +116,54 @@ struct DirectionContext {
   }
 };
 
-/// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows.
+/// Whether packing W_hh once per call (PackedRows) pays over `steps` products with `rows` rows
+/// each. Packing reads and rewrites the whole matrix, about the cost of 16-25 matrix-vector
+/// products; a packed product with a few rows costs about one of them, while without packing
+/// each row takes a matrix-vector product of its own. For one row the packed kernel still wins
+/// over a long sequence (it beats Eigen's matrix-vector product on small matrices), not over a
+/// short one (bench/NOTES.md, 2026-11-25: B=1 T=25 H=512 5.8 -> 4.6 ms without packing).
+inline bool worth_packing(Index steps, Index rows) noexcept {
+  constexpr Index kBreakEven = 16, kOneRowSteps = 64;
+  return rows == 1 ? steps >= kOneRowSteps : steps * (rows - 1) >= kBreakEven;
+}
+
+/// Rows up to which an unpacked product is done as one matrix-vector product per row (Eigen's
+/// general product would re-pack the weights at every call).
+constexpr Index kMaxGemvRows = 4;
+
+/// out[r, :] = W[rows0 : rows0 + n, :] h[r, :] for r < rows (output row stride ld_out): one
+/// matrix-vector product per row over the row-major weights.
+template <class T>
+void gemv_rows(const T* w, Index w_rows, Index depth, const T* h, Index rows, T* out, Index ld_out) {
+  using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  const ConstMatrixMap<T> wm(w, w_rows, depth);
+  for (Index r = 0; r < rows; ++r) {
+    Eigen::Map<Vector>(out + r * ld_out, w_rows).noalias() = wm * Eigen::Map<const Vector>(h + r * depth, depth);
+  }
+}
+
+/// Up to this many input rows (steps x batch) the input projection is one matrix-vector
+/// product per row: a general product would pack all of W_ih first, which costs about as much.
+constexpr Index kMaxGemvProjectionRows = 16;
+
+/// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
+/// columns, so that each thread streams only its part of W_ih).
 template <class T>
 void project_inputs(const DirectionContext<T>& c, const T* input, T* gates) {
   const Index rows = c.steps * c.batch;
   const Index gh = c.gate_width();
+  if (rows <= kMaxGemvProjectionRows) {
+    const int threads =
+        c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, gh / 16, c.n_threads) : 1;
+    parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
+      gemv_rows(c.w_ih + j0 * c.input_width, n, c.input_width, input, rows, gates + j0, gh);
+      if (c.b_ih == nullptr) return;
+      for (Index r = 0; r < rows; ++r) {
+        ArrayMap<T>(gates + r * gh + j0, n) += ConstArrayMap<T>(c.b_ih + j0, n);
+      }
+    });
+    return;
+  }
   const ConstMatrixMap<T> x(input, rows, c.input_width);
   const ConstMatrixMap<T> w(c.w_ih, gh, c.input_width);
   MatrixMap<T> g(gates, rows, gh);
@@ -158,40 +201,14 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   }
   if (step_flops >= kMinStepFlops) {
     plan.step_threads = threads_for(step_flops, c.gate_width() / 16, c.n_threads);
-  }
-  // A small batch: the forward splits the hidden units between threads for the whole time loop,
-  // one barrier per step (no parallel region per step; the cell runs on every thread).
-  constexpr double kMinUnitSplitFlops = 2.5e5;
-  if (step_flops >= kMinUnitSplitFlops) {
+    // The forward splits the hidden units between threads for the whole time loop instead: one
+    // barrier per step, no parallel region per step, and the cell runs on every thread. Only for
+    // steps this large: a per-step barrier stalls whenever a thread loses its core, and measured
+    // in a process with other thread pools (the benchmark's), smaller steps sometimes ran several
+    // times slower than on one thread (bench/NOTES.md, 2026-11-25).
     plan.unit_threads = static_cast<int>(std::min<Index>(c.n_threads, c.hidden() / kUnitBlock));
   }
   return plan;
-}
-
-/// Whether packing W_hh once per call (PackedRows) pays over `steps` products with `rows` rows
-/// each. Packing reads and rewrites the whole matrix, about the cost of 16-25 matrix-vector
-/// products; a packed product with a few rows costs about one of them, while without packing
-/// each row takes a matrix-vector product of its own. For one row the packed kernel still wins
-/// over a long sequence (it beats Eigen's matrix-vector product on small matrices), not over a
-/// short one (bench/NOTES.md, 2026-11-25: B=1 T=25 H=512 5.8 -> 4.6 ms without packing).
-inline bool worth_packing(Index steps, Index rows) noexcept {
-  constexpr Index kBreakEven = 16, kOneRowSteps = 64;
-  return rows == 1 ? steps >= kOneRowSteps : steps * (rows - 1) >= kBreakEven;
-}
-
-/// Rows up to which an unpacked product is done as one matrix-vector product per row (Eigen's
-/// general product would re-pack the weights at every call).
-constexpr Index kMaxGemvRows = 4;
-
-/// out[r, :] = W[rows0 : rows0 + n, :] h[r, :] for r < rows (output row stride ld_out): one
-/// matrix-vector product per row over the row-major weights.
-template <class T>
-void gemv_rows(const T* w, Index w_rows, Index depth, const T* h, Index rows, T* out, Index ld_out) {
-  using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
-  const ConstMatrixMap<T> wm(w, w_rows, depth);
-  for (Index r = 0; r < rows; ++r) {
-    Eigen::Map<Vector>(out + r * ld_out, w_rows).noalias() = wm * Eigen::Map<const Vector>(h + r * depth, depth);
-  }
 }
 
 /// rec[rows, GH] = h[rows, H] W_hh^T, split over gate columns across `threads`; from the packed
