@@ -2,6 +2,7 @@
 #include "rnnkit/layer.hpp"
 
 #include <cmath>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -17,32 +18,67 @@ using rnnkit::Index;
 using rnnkit::LayerSpec;
 
 template <class T>
+std::size_t vector_bytes(const rnnkit::AlignedVector<T>& v) {
+  return v.capacity() * sizeof(T);
+}
+
+template <class T>
+std::size_t direction_bytes(const typename rnnkit::Tape<T>::Direction& d) {
+  return vector_bytes(d.gates) + vector_bytes(d.states) + vector_bytes(d.cells) + vector_bytes(d.extra);
+}
+
+template <class T>
+std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
+  const auto& s = t.scratch;
+  std::size_t n = direction_bytes<T>(s.direction);
+  for (const auto* v : {&s.input, &s.output, &s.packed_ih, &s.packed_hh, &s.grad_gates, &s.grad_gates_hidden,
+                        &s.grad_input, &s.grad_output}) {
+    n += vector_bytes(*v);
+  }
+  for (const auto& layer : t.layers) {
+    n += vector_bytes(layer.input) + vector_bytes(layer.dropout_scale);
+    for (const auto& d : layer.directions) n += direction_bytes<T>(d);
+  }
+  return n;
+}
+
+template <class T>
 void register_dtype(py::module_& m, const std::string& suffix) {
   using Tape = rnnkit::Tape<T>;
   py::class_<Tape>(m, ("Tape_" + suffix).c_str(), py::module_local(),
-                   "What a training forward keeps for backward (opaque).")
+                   "What a training forward keeps for backward, and the memory a call reuses (opaque).")
+      .def(py::init<>())
       .def_property_readonly("steps", [](const Tape& t) { return t.steps; })
-      .def_property_readonly("batch", [](const Tape& t) { return t.batch; });
+      .def_property_readonly("batch", [](const Tape& t) { return t.batch; })
+      .def_property_readonly("nbytes", &tape_bytes<T>, "Memory the tape holds, in bytes.");
 
   m.def(("forward_" + suffix).c_str(),
         [](const LayerSpec& spec, const Array<T>& params, const Array<T>& x, bool batch_first,
            const std::optional<Array<T>>& h0, const std::optional<Array<T>>& c0,
            const std::optional<Lengths>& lengths, bool training, double dropout,
-           std::uint64_t dropout_key, int n_threads) {
+           std::uint64_t dropout_key, int n_threads, py::object tape_obj) {
           ForwardCall<T> call(spec, params, x, batch_first, h0, c0, lengths, training, dropout, dropout_key);
           call.options.n_threads = n_threads;
-          std::unique_ptr<Tape> tape;
+          if (tape_obj.is_none()) tape_obj = py::cast(std::make_unique<Tape>());
+          std::unique_lock<std::mutex> lock(tape_obj.cast<Tape&>().busy, std::try_to_lock);
+          if (!lock.owns_lock()) {  // another call is using it: run on a new tape
+            tape_obj = py::cast(std::make_unique<Tape>());
+            lock = std::unique_lock<std::mutex>(tape_obj.cast<Tape&>().busy);
+          }
+          Tape& tape = tape_obj.cast<Tape&>();
           {
             py::gil_scoped_release release;
-            tape = rnnkit::forward(spec, call.args, call.options);
+            rnnkit::forward(spec, call.args, call.options, tape);
           }
-          py::object tape_obj = tape ? py::cast(std::move(tape)) : py::object(py::none());
+          lock.unlock();
           return call.result(std::move(tape_obj));
         },
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("batch_first"), py::arg("h0"),
         py::arg("c0"), py::arg("lengths"), py::arg("training"), py::arg("dropout"),
-        py::arg("dropout_key"), py::arg("n_threads"),
-        "Runs the stack. Returns (out, h_n, c_n or None, tape or None).");
+        py::arg("dropout_key"), py::arg("n_threads"), py::arg("tape") = py::none(),
+        "Runs the stack into `tape` (a Tape to reuse, whose memory is kept between calls, or None "
+        "for a new one). Returns (out, h_n, c_n or None, tape); the tape serves backward when "
+        "`training`. A tape must not be used by two calls at once.");
 
   using Workspace = rnnkit::StepWorkspace<T>;
   py::class_<Workspace>(m, ("StepWorkspace_" + suffix).c_str(), py::module_local(),
@@ -86,13 +122,14 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         py::arg("n_threads"), "One step of a unidirectional stack. Returns (out, h_n, c_n or None).");
 
   m.def(("backward_" + suffix).c_str(),
-        [](const Tape& tape, const Array<T>& params, const std::optional<Array<T>>& grad_out,
+        [](Tape& tape, const Array<T>& params, const std::optional<Array<T>>& grad_out,
            const std::optional<Array<T>>& grad_h_n, const std::optional<Array<T>>& grad_c_n,
            Array<T>& grad_params, int n_threads) {
           BackwardCall<T> call(tape.spec, tape.steps, tape.batch, tape.batch_first, params, grad_out, grad_h_n,
                                grad_c_n, grad_params);
           {
             py::gil_scoped_release release;
+            const std::lock_guard<std::mutex> lock(tape.busy);  // a forward may be refilling it
             rnnkit::backward(tape, call.args, n_threads);
           }
           return call.result();

@@ -30,23 +30,21 @@ void swap_leading_axes(const T* src, T* dst, Index n0, Index n1, Index width) {
 
 /// Copies a [T, B, F] (or [B, T, F] when batch_first) array into time-major order.
 template <class T>
-AlignedVector<T> to_time_major(const T* src, Index steps, Index batch, Index width, bool batch_first) {
-  AlignedVector<T> out(static_cast<std::size_t>(steps * batch * width));
+void to_time_major(const T* src, T* dst, Index steps, Index batch, Index width, bool batch_first) {
   if (batch_first) {
-    swap_leading_axes(src, out.data(), batch, steps, width);
+    swap_leading_axes(src, dst, batch, steps, width);
   } else {
-    std::copy_n(src, out.size(), out.data());
+    std::copy_n(src, steps * batch * width, dst);
   }
-  return out;
 }
 
+/// Copies a time-major [T, B, F] array out in the caller's order.
 template <class T>
-void from_time_major(const AlignedVector<T>& src, T* dst, Index steps, Index batch, Index width,
-                     bool batch_first) {
+void from_time_major(const T* src, T* dst, Index steps, Index batch, Index width, bool batch_first) {
   if (batch_first) {
-    swap_leading_axes(src.data(), dst, steps, batch, width);
+    swap_leading_axes(src, dst, steps, batch, width);
   } else {
-    std::copy(src.begin(), src.end(), dst);
+    std::copy_n(src, steps * batch * width, dst);
   }
 }
 
@@ -142,6 +140,32 @@ void gemv_rows(const T* w, Index w_rows, Index depth, const T* h, Index rows, T*
   }
 }
 
+/// Rows of B per call of PackedRows::multiply in packed_product: their packed depth block
+/// (kBlockDepth x 64 values) stays in L2 while every weight panel passes over it. Eigen's general
+/// product packs far more rows per block for a long operand: [1600, 512] x [512, 2048] ran at
+/// 83 GFLOP/s there and at 92 in chunks of 64 rows, one AVX2 core (bench/NOTES.md, 2026-11-27).
+constexpr Index kPackedChunkRows = 64;
+
+/// out[rows, A.rows()] (+)= B A^T for a long B (row-major [rows, A.depth()]), in chunks of
+/// kPackedChunkRows rows; threads take whole chunks, or, with fewer chunks than threads, blocks
+/// of A's rows. Adds to out with `accumulate`, else overwrites it.
+template <class T>
+void packed_product(const PackedRows<T>& a, const T* b, Index rows, T* out, Index ld_out, bool accumulate,
+                    int threads) {
+  const Index chunks = (rows + kPackedChunkRows - 1) / kPackedChunkRows;
+  const bool split_rows = chunks >= threads;
+  parallel_blocks(split_rows ? rows : a.row_blocks(), threads, split_rows ? kPackedChunkRows : 1,
+                  [&](Index first, Index count) {
+    const Index r_begin = split_rows ? first : 0, r_end = split_rows ? first + count : rows;
+    const Index blk_begin = split_rows ? 0 : first, blk_end = split_rows ? a.row_blocks() : first + count;
+    AlignedVector<T> scratch(static_cast<std::size_t>(PackedRows<T>::scratch_size(kPackedChunkRows)));
+    for (Index r = r_begin; r < r_end; r += kPackedChunkRows) {
+      const Index n = std::min(kPackedChunkRows, r_end - r);
+      a.multiply(b + r * a.depth(), n, out + r * ld_out, ld_out, scratch.data(), blk_begin, blk_end, accumulate);
+    }
+  });
+}
+
 /// Up to this many input rows (steps x batch) the input projection is one matrix-vector
 /// product per row: a general product would pack all of W_ih first, which costs about as much.
 constexpr Index kMaxGemvProjectionRows = 16;
@@ -149,7 +173,7 @@ constexpr Index kMaxGemvProjectionRows = 16;
 /// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
 /// columns, so that each thread streams only its part of W_ih).
 template <class T>
-void project_inputs(const DirectionContext<T>& c, const T* input, T* gates) {
+void project_inputs(const DirectionContext<T>& c, const T* input, T* gates, AlignedVector<T>* storage = nullptr) {
   const Index rows = c.steps * c.batch;
   const Index gh = c.gate_width();
   if (rows <= kMaxGemvProjectionRows) {
@@ -164,14 +188,14 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates) {
     });
     return;
   }
-  const ConstMatrixMap<T> x(input, rows, c.input_width);
-  const ConstMatrixMap<T> w(c.w_ih, gh, c.input_width);
-  MatrixMap<T> g(gates, rows, gh);
+  // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
+  PackedRows<T> w(c.w_ih, gh, c.input_width, false, storage != nullptr ? std::move(*storage) : AlignedVector<T>{});
+  if (c.b_ih != nullptr) {
+    for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);
+  }
   const int threads = c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, c.n_threads) : 1;
-  parallel_blocks(rows, threads, 4, [&](Index r0, Index n) {
-    g.middleRows(r0, n).noalias() = x.middleRows(r0, n) * w.transpose();
-    if (c.b_ih != nullptr) g.middleRows(r0, n).rowwise() += ConstRowMap<T>(c.b_ih, gh);
-  });
+  packed_product(w, input, rows, gates, gh, c.b_ih != nullptr, threads);
+  if (storage != nullptr) *storage = std::move(w).release();
 }
 
 /// Hidden units are split between threads in blocks of this many (a vector of floats or more).
@@ -448,7 +472,7 @@ void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Directi
 /// ([T, B, dirs*H], pre-zeroed) and its final state.
 template <class T>
 void forward_direction(const DirectionContext<T>& c, const T* input, const ForwardArgs<T>& args,
-                       T* output, typename Tape<T>::Direction& tape) {
+                       T* output, typename Tape<T>::Direction& tape, typename Tape<T>::Scratch& scratch) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
@@ -459,7 +483,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   if (lstm) tape.cells.resize(tape.states.size());
   if (gru) tape.extra.resize(static_cast<std::size_t>(steps * state_size));
 
-  project_inputs(c, input, tape.gates.data());
+  project_inputs(c, input, tape.gates.data(), &scratch.packed_ih);
 
   // Initial state into the slot the first step reads.
   const Index first = c.reverse ? steps : 0;
@@ -486,10 +510,11 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     // Over several steps the recurrent weights are packed once instead of by every step's product.
     std::optional<PackedRows<T>> w_hh;
     const Index rows = batch / plan.batch_threads;  // per thread, at least
-    if (rows > kMaxGemvRows || worth_packing(steps, rows)) w_hh.emplace(c.w_hh, gh, h);
+    if (rows > kMaxGemvRows || worth_packing(steps, rows)) w_hh.emplace(c.w_hh, gh, h, false, std::move(scratch.packed_hh));
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
       forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh ? &*w_hh : nullptr);
     });
+    if (w_hh) scratch.packed_hh = std::move(*w_hh).release();
   }
 
   // Rows past their length carried their state, so the last slot holds each final state.
@@ -505,7 +530,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
 template <class T>
 void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
                         const T* input, const T* grad_output, const BackwardArgs<T>& args,
-                        T* grad_input, T* grad_params) {
+                        T* grad_input, T* grad_params, typename Tape<T>::Scratch& scratch) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
@@ -513,10 +538,11 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   const Index rows = steps * batch;
   const Index k = c.state_index();
 
-  AlignedVector<T> grad_gates_input(static_cast<std::size_t>(rows * gh));
-  AlignedVector<T> grad_gates_hidden(gru ? grad_gates_input.size() : 0);
-  T* dgx = grad_gates_input.data();
-  T* dgh = gru ? grad_gates_hidden.data() : dgx;
+  // Every row of both is written (rows past their length with zeros), so no clearing.
+  scratch.grad_gates.resize(static_cast<std::size_t>(rows * gh));
+  if (gru) scratch.grad_gates_hidden.resize(scratch.grad_gates.size());
+  T* dgx = scratch.grad_gates.data();
+  T* dgh = gru ? scratch.grad_gates_hidden.data() : dgx;
 
   AlignedVector<T> dh_carry(static_cast<std::size_t>(state_size), T(0));
   AlignedVector<T> dc(lstm ? static_cast<std::size_t>(state_size) : 0, T(0));
@@ -526,11 +552,14 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   const LoopPlan plan = plan_loop(c);
   std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
   const Index rows_per_thread = batch / plan.batch_threads;
-  if (rows_per_thread > kMaxGemvRows || worth_packing(steps, rows_per_thread)) w_hh_t.emplace(c.w_hh, h, gh, true);
+  if (rows_per_thread > kMaxGemvRows || worth_packing(steps, rows_per_thread)) {
+    w_hh_t.emplace(c.w_hh, h, gh, true, std::move(scratch.packed_hh));
+  }
   parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
     backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
                   b0, n, plan.step_threads, w_hh_t ? &*w_hh_t : nullptr);
   });
+  if (w_hh_t) scratch.packed_hh = std::move(*w_hh_t).release();
 
   std::copy(dh_carry.begin(), dh_carry.end(), args.grad_h0 + k * state_size);
   if (lstm && args.grad_c0 != nullptr) std::copy(dc.begin(), dc.end(), args.grad_c0 + k * state_size);
@@ -568,86 +597,116 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
 }  // namespace
 
 template <class T>
-std::unique_ptr<Tape<T>> forward(const LayerSpec& spec, const ForwardArgs<T>& args,
-                                 const ForwardOptions& options) {
+void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOptions& options, Tape<T>& tape) {
   spec.validate();
   if (args.steps <= 0 || args.batch <= 0) throw std::invalid_argument("x must have at least one step and one sequence");
   if (!(options.dropout >= 0.0 && options.dropout < 1.0)) throw std::invalid_argument("dropout must be in [0, 1)");
   const Index steps = args.steps, batch = args.batch, h = spec.hidden_size, dirs = spec.directions();
+  const Index num_layers = spec.num_layers;
 
-  auto tape = std::make_unique<Tape<T>>();
-  tape->spec = spec;
-  tape->steps = steps;
-  tape->batch = batch;
-  tape->batch_first = options.batch_first;
+  tape.spec = spec;
+  tape.steps = steps;
+  tape.batch = batch;
+  tape.batch_first = options.batch_first;
+  tape.active.clear();
   if (args.lengths != nullptr) {
-    tape->active.resize(static_cast<std::size_t>(steps * batch));
+    tape.active.resize(static_cast<std::size_t>(steps * batch));
     for (Index b = 0; b < batch; ++b) {
       const std::int64_t len = args.lengths[b];
       if (len < 1 || len > steps) throw std::invalid_argument("lengths must lie in [1, T]");
-      for (Index t = 0; t < steps; ++t) tape->active[t * batch + b] = t < len ? 1 : 0;
+      for (Index t = 0; t < steps; ++t) tape.active[t * batch + b] = t < len ? 1 : 0;
     }
   }
-  const std::uint8_t* active = tape->active.empty() ? nullptr : tape->active.data();
-  tape->layers.resize(static_cast<std::size_t>(spec.num_layers));
+  const std::uint8_t* active = tape.active.empty() ? nullptr : tape.active.data();
+  auto& scratch = tape.scratch;
+  tape.training = options.training;
+  if (options.training) tape.layers.resize(static_cast<std::size_t>(num_layers));
 
-  AlignedVector<T> input = to_time_major(args.x, steps, batch, spec.input_size, options.batch_first);
+  // Layer 0's input, time-major: the caller's array itself where it already is and nothing
+  // needs keeping; the tape keeps a copy for backward.
+  const T* input = args.x;
+  if (options.training || options.batch_first) {
+    AlignedVector<T>& dst = options.training ? tape.layers[0].input : scratch.input;
+    dst.resize(static_cast<std::size_t>(steps * batch * spec.input_size));
+    to_time_major(args.x, dst.data(), steps, batch, spec.input_size, options.batch_first);
+    input = dst.data();
+  }
   const bool use_dropout = options.training && options.dropout > 0.0;
-  typename Tape<T>::Direction scratch;  // reused across directions when nothing is kept
-  for (Index l = 0; l < spec.num_layers; ++l) {
-    auto& layer = tape->layers[static_cast<std::size_t>(l)];
-    AlignedVector<T> output(static_cast<std::size_t>(steps * batch * dirs * h), T(0));
-    if (options.training) layer.directions.resize(static_cast<std::size_t>(dirs));
+  for (Index l = 0; l < num_layers; ++l) {
+    const bool top = l + 1 == num_layers;
+    // Training: each output is the next layer's kept input. Inference: two buffers alternate.
+    AlignedVector<T>& output = options.training && !top ? tape.layers[static_cast<std::size_t>(l + 1)].input
+                               : input == scratch.output.data() ? scratch.input
+                                                                 : scratch.output;
+    output.resize(static_cast<std::size_t>(steps * batch * dirs * h));
+    if (active != nullptr) std::fill(output.begin(), output.end(), T(0));  // past a length: zero
+    if (options.training) tape.layers[static_cast<std::size_t>(l)].directions.resize(static_cast<std::size_t>(dirs));
     for (Index d = 0; d < dirs; ++d) {
       const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, options.n_threads);
-      auto& dir_tape = options.training ? layer.directions[static_cast<std::size_t>(d)] : scratch;
-      forward_direction(c, input.data(), args, output.data(), dir_tape);
+      auto& dir_tape =
+          options.training ? tape.layers[static_cast<std::size_t>(l)].directions[static_cast<std::size_t>(d)]
+                           : scratch.direction;
+      forward_direction(c, input, args, output.data(), dir_tape, scratch);
     }
-    if (use_dropout && l + 1 < spec.num_layers) {
-      auto& scale = tape->layers[static_cast<std::size_t>(l + 1)].dropout_scale;
-      scale.resize(output.size());
-      const T keep = T(1) / static_cast<T>(1.0 - options.dropout);
-      for (std::size_t i = 0; i < output.size(); ++i) {
-        const bool drop = uniform01(options.dropout_key, static_cast<std::uint64_t>(l), i) < options.dropout;
-        scale[i] = drop ? T(0) : keep;
-        output[i] *= scale[i];
+    if (options.training && !top) {
+      auto& scale = tape.layers[static_cast<std::size_t>(l + 1)].dropout_scale;
+      scale.clear();  // a reused tape may hold an earlier call's masks
+      if (use_dropout) {
+        scale.resize(output.size());
+        const T keep = T(1) / static_cast<T>(1.0 - options.dropout);
+        for (std::size_t i = 0; i < output.size(); ++i) {
+          const bool drop = uniform01(options.dropout_key, static_cast<std::uint64_t>(l), i) < options.dropout;
+          scale[i] = drop ? T(0) : keep;
+          output[i] *= scale[i];
+        }
       }
     }
-    if (options.training) layer.input = std::move(input);
-    input = std::move(output);
+    input = output.data();
   }
   from_time_major(input, args.out, steps, batch, dirs * h, options.batch_first);
+}
+
+template <class T>
+std::unique_ptr<Tape<T>> forward(const LayerSpec& spec, const ForwardArgs<T>& args,
+                                 const ForwardOptions& options) {
+  auto tape = std::make_unique<Tape<T>>();
+  forward(spec, args, options, *tape);
   if (!options.training) return nullptr;
   return tape;
 }
 
 template <class T>
-void backward(const Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
+void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
+  if (!tape.training) throw std::invalid_argument("backward needs the tape of a training forward");
   const LayerSpec& spec = tape.spec;
   const Index steps = tape.steps, batch = tape.batch, h = spec.hidden_size, dirs = spec.directions();
   const std::uint8_t* active = tape.active.empty() ? nullptr : tape.active.data();
+  auto& scratch = tape.scratch;
 
-  AlignedVector<T> grad_output;
+  const T* grad_output = nullptr;
   if (args.grad_out != nullptr) {
-    grad_output = to_time_major(args.grad_out, steps, batch, dirs * h, tape.batch_first);
+    scratch.grad_output.resize(static_cast<std::size_t>(steps * batch * dirs * h));
+    to_time_major(args.grad_out, scratch.grad_output.data(), steps, batch, dirs * h, tape.batch_first);
+    grad_output = scratch.grad_output.data();
   }
   for (Index l = spec.num_layers - 1; l >= 0; --l) {
     const auto& layer = tape.layers[static_cast<std::size_t>(l)];
-    AlignedVector<T> grad_input(static_cast<std::size_t>(steps * batch * spec.layer_input_size(l)), T(0));
+    AlignedVector<T>& grad_input = scratch.grad_input;
+    grad_input.assign(static_cast<std::size_t>(steps * batch * spec.layer_input_size(l)), T(0));
     for (Index d = 0; d < dirs; ++d) {
       const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, n_threads);
-      backward_direction(c, layer.directions[static_cast<std::size_t>(d)], layer.input.data(),
-                         grad_output.empty() ? nullptr : grad_output.data(), args, grad_input.data(),
-                         args.grad_params);
+      backward_direction(c, layer.directions[static_cast<std::size_t>(d)], layer.input.data(), grad_output, args,
+                         grad_input.data(), args.grad_params, scratch);
     }
     if (!layer.dropout_scale.empty()) {
       ArrayMap<T>(grad_input.data(), static_cast<Index>(grad_input.size())) *=
           ConstArrayMap<T>(layer.dropout_scale.data(), static_cast<Index>(layer.dropout_scale.size()));
     }
     if (l == 0) {
-      from_time_major(grad_input, args.grad_x, steps, batch, spec.input_size, tape.batch_first);
+      from_time_major(grad_input.data(), args.grad_x, steps, batch, spec.input_size, tape.batch_first);
     } else {
-      grad_output = std::move(grad_input);
+      std::swap(scratch.grad_output, scratch.grad_input);  // this layer's dL/d(input) feeds the one below
+      grad_output = scratch.grad_output.data();
     }
   }
 }
@@ -701,8 +760,10 @@ void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, 
 
 template std::unique_ptr<Tape<float>> forward(const LayerSpec&, const ForwardArgs<float>&, const ForwardOptions&);
 template std::unique_ptr<Tape<double>> forward(const LayerSpec&, const ForwardArgs<double>&, const ForwardOptions&);
-template void backward(const Tape<float>&, const BackwardArgs<float>&, int);
-template void backward(const Tape<double>&, const BackwardArgs<double>&, int);
+template void forward(const LayerSpec&, const ForwardArgs<float>&, const ForwardOptions&, Tape<float>&);
+template void forward(const LayerSpec&, const ForwardArgs<double>&, const ForwardOptions&, Tape<double>&);
+template void backward(Tape<float>&, const BackwardArgs<float>&, int);
+template void backward(Tape<double>&, const BackwardArgs<double>&, int);
 template void step(const LayerSpec&, const StepArgs<float>&, StepWorkspace<float>&, int);
 template void step(const LayerSpec&, const StepArgs<double>&, StepWorkspace<double>&, int);
 

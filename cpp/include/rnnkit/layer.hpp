@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "rnnkit/layer_args.hpp"
@@ -28,12 +29,31 @@ struct Tape {
     std::vector<Direction> directions;
   };
 
+  /// Memory a call needs only while it runs. Kept with the tape so that a caller who passes the
+  /// same tape again allocates nothing for the same sizes: fresh memory costs a page fault per
+  /// 4 KiB on first touch, which took a third of an LSTM forward of 26 MB of buffers
+  /// (bench/NOTES.md, 2026-11-27).
+  struct Scratch {
+    AlignedVector<T> input;       // inference: a layer's time-major input
+    AlignedVector<T> output;      // a layer's time-major output (inference, and the top layer)
+    Direction direction;          // inference: the one direction running
+    AlignedVector<T> packed_ih;   // panels of W_ih (PackedRows)
+    AlignedVector<T> packed_hh;   // panels of W_hh, or in backward of W_hh^T
+    AlignedVector<T> grad_gates;  // backward: [T, B, GH]
+    AlignedVector<T> grad_gates_hidden;  // backward, GRU: [T, B, GH]
+    AlignedVector<T> grad_input;  // backward: dL/d(a layer's input)
+    AlignedVector<T> grad_output; // backward: dL/d(a layer's output)
+  };
+
   LayerSpec spec;
+  bool training = false;  // whether the last forward kept what backward needs
   Index steps = 0;
   Index batch = 0;
   bool batch_first = false;
   std::vector<std::uint8_t> active;  // [T, B]; empty when every sequence spans all T steps
-  std::vector<Layer> layers;
+  std::vector<Layer> layers;         // training only (an inference call leaves them for reuse)
+  Scratch scratch;
+  std::mutex busy;                   // held by the call using the tape (callers that share tapes)
 };
 
 /// Scratch memory of step(), kept by the caller between calls so that streaming allocates
@@ -64,14 +84,21 @@ struct StepArgs {
 template <class T>
 void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& workspace, int n_threads);
 
-/// Runs the stack over a batch of sequences. Returns the tape when options.training, else
-/// nullptr. Throws std::invalid_argument on inconsistent sizes.
+/// Runs the stack over a batch of sequences, filling `tape` (what backward needs when
+/// options.training; else only its scratch). The tape's memory is reused: pass the same tape to
+/// calls of the same sizes and they allocate nothing after the first. Throws
+/// std::invalid_argument on inconsistent sizes.
+template <class T>
+void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOptions& options, Tape<T>& tape);
+
+/// forward() into a new tape. Returns the tape when options.training, else nullptr.
 template <class T>
 std::unique_ptr<Tape<T>> forward(const LayerSpec& spec, const ForwardArgs<T>& args,
                                  const ForwardOptions& options);
 
-/// Back-propagates through time from the gradients of the outputs and final states.
+/// Back-propagates through time from the gradients of the outputs and final states; uses the
+/// tape's scratch memory (the tape's record is only read: backward may run again).
 template <class T>
-void backward(const Tape<T>& tape, const BackwardArgs<T>& args, int n_threads);
+void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads);
 
 RNNKIT_END_NAMESPACE

@@ -12,6 +12,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "rnnkit/tensor.hpp"
@@ -27,13 +28,18 @@ class PackedRows {
   static constexpr Index kBlockDepth = 256;
 
   /// `a` holds A row-major ([rows, depth]), or with `transposed` A^T row-major ([depth, rows]).
-  PackedRows(const T* a, Index rows, Index depth, bool transposed = false) : rows_(rows), depth_(depth) {
+  /// `storage` is memory to pack into (its capacity is reused; release() gives it back).
+  PackedRows(const T* a, Index rows, Index depth, bool transposed = false, AlignedVector<T> storage = {})
+      : rows_(rows), depth_(depth), panels_(std::move(storage)) {
     if (transposed) {
       pack_all<PackLhsColMajor>(ColMapper(a, rows));
     } else {
       pack_all<PackLhs>(LhsMapper(a, depth));
     }
   }
+
+  /// The panels' memory, for the next PackedRows to pack into (this one is empty after).
+  AlignedVector<T> release() && noexcept { return std::move(panels_); }
 
   Index rows() const noexcept { return rows_; }
   Index depth() const noexcept { return depth_; }

@@ -1,0 +1,154 @@
+"""A layer reuses its buffers (tapes) between calls: results must not depend on what an earlier
+call of another size, mode or option left in them."""
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import CELLS, make_problem, make_rnnkit, rnnkit_forward, rnnkit_run
+
+D, H, LAYERS = 5, 6, 2
+
+# (T, B, with_lengths, batch_first, training): sizes grow, shrink and grow again, with and
+# without lengths (zero-filled outputs), and inference between training calls.
+CALLS = [
+    (9, 4, False, False, True),
+    (3, 3, True, False, False),
+    (12, 5, True, True, True),
+    (2, 1, False, True, False),
+    (9, 4, True, False, True),
+    (7, 3, False, False, False),
+    (9, 4, False, False, True),
+]
+
+
+def _fresh_copy(layer, cell, dropout):
+    twin = make_rnnkit(cell, D, H, LAYERS, bidirectional=True, dropout=dropout, dtype=layer.dtype.name,
+                       batch_first=layer.batch_first, seed=0)
+    twin.load_state_dict(layer.state_dict())
+    twin._dropout_calls = layer._dropout_calls  # the same dropout masks
+    return twin
+
+
+def _run(layer, problem, training):
+    if training:
+        return rnnkit_run(layer, problem)
+    out, h_n, c_n = rnnkit_forward(layer, problem)
+    return dict(out=out, h_n=h_n, c_n=c_n)
+
+
+def _assert_same(a, b, label):
+    for key, value in a.items():
+        if key == "grads":
+            for name in value:
+                np.testing.assert_array_equal(value[name], b[key][name], err_msg=f"{label} grads[{name}]")
+        elif value is not None:
+            np.testing.assert_array_equal(value, b[key], err_msg=f"{label} {key}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_reused_buffers_give_the_results_of_fresh_ones(cell, dtype, dropout):
+    layer = make_rnnkit(cell, D, H, LAYERS, bidirectional=True, dropout=dropout, dtype=dtype, seed=0)
+    for i, (steps, batch, with_lengths, batch_first, training) in enumerate(CALLS):
+        layer.batch_first = batch_first
+        p = make_problem(cell, steps, batch, D, H, LAYERS, True, dtype, batch_first=batch_first,
+                         with_lengths=with_lengths, seed=i)
+        twin = _fresh_copy(layer, cell, dropout)  # its first call: new buffers
+        _assert_same(_run(layer, p, training), _run(twin, p, training), f"call {i}")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_backward_again_after_reuse_gives_the_same_gradients(cell):
+    layer = make_rnnkit(cell, D, H, LAYERS, bidirectional=True, dtype="float64", seed=0)
+    p = make_problem(cell, 8, 3, D, H, LAYERS, True, "float64", with_lengths=True, seed=1)
+    first = rnnkit_run(layer, p)
+    again_x, _ = layer.backward(p.G, p.grad_state())
+    np.testing.assert_array_equal(again_x, first["grad_x"])
+    for name, grad in layer.grads.items():
+        np.testing.assert_array_equal(grad, first["grads"][name])
+
+
+def test_an_inference_call_ends_the_pending_backward():
+    layer = make_rnnkit("lstm", D, H, dtype="float32", seed=0)
+    x = np.ones((4, 2, D), np.float32)
+    layer.forward(x, training=True)
+    layer.forward(x)  # may refill the training call's buffers
+    with pytest.raises(ValueError, match="preceding forward"):
+        layer.backward()
+
+
+def test_the_core_refuses_backward_on_an_inference_tape():
+    import rnnkit
+    from rnnkit._backend import core
+
+    layer = rnnkit.GRU(D, H, seed=0)
+    x = np.ones((4, 2, D), np.float32)
+    run = core.forward_float32
+    args = (layer._spec, layer._flat, x, False, None, None, None)
+    *_, tape = run(*args, True, 0.0, 0, 1, None)
+    *_, same = run(*args, False, 0.0, 0, 1, tape)  # refills the same tape for inference
+    assert same is tape
+    with pytest.raises(ValueError, match="training forward"):
+        core.backward_float32(tape, layer._flat, None, None, None, layer._flat_grad, 1)
+
+
+def test_the_pool_is_bounded_in_count_and_size(monkeypatch):
+    import rnnkit
+
+    layer = rnnkit.LSTM(D, H, seed=0)
+    results = []
+
+    def infer(batch):
+        results.append(layer.forward(np.ones((6, batch, D), np.float32))[0].sum())
+
+    threads = [threading.Thread(target=infer, args=(b,)) for b in range(1, 13)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 12
+    assert 1 <= len(layer._tape_pool) <= layer._POOL_SIZE
+    monkeypatch.setattr(type(layer), "_POOL_MAX_BYTES", 0)
+    layer._tape_pool.clear()
+    layer.forward(np.ones((6, 2, D), np.float32))
+    assert layer._tape_pool == []
+
+
+def test_threads_sharing_a_layer_match_serial_calls():
+    import rnnkit
+
+    layer = rnnkit.GRU(D, H, num_layers=2, seed=0)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((int(rng.integers(1, 20)), int(rng.integers(1, 9)), D)).astype(np.float32)
+              for _ in range(32)]
+    expected = [layer.forward(x)[0] for x in inputs]
+    got = [None] * len(inputs)
+
+    def work(k):
+        for i in range(k, len(inputs), 4):
+            for _ in range(3):
+                got[i] = layer.forward(inputs[i])[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_pickled_layers_carry_no_buffers():
+    import pickle
+
+    import rnnkit
+
+    layer = rnnkit.LSTM(D, H, seed=0)
+    layer.forward(np.ones((50, 8, D), np.float32))
+    assert layer._tape_pool
+    clone = pickle.loads(pickle.dumps(layer))
+    assert "_tape_pool" not in clone.__dict__
+    np.testing.assert_array_equal(clone.forward(np.ones((3, 2, D), np.float32))[0],
+                                  layer.forward(np.ones((3, 2, D), np.float32))[0])
