@@ -13,6 +13,7 @@
 #include "rnnkit/packed_gemm.hpp"
 #include "rnnkit/parallel.hpp"
 #include "rnnkit/random.hpp"
+#include "rnnkit/row_dots.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
 
@@ -115,30 +116,28 @@ struct DirectionContext {
 };
 
 /// Whether packing W_hh once per call (PackedRows) pays over `steps` products with `rows` rows
-/// each. Packing reads and rewrites the whole matrix, about the cost of 16-25 matrix-vector
-/// products; a packed product with a few rows costs about one of them, while without packing
-/// each row takes a matrix-vector product of its own. For one row the packed kernel still wins
-/// over a long sequence (it beats Eigen's matrix-vector product on small matrices), not over a
-/// short one (bench/NOTES.md, 2026-11-25: LSTM B=1 T=25 H=512, 1 thread, 7.2 -> 5.3 ms without packing).
+/// each (callers pack always above kMaxGemvRows rows). Measured per product on one AVX2 core
+/// (bench/NOTES.md, 2026-11-27), W = 2048 x 512: dot_rows 72 / 91 / 105 / 127 us for 1-4 rows,
+/// packed 75 / 128 / 173 / 90 us, packing itself 270 us; at 64 x 256 the same order. So up to
+/// three rows never pack; four pack over 8 steps or more, one over 64 or more (on small
+/// matrices the packed kernel's loop beats the dot products by a little).
 inline bool worth_packing(Index steps, Index rows) noexcept {
+  constexpr Index kFourRowSteps = 8, kOneRowSteps = 64;
+  if (rows >= 4) return steps >= kFourRowSteps;
+  return rows == 1 && steps >= kOneRowSteps;
+}
+
+/// The same for W_hh^T in backward, where the unpacked product is Eigen's vector-matrix product
+/// per row (a strided walk over W_hh): 2+ rows pack once steps * (rows - 1) >= 16, one row over
+/// 64 steps or more (bench/NOTES.md, 2026-11-25).
+inline bool worth_packing_transposed(Index steps, Index rows) noexcept {
   constexpr Index kBreakEven = 16, kOneRowSteps = 64;
   return rows == 1 ? steps >= kOneRowSteps : steps * (rows - 1) >= kBreakEven;
 }
 
-/// Rows up to which an unpacked product is done as one matrix-vector product per row (Eigen's
-/// general product would re-pack the weights at every call).
+/// Rows up to which an unpacked product is dot_rows (Eigen's general product would re-pack the
+/// weights at every call).
 constexpr Index kMaxGemvRows = 4;
-
-/// out[r, 0:w_rows] = W h[r, :] for r < rows, with W the row-major [w_rows, depth] block at `w`
-/// (`h` rows `depth` apart, `out` rows `ld_out` apart): one matrix-vector product per row.
-template <class T>
-void gemv_rows(const T* w, Index w_rows, Index depth, const T* h, Index rows, T* out, Index ld_out) {
-  using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
-  const ConstMatrixMap<T> wm(w, w_rows, depth);
-  for (Index r = 0; r < rows; ++r) {
-    Eigen::Map<Vector>(out + r * ld_out, w_rows).noalias() = wm * Eigen::Map<const Vector>(h + r * depth, depth);
-  }
-}
 
 /// Rows of B per call of PackedRows::multiply in packed_product: their packed depth block
 /// (kBlockDepth x 64 values) stays in L2 while every weight panel passes over it. Eigen's general
@@ -166,8 +165,9 @@ void packed_product(const PackedRows<T>& a, const T* b, Index rows, T* out, Inde
   });
 }
 
-/// Up to this many input rows (steps x batch) the input projection is one matrix-vector
-/// product per row: a general product would pack all of W_ih first, which costs about as much.
+/// Up to this many input rows (steps x batch) the input projection is dot_rows (W_ih read once
+/// per 4 rows): packing all of W_ih first costs more (bench/NOTES.md, 2026-11-27: 16 rows of
+/// W 2048 x 512, dot_rows 515 us, packing 272 + packed product 348 us).
 constexpr Index kMaxGemvProjectionRows = 16;
 
 /// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
@@ -180,7 +180,7 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates, Alig
     const int threads =
         c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, gh / 16, c.n_threads) : 1;
     parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
-      gemv_rows(c.w_ih + j0 * c.input_width, n, c.input_width, input, rows, gates + j0, gh);
+      dot_rows(c.w_ih + j0 * c.input_width, n, c.input_width, input, c.input_width, rows, gates + j0, gh);
       if (c.b_ih == nullptr) return;
       for (Index r = 0; r < rows; ++r) {
         ArrayMap<T>(gates + r * gh + j0, n) += ConstArrayMap<T>(c.b_ih + j0, n);
@@ -250,7 +250,7 @@ void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* 
   }
   if (rows <= kMaxGemvRows) {
     parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
-      gemv_rows(c.w_hh + j0 * c.hidden(), n, c.hidden(), h, rows, rec + j0, gh);
+      dot_rows(c.w_hh + j0 * c.hidden(), n, c.hidden(), h, c.hidden(), rows, rec + j0, gh);
     });
     return;
   }
@@ -372,7 +372,7 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
       if (nj > 0) {
         for (Index k = 0; k < gates; ++k) {  // rec[:, k*nj : (k+1)*nj] = h_{t-1} W_hh[k*H + j0 : k*H + j1]^T
           if (packed.empty()) {
-            gemv_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, batch, rec.data() + k * nj, width);
+            dot_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, h, batch, rec.data() + k * nj, width);
           } else {
             const PackedRows<T>& p = packed[static_cast<std::size_t>(k)];
             p.multiply(states_prev, batch, rec.data() + k * nj, width, scratch.data(), 0, p.row_blocks());
@@ -552,7 +552,7 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   const LoopPlan plan = plan_loop(c);
   std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
   const Index rows_per_thread = batch / plan.batch_threads;
-  if (rows_per_thread > kMaxGemvRows || worth_packing(steps, rows_per_thread)) {
+  if (rows_per_thread > kMaxGemvRows || worth_packing_transposed(steps, rows_per_thread)) {
     w_hh_t.emplace(c.w_hh, h, gh, true, std::move(scratch.packed_hh));
   }
   parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
