@@ -107,3 +107,29 @@ def test_classifier_head_matches_torch():
         _, (h_n, _) = layer(torch.tensor(x))
         ref = torch.softmax(torch.cat([h_n[0], h_n[1]], dim=1) @ w.T + b, dim=1).numpy()
     np.testing.assert_allclose(proba, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cell,loss,readout,vocab", CASES)
+def test_a_reused_workspace_gives_the_results_of_a_fresh_one(cell, loss, readout, vocab):
+    """Model calls of several sizes through one workspace, against calls that each get a new one."""
+    n_out = 3
+    spec = _spec(cell, loss, readout, n_out, vocab)
+    workspace = core.ModelWorkspace_float64()
+    for i, (B, T, lengths) in enumerate([(3, 5, True), (1, 2, False), (3, 9, True), (2, 5, False), (3, 5, True)]):
+        params, x, lens, rng = _problem(spec, B=B, T=T, seed=i, vocab=vocab, lengths=lengths)
+        rows = B * (T if readout == "sequence" else 1)
+        labels = rng.integers(0, n_out, rows).astype(np.int64) if loss == "cross_entropy" else None
+        values = rng.standard_normal(rows * n_out) if loss == "squared_error" else None
+        if labels is not None and readout == "sequence":
+            labels = labels.reshape(B, T)
+        if values is not None:
+            values = values.reshape((B, T, n_out) if readout == "sequence" else (B, n_out))
+        g_reused, g_fresh = np.zeros_like(params), np.zeros_like(params)
+        args = (spec, params, x, lens, labels, values)
+        l_reused = core.model_loss_and_grad_float64(*args, g_reused, 0.0, 0, 1, workspace)
+        l_fresh = core.model_loss_and_grad_float64(*args, g_fresh, 0.0, 0, 1)
+        assert l_reused == l_fresh, i
+        np.testing.assert_array_equal(g_reused, g_fresh, err_msg=f"call {i}")
+        np.testing.assert_array_equal(core.model_predict_float64(spec, params, x, lens, 1, workspace),
+                                      core.model_predict_float64(spec, params, x, lens, 1), err_msg=f"call {i}")
+    assert workspace.nbytes > 0

@@ -109,11 +109,11 @@ def test_the_pool_is_bounded_in_count_and_size(monkeypatch):
     for t in threads:
         t.join()
     assert len(results) == 12
-    assert 1 <= len(layer._tape_pool) <= layer._POOL_SIZE
-    monkeypatch.setattr(type(layer), "_POOL_MAX_BYTES", 0)
-    layer._tape_pool.clear()
+    assert 1 <= len(layer._tape_pool) <= layer._tape_pool.size
+    monkeypatch.setattr(type(layer._tape_pool), "max_bytes", 0)
+    del layer._tape_pool
     layer.forward(np.ones((6, 2, D), np.float32))
-    assert layer._tape_pool == []
+    assert len(layer._tape_pool) == 0
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

@@ -8,6 +8,7 @@
 
 #include "bindings.hpp"
 #include "layer_calls.hpp"
+#include "workspaces.hpp"
 
 namespace rnnkit_py {
 
@@ -16,31 +17,6 @@ namespace {
 using rnnkit::CellKind;
 using rnnkit::Index;
 using rnnkit::LayerSpec;
-
-template <class T>
-std::size_t vector_bytes(const rnnkit::AlignedVector<T>& v) {
-  return v.capacity() * sizeof(T);
-}
-
-template <class T>
-std::size_t direction_bytes(const typename rnnkit::Tape<T>::Direction& d) {
-  return vector_bytes(d.gates) + vector_bytes(d.states) + vector_bytes(d.cells) + vector_bytes(d.extra);
-}
-
-template <class T>
-std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
-  const auto& s = t.scratch;
-  std::size_t n = direction_bytes<T>(s.direction);
-  for (const auto* v : {&s.input, &s.output, &s.packed_ih, &s.packed_hh, &s.grad_gates, &s.grad_gates_hidden,
-                        &s.grad_input, &s.grad_output}) {
-    n += vector_bytes(*v);
-  }
-  for (const auto& layer : t.layers) {
-    n += vector_bytes(layer.input) + vector_bytes(layer.dropout_scale);
-    for (const auto& d : layer.directions) n += direction_bytes<T>(d);
-  }
-  return n;
-}
 
 template <class T>
 void register_dtype(py::module_& m, const std::string& suffix) {
@@ -59,19 +35,14 @@ void register_dtype(py::module_& m, const std::string& suffix) {
            std::uint64_t dropout_key, int n_threads, py::object tape_obj) {
           ForwardCall<T> call(spec, params, x, batch_first, h0, c0, lengths, training, dropout, dropout_key);
           call.options.n_threads = n_threads;
-          if (tape_obj.is_none()) tape_obj = py::cast(std::make_unique<Tape>());
-          std::unique_lock<std::mutex> lock(tape_obj.cast<Tape&>().busy, std::try_to_lock);
-          if (!lock.owns_lock()) {  // another call is using it: run on a new tape
-            tape_obj = py::cast(std::make_unique<Tape>());
-            lock = std::unique_lock<std::mutex>(tape_obj.cast<Tape&>().busy);
-          }
-          Tape& tape = tape_obj.cast<Tape&>();
+          auto [claimed, lock] = claim<Tape>(std::move(tape_obj));
+          Tape& tape = claimed.template cast<Tape&>();
           {
             py::gil_scoped_release release;
             rnnkit::forward(spec, call.args, call.options, tape);
           }
           lock.unlock();
-          return call.result(std::move(tape_obj));
+          return call.result(std::move(claimed));
         },
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("batch_first"), py::arg("h0"),
         py::arg("c0"), py::arg("lengths"), py::arg("training"), py::arg("dropout"),

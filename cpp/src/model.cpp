@@ -9,69 +9,71 @@ RNNKIT_BEGIN_NAMESPACE
 
 namespace {
 
-/// What the head reads: [rows, F], one row per sequence (Last) or per (sequence, step).
+/// What the head reads: [rows, F], one row per sequence (Last) or per (sequence, step); the
+/// memory is the workspace's.
 template <class T>
 struct Features {
-  AlignedVector<T> values;
-  AlignedVector<T> valid;  // [rows] 1 where the row counts in the loss, else 0
+  const T* values = nullptr;
+  const T* valid = nullptr;  // [rows] 1 where the row counts in the loss, else 0
   Index rows = 0;
 };
 
-/// Runs the stack and gathers the head's input rows.
+/// Runs the stack (its record in ws.tape when training) and gathers the head's input rows.
 template <class T>
-std::unique_ptr<Tape<T>> run_stack(const ModelSpec& spec, const T* params, const Batch<T>& batch,
-                                   bool training, double dropout, std::uint64_t key, int n_threads,
-                                   Features<T>& f) {
+Features<T> run_stack(const ModelSpec& spec, const T* params, const Batch<T>& batch, bool training, double dropout,
+                      std::uint64_t key, int n_threads, ModelWorkspace<T>& ws) {
   const LayerSpec& rnn = spec.rnn;
   const Index B = batch.batch, steps = batch.steps, H = rnn.hidden_size, dirs = rnn.directions();
   const Index F = spec.features(), states = rnn.num_layers * dirs;
-  AlignedVector<T> out(static_cast<std::size_t>(B * steps * F));
-  AlignedVector<T> h_n(static_cast<std::size_t>(states * B * H));
-  AlignedVector<T> c_n(rnn.cell == CellKind::Lstm ? h_n.size() : 0);
+  ws.out.resize(static_cast<std::size_t>(B * steps * F));
+  ws.h_n.resize(static_cast<std::size_t>(states * B * H));
+  ws.c_n.resize(rnn.cell == CellKind::Lstm ? ws.h_n.size() : 0);
 
   // Token ids: look the inputs up in the embedding table.
-  AlignedVector<T> embedded;
   if (spec.vocab_size > 0) {
-    embedded.resize(static_cast<std::size_t>(B * steps * rnn.input_size));
-    embed_tokens(spec, params + spec.embedding_offset(), batch, embedded.data());
+    ws.embedded.resize(static_cast<std::size_t>(B * steps * rnn.input_size));
+    embed_tokens(spec, params + spec.embedding_offset(), batch, ws.embedded.data());
   }
 
   ForwardArgs<T> args;
   args.params = params;
-  args.x = spec.vocab_size > 0 ? embedded.data() : batch.x;
+  args.x = spec.vocab_size > 0 ? ws.embedded.data() : batch.x;
   args.steps = steps;
   args.batch = B;
   args.lengths = batch.lengths;
-  args.out = out.data();
-  args.h_n = h_n.data();
-  args.c_n = c_n.empty() ? nullptr : c_n.data();
+  args.out = ws.out.data();
+  args.h_n = ws.h_n.data();
+  args.c_n = ws.c_n.empty() ? nullptr : ws.c_n.data();
   ForwardOptions options;
   options.batch_first = true;
   options.training = training;
   options.dropout = dropout;
   options.dropout_key = key;
   options.n_threads = n_threads;
-  auto tape = forward(rnn, args, options);
+  forward(rnn, args, options, ws.tape);
 
+  Features<T> f;
   if (spec.readout == Readout::Last) {
     f.rows = B;
-    f.values.resize(static_cast<std::size_t>(B * F));
-    f.valid.assign(static_cast<std::size_t>(B), T(1));
+    ws.features.resize(static_cast<std::size_t>(B * F));
+    ws.valid.assign(static_cast<std::size_t>(B), T(1));
     for (Index d = 0; d < dirs; ++d) {
-      const T* top = h_n.data() + ((rnn.num_layers - 1) * dirs + d) * B * H;
-      for (Index b = 0; b < B; ++b) std::copy_n(top + b * H, H, f.values.data() + b * F + d * H);
+      const T* top = ws.h_n.data() + ((rnn.num_layers - 1) * dirs + d) * B * H;
+      for (Index b = 0; b < B; ++b) std::copy_n(top + b * H, H, ws.features.data() + b * F + d * H);
     }
+    f.values = ws.features.data();
   } else {
     f.rows = B * steps;
-    f.values = std::move(out);
-    f.valid.assign(static_cast<std::size_t>(f.rows), T(1));
+    f.values = ws.out.data();
+    ws.valid.assign(static_cast<std::size_t>(f.rows), T(1));
     if (batch.lengths != nullptr) {
       for (Index b = 0; b < B; ++b) {
-        for (Index t = batch.lengths[b]; t < steps; ++t) f.valid[static_cast<std::size_t>(b * steps + t)] = T(0);
+        for (Index t = batch.lengths[b]; t < steps; ++t) ws.valid[static_cast<std::size_t>(b * steps + t)] = T(0);
       }
     }
   }
-  return tape;
+  f.valid = ws.valid.data();
+  return f;
 }
 
 /// logits[rows, n_out] = features W^T + b, then softmax for cross-entropy models.
@@ -81,7 +83,7 @@ void head_forward(const ModelSpec& spec, const T* params, const Features<T>& f, 
   const ConstMatrixMap<T> w(params + spec.head_offset(), n_out, F);
   const ConstRowMap<T> bias(params + spec.head_offset() + n_out * F, n_out);
   MatrixMap<T> y(out, f.rows, n_out);
-  y.noalias() = ConstMatrixMap<T>(f.values.data(), f.rows, F) * w.transpose();
+  y.noalias() = ConstMatrixMap<T>(f.values, f.rows, F) * w.transpose();
   y.rowwise() += bias;
   if (spec.loss == Loss::SoftmaxCrossEntropy) {
     for (Index r = 0; r < f.rows; ++r) {
@@ -91,44 +93,49 @@ void head_forward(const ModelSpec& spec, const T* params, const Features<T>& f, 
     }
   }
   for (Index r = 0; r < f.rows; ++r) {
-    if (f.valid[static_cast<std::size_t>(r)] == T(0)) y.row(r).setZero();
+    if (f.valid[r] == T(0)) y.row(r).setZero();
   }
 }
 
 }  // namespace
 
 template <class T>
-void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads) {
+void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads,
+             ModelWorkspace<T>& ws) {
   spec.validate();
-  Features<T> f;
-  run_stack(spec, params, batch, false, 0.0, 0, n_threads, f);
+  const Features<T> f = run_stack(spec, params, batch, false, 0.0, 0, n_threads, ws);
   // Computed in an aligned buffer, not in `out` (the caller's, aligned anyhow): the vectorised exp
   // rounds differently from its scalar head, so results would depend on where `out` lies.
-  AlignedVector<T> y(static_cast<std::size_t>(f.rows * spec.n_outputs));
-  head_forward(spec, params, f, y.data());
-  std::copy(y.begin(), y.end(), out);
+  ws.head.resize(static_cast<std::size_t>(f.rows * spec.n_outputs));
+  head_forward(spec, params, f, ws.head.data());
+  std::copy(ws.head.begin(), ws.head.end(), out);
+}
+
+template <class T>
+void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads) {
+  ModelWorkspace<T> ws;
+  predict(spec, params, batch, out, n_threads, ws);
 }
 
 template <class T>
 double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& batch,
                      const Targets<T>& targets, T* grads, double dropout, std::uint64_t dropout_key,
-                     int n_threads) {
+                     int n_threads, ModelWorkspace<T>& ws) {
   spec.validate();
   const LayerSpec& rnn = spec.rnn;
   const Index F = spec.features(), n_out = spec.n_outputs, B = batch.batch, H = rnn.hidden_size;
   const Index dirs = rnn.directions();
-  Features<T> f;
-  const auto tape = run_stack(spec, params, batch, true, dropout, dropout_key, n_threads, f);
+  const Features<T> f = run_stack(spec, params, batch, true, dropout, dropout_key, n_threads, ws);
 
   // Head forward, loss, and dL/dlogits (rows that do not count get zero gradient).
-  AlignedVector<T> dy(static_cast<std::size_t>(f.rows * n_out));
-  head_forward(spec, params, f, dy.data());
+  ws.head.resize(static_cast<std::size_t>(f.rows * n_out));
+  head_forward(spec, params, f, ws.head.data());
   double count = 0.0;
-  for (const T v : f.valid) count += static_cast<double>(v);
+  for (Index r = 0; r < f.rows; ++r) count += static_cast<double>(f.valid[r]);
   double loss = 0.0;
-  MatrixMap<T> g(dy.data(), f.rows, n_out);
+  MatrixMap<T> g(ws.head.data(), f.rows, n_out);
   for (Index r = 0; r < f.rows; ++r) {
-    if (f.valid[static_cast<std::size_t>(r)] == T(0)) continue;
+    if (f.valid[r] == T(0)) continue;
     if (spec.loss == Loss::SoftmaxCrossEntropy) {
       const std::int64_t label = targets.labels[r];
       if (label < 0 || label >= n_out) throw std::invalid_argument("labels must lie in [0, n_outputs)");
@@ -147,40 +154,47 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
 
   // Head gradients and dL/dfeatures.
   std::fill_n(grads, spec.param_count(), T(0));
-  const ConstMatrixMap<T> feats(f.values.data(), f.rows, F);
+  const ConstMatrixMap<T> feats(f.values, f.rows, F);
   const ConstMatrixMap<T> w(params + spec.head_offset(), n_out, F);
   MatrixMap<T>(grads + spec.head_offset(), n_out, F).noalias() = g.transpose() * feats;
   add_column_sums<T>(g, grads + spec.head_offset() + n_out * F);  // grads were zeroed above
-  AlignedVector<T> dfeat(static_cast<std::size_t>(f.rows * F));
-  MatrixMap<T>(dfeat.data(), f.rows, F).noalias() = g * w;
+  ws.grad_features.resize(static_cast<std::size_t>(f.rows * F));
+  MatrixMap<T>(ws.grad_features.data(), f.rows, F).noalias() = g * w;
 
   // Back through the stack.
   const Index states = rnn.num_layers * dirs;
-  AlignedVector<T> grad_x(static_cast<std::size_t>(B * batch.steps * rnn.input_size));
-  AlignedVector<T> grad_h0(static_cast<std::size_t>(states * B * H));
-  AlignedVector<T> grad_c0(rnn.cell == CellKind::Lstm ? grad_h0.size() : 0);
-  AlignedVector<T> grad_h_n;
+  ws.grad_x.resize(static_cast<std::size_t>(B * batch.steps * rnn.input_size));
+  ws.grad_h0.resize(static_cast<std::size_t>(states * B * H));
+  ws.grad_c0.resize(rnn.cell == CellKind::Lstm ? ws.grad_h0.size() : 0);
   BackwardArgs<T> args;
   args.params = params;
-  args.grad_x = grad_x.data();
-  args.grad_h0 = grad_h0.data();
-  args.grad_c0 = grad_c0.empty() ? nullptr : grad_c0.data();
+  args.grad_x = ws.grad_x.data();
+  args.grad_h0 = ws.grad_h0.data();
+  args.grad_c0 = ws.grad_c0.empty() ? nullptr : ws.grad_c0.data();
   args.grad_params = grads;
   if (spec.readout == Readout::Last) {
-    grad_h_n.assign(static_cast<std::size_t>(states * B * H), T(0));
+    ws.grad_h_n.assign(static_cast<std::size_t>(states * B * H), T(0));
     for (Index d = 0; d < dirs; ++d) {
-      T* top = grad_h_n.data() + ((rnn.num_layers - 1) * dirs + d) * B * H;
-      for (Index b = 0; b < B; ++b) std::copy_n(dfeat.data() + b * F + d * H, H, top + b * H);
+      T* top = ws.grad_h_n.data() + ((rnn.num_layers - 1) * dirs + d) * B * H;
+      for (Index b = 0; b < B; ++b) std::copy_n(ws.grad_features.data() + b * F + d * H, H, top + b * H);
     }
-    args.grad_h_n = grad_h_n.data();
+    args.grad_h_n = ws.grad_h_n.data();
   } else {
-    args.grad_out = dfeat.data();  // [B, T, F], zero past each length
+    args.grad_out = ws.grad_features.data();  // [B, T, F], zero past each length
   }
-  backward(*tape, args, n_threads);
+  backward(ws.tape, args, n_threads);
 
   // The embedding rows used by the batch receive their inputs' gradients.
-  if (spec.vocab_size > 0) add_embedding_grads(spec, batch, grad_x.data(), grads + spec.embedding_offset());
+  if (spec.vocab_size > 0) add_embedding_grads(spec, batch, ws.grad_x.data(), grads + spec.embedding_offset());
   return loss;
+}
+
+template <class T>
+double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& batch,
+                     const Targets<T>& targets, T* grads, double dropout, std::uint64_t dropout_key,
+                     int n_threads) {
+  ModelWorkspace<T> ws;
+  return loss_and_grad(spec, params, batch, targets, grads, dropout, dropout_key, n_threads, ws);
 }
 
 template void predict(const ModelSpec&, const float*, const Batch<float>&, float*, int);
@@ -189,5 +203,11 @@ template double loss_and_grad(const ModelSpec&, const float*, const Batch<float>
                               float*, double, std::uint64_t, int);
 template double loss_and_grad(const ModelSpec&, const double*, const Batch<double>&, const Targets<double>&,
                               double*, double, std::uint64_t, int);
+template void predict(const ModelSpec&, const float*, const Batch<float>&, float*, int, ModelWorkspace<float>&);
+template void predict(const ModelSpec&, const double*, const Batch<double>&, double*, int, ModelWorkspace<double>&);
+template double loss_and_grad(const ModelSpec&, const float*, const Batch<float>&, const Targets<float>&, float*,
+                              double, std::uint64_t, int, ModelWorkspace<float>&);
+template double loss_and_grad(const ModelSpec&, const double*, const Batch<double>&, const Targets<double>&,
+                              double*, double, std::uint64_t, int, ModelWorkspace<double>&);
 
 RNNKIT_END_NAMESPACE

@@ -188,13 +188,18 @@ class _DeviceModelCalls:
 
 
 def _model_calls(owner: Any, spec: Any, dtype_name: str, index: Optional[int]) -> tuple:
-    """(predict, loss_and_grad) of a compiled model: the CPU core's, or a device's when
-    ``index`` is a device number. The device model is cached on ``owner`` (an estimator), keyed
+    """(predict, loss_and_grad) of a compiled model: the CPU core's (with a pool of workspaces,
+    cached on ``owner``), or a device's when ``index`` is a device number. The device model is cached on ``owner`` (an estimator), keyed
     by everything that selects it, so that repeated calls reuse its device memory."""
     from ._backend import core
 
     if index is None:
-        return getattr(core, f"model_predict_{dtype_name}"), getattr(core, f"model_loss_and_grad_{dtype_name}")
+        from ._workspaces import CpuModelCalls
+
+        calls = owner.__dict__.get("_cpu_model")
+        if calls is None or calls[0] != dtype_name:
+            calls = owner.__dict__["_cpu_model"] = (dtype_name, CpuModelCalls(dtype_name))
+        return calls[1].predict, calls[1].loss_and_grad
     key = (index, dtype_name, id(spec), _simulated())
     cached = owner.__dict__.get("_device_model")
     if cached is None or cached[0] != key:

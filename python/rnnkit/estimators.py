@@ -439,7 +439,7 @@ class _RNNBase(_Base):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_spec", "_stream", "_device_model"):  # native objects and views are rebuilt on load
+        for key in ("_spec", "_stream", "_device_model", "_cpu_model"):  # native objects are rebuilt on load
             state.pop(key, None)
         return state
 

@@ -15,6 +15,7 @@ import numpy as np
 from . import _checks, _threads
 from . import cuda as _cuda
 from ._backend import core
+from ._workspaces import WorkspacePool
 
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
@@ -459,28 +460,20 @@ class _Recurrent:
         return (grad_x, (grad_h0, grad_c0)) if self._mode == "lstm" else (grad_x, grad_h0)
 
     # ------------------------------------------------------------------------- plumbing
-    # A forward call's buffers (tens of MB for large batches) are kept in a tape and reused by
-    # the next call of the same sizes: fresh memory costs a page fault per 4 KiB on first touch,
-    # which took a third of an LSTM forward's time (bench/NOTES.md, 2026-11-27). Each call takes
-    # a tape of its own from the pool, so threads sharing the layer never share one.
-    _POOL_SIZE = 4
-    _POOL_MAX_BYTES = 256 << 20
-
+    # A forward call's buffers are kept in a tape and reused by the next call (_workspaces.py).
     def _take_tape(self, previous: Optional[tuple] = None) -> Any:
         """A tape to reuse: the last training forward's (a backward still running on it makes the
         C++ call take a new one), else one from the pool, else None (the call makes one)."""
         if previous is not None:
             return previous[0]
         pool = self.__dict__.get("_tape_pool")
-        try:
-            return pool.pop() if pool else None
-        except IndexError:  # another thread took the last one
-            return None
+        return pool.take() if pool is not None else None
 
     def _keep_tape(self, tape: Any) -> None:
-        pool = self.__dict__.setdefault("_tape_pool", [])
-        if len(pool) < self._POOL_SIZE and tape.nbytes <= self._POOL_MAX_BYTES:
-            pool.append(tape)
+        pool = self.__dict__.get("_tape_pool")
+        if pool is None:
+            pool = self.__dict__.setdefault("_tape_pool", WorkspacePool())
+        pool.give(tape)
 
     def _extra_repr(self) -> str:
         parts = [f"{self.input_size}", f"{self.hidden_size}"]
