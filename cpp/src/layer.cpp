@@ -584,14 +584,12 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
     add_column_sums<T>(ghid, grad_params + p.bias_hh);
   }
 
-  // dL/d(input) += dG_x W_ih.
-  const ConstMatrixMap<T> w_ih(c.w_ih, gh, c.input_width);
-  MatrixMap<T> dx(grad_input, rows, c.input_width);
+  // dL/d(input) += dG_x W_ih, with W_ih^T packed (as the input projection packs W_ih).
+  PackedRows<T> w_ih_t(c.w_ih, c.input_width, gh, true, std::move(scratch.packed_ih));
   const int x_threads =
       c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, c.n_threads) : 1;
-  parallel_blocks(rows, x_threads, 4, [&](Index r0, Index n) {
-    dx.middleRows(r0, n).noalias() += gx.middleRows(r0, n) * w_ih;
-  });
+  packed_product(w_ih_t, dgx, rows, grad_input, c.input_width, true, x_threads);
+  scratch.packed_ih = std::move(w_ih_t).release();
 }
 
 }  // namespace

@@ -56,14 +56,17 @@ void LstmCell<T>::backward(const BackwardStep<T>& s) noexcept {
     const ConstArrayMap<T> dh(s.grad_h + b * h, h);
     ArrayMap<T> dc(s.grad_c + b * h, h);
 
-    const Eigen::Array<T, Eigen::Dynamic, 1> tanh_c = c_next.tanh();
+    // tanh(c_t) in this row of grad_h_prev, which is only zeroed at the end: no allocation per
+    // row and step (grad_h_prev never aliases the inputs read here).
+    ArrayMap<T> tanh_c(s.grad_h_prev + b * h, h);
+    tanh_c = c_next.tanh();
     dc = gate_math::lstm_grad_cell(dc, dh, o, tanh_c);  // total dL/dc_t
     gate(s.grad_gates_input, b, gh, h, 0) = gate_math::lstm_grad_i(dc, g, i);
     gate(s.grad_gates_input, b, gh, h, 1) = gate_math::lstm_grad_f(dc, c_prev, f);
     gate(s.grad_gates_input, b, gh, h, 2) = gate_math::lstm_grad_g(dc, i, g);
     gate(s.grad_gates_input, b, gh, h, 3) = gate_math::lstm_grad_o(dh, tanh_c, o);
     dc *= f;  // dL/dc_{t-1}
-    ArrayMap<T>(s.grad_h_prev + b * h, h).setZero();
+    tanh_c.setZero();
   }
 }
 
