@@ -217,19 +217,21 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   LoopPlan plan;
   if (c.n_threads <= 1) return plan;
   constexpr Index kMinRowsPerThread = 4;
-  constexpr double kMinStepFlops = 4.0e6;
+  constexpr double kMinStepFlops = 4.0e6, kMinUnitStepFlops = 0.5e6;
   const double step_flops = 2.0 * c.batch * c.gate_width() * c.hidden();
   if (c.batch >= 2 * kMinRowsPerThread) {
     plan.batch_threads = static_cast<int>(std::min<Index>(c.n_threads, c.batch / kMinRowsPerThread));
     return plan;
   }
-  if (step_flops >= kMinStepFlops) {
-    plan.step_threads = threads_for(step_flops, c.gate_width() / 16, c.n_threads);
-    // The forward splits the hidden units between threads for the whole time loop instead: one
-    // barrier per step, no parallel region per step, and the cell runs on every thread. Only for
-    // steps this large: a per-step barrier stalls whenever a thread loses its core, and measured
-    // in a process with other thread pools (the benchmark's), smaller steps sometimes ran several
-    // times slower than on one thread (bench/NOTES.md, 2026-11-25).
+  // The backward splits each large step's product by columns, a parallel region per step
+  // (smaller steps ran slower than on one thread, bench/NOTES.md 2026-11-25).
+  if (step_flops >= kMinStepFlops) plan.step_threads = threads_for(step_flops, c.gate_width() / 16, c.n_threads);
+  // The forward splits the hidden units between threads for the whole time loop: one barrier per
+  // step, no parallel region per step, and the cell runs on every thread. A per-step barrier
+  // stalls whenever a thread loses its core: on 2026-11-25, in the benchmark's process (other
+  // thread pools alive), steps under 4 MFLOP were bimodal; on 2026-11-27, two alternating runs
+  // from 0.5 MFLOP were steady and up to 1.8x faster (bench/NOTES.md).
+  if (step_flops >= kMinUnitStepFlops) {
     plan.unit_threads = static_cast<int>(std::min<Index>(c.n_threads, c.hidden() / kUnitBlock));
   }
   return plan;
