@@ -155,3 +155,21 @@ def test_pickled_layers_carry_no_buffers():
     assert "_tape_pool" not in clone.__dict__
     np.testing.assert_array_equal(clone.forward(np.ones((3, 2, D), np.float32))[0],
                                   layer.forward(np.ones((3, 2, D), np.float32))[0])
+
+
+@pytest.mark.parametrize("batch,n_threads", [(4, 2), (16, 2), (16, 1), (1, 1)])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_weights_changed_in_place_are_repacked(cell, batch, n_threads):
+    """Inference keeps packed weights between calls; an in-place change of any weight (as an
+    optimizer step makes) must be seen by the next call. The shapes take each packing path:
+    the hidden-unit split (B=4, 2 threads), the batch split, one thread, and one row."""
+    steps, d, h = 70, 20, 256  # 25 rows and more: W_ih packed; a long sequence: W_hh packed at B=1
+    layer = make_rnnkit(cell, d, h, dtype="float32", n_threads=n_threads, seed=0)
+    x = np.random.default_rng(0).standard_normal((steps, batch, d)).astype(np.float32)
+    layer.forward(x)
+    for name in ("weight_hh_l0", "weight_ih_l0"):
+        for index in (0, -1):  # the first and the last value of the matrix
+            layer.params[name].reshape(-1)[index] += 0.5
+            twin = make_rnnkit(cell, d, h, dtype="float32", n_threads=n_threads, seed=0)
+            twin.load_state_dict(layer.state_dict())
+            np.testing.assert_array_equal(layer.forward(x)[0], twin.forward(x)[0], err_msg=f"{name}[{index}]")

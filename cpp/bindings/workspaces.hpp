@@ -32,6 +32,12 @@ std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
                         &s.grad_input, &s.grad_output}) {
     n += vector_bytes(*v);
   }
+  for (const auto& p : s.packed) {
+    n += vector_bytes(p.ih_source) + vector_bytes(p.hh_source);
+    n += (p.ih ? p.ih->bytes() : 0) + (p.hh ? p.hh->bytes() : 0);
+    for (const auto& u : p.hh_units) n += u ? u->bytes() : 0;
+    for (const auto& u : p.hh_unit_sources) n += vector_bytes(u);
+  }
   for (const auto& layer : t.layers) {
     n += vector_bytes(layer.input) + vector_bytes(layer.dropout_scale);
     for (const auto& d : layer.directions) n += direction_bytes<T>(d);

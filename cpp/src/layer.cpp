@@ -6,6 +6,7 @@
 #include "rnnkit/layer.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 
@@ -170,10 +171,29 @@ void packed_product(const PackedRows<T>& a, const T* b, Index rows, T* out, Inde
 /// W 2048 x 512, dot_rows 515 us, packing 272 + packed product 348 us).
 constexpr Index kMaxGemvProjectionRows = 16;
 
-/// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
-/// columns, so that each thread streams only its part of W_ih).
+/// `w` ([rows, depth] row-major) packed: `packed` itself when `source` shows it was packed from
+/// these very values, else repacked into its memory (and `source` updated).
 template <class T>
-void project_inputs(const DirectionContext<T>& c, const T* input, T* gates, AlignedVector<T>* storage = nullptr) {
+const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
+                                    Index rows, Index depth) {
+  const auto n = static_cast<std::size_t>(rows * depth);
+  if (packed && packed->rows() == rows && packed->depth() == depth && source.size() == n &&
+      std::memcmp(source.data(), w, n * sizeof(T)) == 0) {
+    return *packed;
+  }
+  AlignedVector<T> storage = packed ? std::move(*packed).release() : AlignedVector<T>{};
+  packed.reset();
+  source.assign(w, w + n);
+  packed.emplace(w, rows, depth, false, std::move(storage));
+  return *packed;
+}
+
+/// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
+/// columns, so that each thread streams only its part of W_ih). Beyond a few rows W_ih is
+/// packed, kept in `cache` when given.
+template <class T>
+void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
+                    typename Tape<T>::Packed* cache = nullptr) {
   const Index rows = c.steps * c.batch;
   const Index gh = c.gate_width();
   if (rows <= kMaxGemvProjectionRows) {
@@ -189,13 +209,15 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates, Alig
     return;
   }
   // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
-  PackedRows<T> w(c.w_ih, gh, c.input_width, false, storage != nullptr ? std::move(*storage) : AlignedVector<T>{});
+  std::optional<PackedRows<T>> local;
+  const PackedRows<T>& w = cache != nullptr
+                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width)
+                               : local.emplace(c.w_ih, gh, c.input_width);
   if (c.b_ih != nullptr) {
     for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);
   }
   const int threads = c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, c.n_threads) : 1;
   packed_product(w, input, rows, gates, gh, c.b_ih != nullptr, threads);
-  if (storage != nullptr) *storage = std::move(w).release();
 }
 
 /// Hidden units are split between threads in blocks of this many (a vector of floats or more).
@@ -335,11 +357,14 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
 /// recurrent product (from its own rows of W_hh, packed once, or a matrix-vector product for one
 /// sequence) and its units' cell update; a barrier per step makes the new state whole.
 template <class T>
-void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int threads) {
+void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int threads,
+                   typename Tape<T>::Packed& cache) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width(), gates = c.spec.gates();
   const Index dirs = c.spec.directions(), state_size = batch * h, blocks = (h + kUnitBlock - 1) / kUnitBlock;
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
+  cache.hh_units.resize(static_cast<std::size_t>(threads * gates));  // each thread fills its own entries
+  cache.hh_unit_sources.resize(cache.hh_units.size());
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -353,12 +378,15 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
     const Index j1 = std::min(h, blocks * (id + 1) / nt * kUnitBlock);
     const Index nj = j1 - j0, width = gates * nj;
     // This thread's rows of W_hh: gate k's units [j0, j1) are rows [k*H + j0, k*H + j1).
-    std::vector<PackedRows<T>> packed;
+    std::vector<const PackedRows<T>*> packed;
     if (nj > 0 && (batch > kMaxGemvRows || worth_packing(steps, batch))) {
-      for (Index k = 0; k < gates; ++k) packed.emplace_back(c.w_hh + (k * h + j0) * h, nj, h);
+      for (Index k = 0; k < gates; ++k) {
+        const auto i = static_cast<std::size_t>(id * gates + k);
+        packed.push_back(&packed_weights(cache.hh_units[i], cache.hh_unit_sources[i], c.w_hh + (k * h + j0) * h, nj, h));
+      }
     }
     AlignedVector<T> scratch(static_cast<std::size_t>(packed.empty() ? 0 : PackedRows<T>::scratch_size(batch) *
-                                                                               packed.front().row_blocks()));
+                                                                               packed.front()->row_blocks()));
     AlignedVector<T> gate_slice(static_cast<std::size_t>(batch * width)), rec(gate_slice.size());
     AlignedVector<T> h_prev(static_cast<std::size_t>(batch * nj)), h_next(h_prev.size());
     AlignedVector<T> c_prev(lstm ? h_prev.size() : 0), c_next(c_prev.size()), extra(gru ? h_prev.size() : 0);
@@ -376,7 +404,7 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
           if (packed.empty()) {
             dot_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, h, batch, rec.data() + k * nj, width);
           } else {
-            const PackedRows<T>& p = packed[static_cast<std::size_t>(k)];
+            const PackedRows<T>& p = *packed[static_cast<std::size_t>(k)];
             p.multiply(states_prev, batch, rec.data() + k * nj, width, scratch.data(), 0, p.row_blocks());
           }
         }
@@ -485,7 +513,11 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   if (lstm) tape.cells.resize(tape.states.size());
   if (gru) tape.extra.resize(static_cast<std::size_t>(steps * state_size));
 
-  project_inputs(c, input, tape.gates.data(), &scratch.packed_ih);
+  if (scratch.packed.size() <= static_cast<std::size_t>(c.state_index())) {
+    scratch.packed.resize(static_cast<std::size_t>(c.state_index() + 1));
+  }
+  auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
+  project_inputs(c, input, tape.gates.data(), &cache);
 
   // Initial state into the slot the first step reads.
   const Index first = c.reverse ? steps : 0;
@@ -507,16 +539,15 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
 
   const LoopPlan plan = plan_loop(c);
   if (plan.unit_threads > 1) {
-    forward_units(c, tape, output, plan.unit_threads);
+    forward_units(c, tape, output, plan.unit_threads, cache);
   } else {
     // Over several steps the recurrent weights are packed once instead of by every step's product.
-    std::optional<PackedRows<T>> w_hh;
+    const PackedRows<T>* w_hh = nullptr;
     const Index rows = batch / plan.batch_threads;  // per thread, at least
-    if (rows > kMaxGemvRows || worth_packing(steps, rows)) w_hh.emplace(c.w_hh, gh, h, false, std::move(scratch.packed_hh));
+    if (rows > kMaxGemvRows || worth_packing(steps, rows)) w_hh = &packed_weights(cache.hh, cache.hh_source, c.w_hh, gh, h);
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
-      forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh ? &*w_hh : nullptr);
+      forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh);
     });
-    if (w_hh) scratch.packed_hh = std::move(*w_hh).release();
   }
 
   // Rows past their length carried their state, so the last slot holds each final state.

@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "rnnkit/layer_args.hpp"
+#include "rnnkit/packed_gemm.hpp"
 #include "rnnkit/spec.hpp"
 #include "rnnkit/tensor.hpp"
 
@@ -33,12 +35,25 @@ struct Tape {
   /// same tape again allocates nothing for the same sizes: fresh memory costs a page fault per
   /// 4 KiB on first touch, which took a third of an LSTM forward of 26 MB of buffers
   /// (bench/NOTES.md, 2026-11-27).
+  /// One (layer, direction)'s packed weights, kept with a copy of the weights they were packed
+  /// from: a later call repacks only when its weights differ (bit for bit) from that copy.
+  /// Comparing reads the weights twice; packing them cost 7% of an LSTM B=16 T=25 H=512
+  /// forward and 22% at B=4 (bench/NOTES.md, 2026-11-27).
+  struct Packed {
+    std::optional<PackedRows<T>> ih, hh;  // W_ih [GH, D], W_hh [GH, H]
+    AlignedVector<T> ih_source, hh_source;
+    // The forward split by hidden units: thread i's rows of gate k of W_hh, at i * gates + k.
+    std::vector<std::optional<PackedRows<T>>> hh_units;
+    std::vector<AlignedVector<T>> hh_unit_sources;
+  };
+
   struct Scratch {
+    std::vector<Packed> packed;   // per (layer, direction), in state order
     AlignedVector<T> input;       // inference: a layer's time-major input
     AlignedVector<T> output;      // a layer's time-major output (inference, and the top layer)
     Direction direction;          // inference: the one direction running
-    AlignedVector<T> packed_ih;   // panels of W_ih (PackedRows)
-    AlignedVector<T> packed_hh;   // panels of W_hh, or in backward of W_hh^T
+    AlignedVector<T> packed_ih;   // backward: panels of W_ih^T (PackedRows)
+    AlignedVector<T> packed_hh;   // backward: panels of W_hh^T
     AlignedVector<T> grad_gates;  // backward: [T, B, GH]
     AlignedVector<T> grad_gates_hidden;  // backward, GRU: [T, B, GH]
     AlignedVector<T> grad_input;  // backward: dL/d(a layer's input)

@@ -42,6 +42,8 @@ class PackedRows {
   AlignedVector<T> release() && noexcept { return std::move(panels_); }
 
   Index rows() const noexcept { return rows_; }
+  /// Memory the panels hold.
+  std::size_t bytes() const noexcept { return panels_.capacity() * sizeof(T); }
   Index depth() const noexcept { return depth_; }
   Index row_blocks() const noexcept { return (rows_ + kBlockRows - 1) / kBlockRows; }
 
