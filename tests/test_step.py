@@ -156,3 +156,38 @@ def test_estimator_predict_step_follows_partial_fit_and_checks_input():
 
     clone = pickle.loads(pickle.dumps(reg))  # the stream cache is not pickled, and is rebuilt
     assert_close_rel(_stream(clone, "predict_step", X)[0], after, 1e-6, "unpickled")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_the_compiled_fast_path_matches_the_checked_one_and_declines_what_needs_converting(cell):
+    from rnnkit._backend import core
+
+    m = LAYERS[cell](3, 5, num_layers=2, dtype="float64", seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3))
+    h = rng.standard_normal((2, 4, 5))
+    state = (h, rng.standard_normal((2, 4, 5))) if cell == "lstm" else h
+    local = m._step_local()
+    fast = core.step_fast_float64(m._spec, m._flat, x, state, local.workspace, 1)
+    y, h_n, c_n = m._step_run(x, *(state if cell == "lstm" else (state, None)))
+    np.testing.assert_array_equal(fast[0], y)
+    np.testing.assert_array_equal(fast[1][0] if cell == "lstm" else fast[1], h_n)
+    if cell == "lstm":
+        np.testing.assert_array_equal(fast[1][1], c_n)
+    # Arguments that need a conversion or a check with a message: the fast path declines, and
+    # step() still gives the same numbers (or names the bad argument).
+    declined = [
+        (x.astype(np.float32), state),  # another dtype
+        (np.asfortranarray(np.repeat(x, 2, axis=1))[:, ::2], state),  # not contiguous
+        (x[None], state),  # wrong rank
+        (x, list(state) if cell == "lstm" else [h]),  # not arrays / not a tuple
+        (x, (h[:1], state[1]) if cell == "lstm" else h[:1]),  # wrong state shape
+    ]
+    for args in declined:
+        assert core.step_fast_float64(m._spec, m._flat, *args, local.workspace, 1) is None
+    y_general, _ = m.step(np.asfortranarray(x), list(state) if cell == "lstm" else state)
+    np.testing.assert_array_equal(y_general, y)
+    bad = h.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="state|h0"):
+        m.step(x, (bad, state[1]) if cell == "lstm" else bad)

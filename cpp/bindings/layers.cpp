@@ -18,6 +18,54 @@ using rnnkit::CellKind;
 using rnnkit::Index;
 using rnnkit::LayerSpec;
 
+/// `obj` as a C-contiguous, aligned array of T, or nothing (it would need a conversion).
+template <class T>
+std::optional<Array<T>> plain_array(py::handle obj) {
+  if (!Array<T>::check_(obj)) return std::nullopt;
+  auto arr = py::reinterpret_borrow<Array<T>>(obj);
+  constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  if ((arr.flags() & kAligned) == 0) return std::nullopt;
+  return arr;
+}
+
+/// One step of a unidirectional stack on checked arrays: (out, h_n, c_n or None).
+template <class T>
+py::tuple run_step(const LayerSpec& spec, const Array<T>& params, const Array<T>& x, const T* h0, const T* c0,
+                   rnnkit::StepWorkspace<T>& workspace, int n_threads) {
+  const Index batch = x.shape(0), h = spec.hidden_size, layers = spec.num_layers;
+  // Checked here rather than in Python: at batch 1 a numpy call per array costs more than the step.
+  expect_finite(x, "x");
+  const Index state_size = layers * batch * h;
+  auto finite = [state_size](const T* p) {
+    for (Index i = 0; i < state_size; ++i) {
+      if (!std::isfinite(p[i])) return false;
+    }
+    return true;
+  };
+  if (h0 != nullptr && !finite(h0)) throw py::value_error("h0 contains NaN or Inf");
+  if (c0 != nullptr && !finite(c0)) throw py::value_error("c0 contains NaN or Inf");
+  const bool lstm = spec.cell == CellKind::Lstm;
+  Array<T> out({batch, h});
+  Array<T> h_n({layers, batch, h});
+  std::optional<Array<T>> c_n;
+  if (lstm) c_n.emplace(std::vector<py::ssize_t>{layers, batch, h});
+  rnnkit::StepArgs<T> args;
+  args.params = params.data();
+  args.x = x.data();
+  args.batch = batch;
+  args.h0 = h0;
+  args.c0 = lstm ? c0 : nullptr;
+  args.out = out.mutable_data();
+  args.h_n = h_n.mutable_data();
+  args.c_n = c_n ? c_n->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    rnnkit::step(spec, args, workspace, n_threads);
+  }
+  py::object c_obj = c_n ? py::object(*c_n) : py::object(py::none());
+  return py::make_tuple(out, h_n, c_obj);
+}
+
 template <class T>
 void register_dtype(py::module_& m, const std::string& suffix) {
   using Tape = rnnkit::Tape<T>;
@@ -64,33 +112,54 @@ void register_dtype(py::module_& m, const std::string& suffix) {
           expect_shape(params, {rnnkit::param_count(spec)}, "params");
           if (h0) expect_shape(*h0, {layers, batch, h}, "h0");
           if (c0) expect_shape(*c0, {layers, batch, h}, "c0");
-          // Checked here rather than in Python: at batch 1 a numpy call per array costs more than the step.
-          expect_finite(x, "x");
-          if (h0) expect_finite(*h0, "h0");
-          if (c0) expect_finite(*c0, "c0");
-          const bool lstm = spec.cell == CellKind::Lstm;
-          Array<T> out({batch, h});
-          Array<T> h_n({layers, batch, h});
-          std::optional<Array<T>> c_n;
-          if (lstm) c_n.emplace(std::vector<py::ssize_t>{layers, batch, h});
-          rnnkit::StepArgs<T> args;
-          args.params = params.data();
-          args.x = x.data();
-          args.batch = batch;
-          args.h0 = data_or_null(h0);
-          args.c0 = lstm ? data_or_null(c0) : nullptr;
-          args.out = out.mutable_data();
-          args.h_n = h_n.mutable_data();
-          args.c_n = c_n ? c_n->mutable_data() : nullptr;
-          {
-            py::gil_scoped_release release;
-            rnnkit::step(spec, args, workspace, n_threads);
-          }
-          py::object c_obj = c_n ? py::object(*c_n) : py::object(py::none());
-          return py::make_tuple(out, h_n, c_obj);
+          return run_step(spec, params, x, data_or_null(h0), data_or_null(c0), workspace, n_threads);
         },
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("workspace"),
         py::arg("n_threads"), "One step of a unidirectional stack. Returns (out, h_n, c_n or None).");
+
+  // The streaming loop's call: every check in C++ (at batch 1 Python's own checks cost about
+  // as much as an LSTM step at H = 64), and the result in the layer's (y, state) form.
+  m.def(("step_fast_" + suffix).c_str(),
+        [](const LayerSpec& spec, const Array<T>& params, py::handle x_obj, py::handle state_obj, Workspace& workspace,
+           int n_threads) -> py::object {
+          const bool lstm = spec.cell == CellKind::Lstm;
+          const Index layers = spec.num_layers, h = spec.hidden_size;
+          const std::optional<Array<T>> x = plain_array<T>(x_obj);
+          if (!x || x->ndim() != 2 || x->shape(1) != spec.input_size || x->shape(0) < 1 ||
+              spec.bidirectional || params.size() != rnnkit::param_count(spec)) {
+            return py::none();
+          }
+          const Index batch = x->shape(0);
+          const T* h0 = nullptr;
+          const T* c0 = nullptr;
+          if (!state_obj.is_none()) {
+            // The arrays stay alive through the caller's references to them.
+            auto state_array = [&](py::handle a) -> const T* {
+              const std::optional<Array<T>> arr = plain_array<T>(a);
+              if (!arr || arr->ndim() != 3 || arr->shape(0) != layers || arr->shape(1) != batch ||
+                  arr->shape(2) != h) {
+                return nullptr;
+              }
+              return arr->data();
+            };
+            if (lstm) {
+              if (!PyTuple_CheckExact(state_obj.ptr()) || PyTuple_GET_SIZE(state_obj.ptr()) != 2) return py::none();
+              h0 = state_array(PyTuple_GET_ITEM(state_obj.ptr(), 0));
+              c0 = state_array(PyTuple_GET_ITEM(state_obj.ptr(), 1));
+              if (h0 == nullptr || c0 == nullptr) return py::none();
+            } else {
+              h0 = state_array(state_obj);
+              if (h0 == nullptr) return py::none();
+            }
+          }
+          const py::tuple r = run_step(spec, params, *x, h0, c0, workspace, n_threads);
+          if (lstm) return py::make_tuple(r[0], py::make_tuple(r[1], r[2]));
+          return py::make_tuple(r[0], r[1]);
+        },
+        py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("state"), py::arg("workspace"), py::arg("n_threads"),
+        "step() for arguments that need no conversion: C-contiguous aligned arrays of the dtype, x (B, input_size), "
+        "the state (L, B, H) or for LSTM a tuple of two. Returns (y, state), or None for other arguments. Raises "
+        "ValueError for NaN/Inf.");
 
   m.def(("backward_" + suffix).c_str(),
         [](Tape& tape, const Array<T>& params, const std::optional<Array<T>>& grad_out,

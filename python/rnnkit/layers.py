@@ -366,48 +366,35 @@ class _Recurrent:
             c_n = c_n[:, 0] if c_n is not None else None
         return (y, (h_n, c_n)) if self._mode == "lstm" else (y, h_n)
 
+    def _step_local(self) -> Any:
+        """This thread's step workspace (and the compiled calls), made on first use."""
+        local = self.__dict__.get("_step_tls")
+        if local is None:
+            local = self.__dict__.setdefault("_step_tls", threading.local())
+        if getattr(local, "workspace", None) is None:
+            local.workspace = getattr(core, f"StepWorkspace_{self.dtype.name}")()
+            local.run = getattr(core, f"step_{self.dtype.name}")
+            local.fast = getattr(core, f"step_fast_{self.dtype.name}")
+        return local
+
     def _step_run(self, x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray]) -> tuple:
         """The compiled step with this thread's reusable workspace."""
-        local = self.__dict__.get("_step_local")
-        if local is None:
-            local = self.__dict__.setdefault("_step_local", threading.local())
-        workspace = getattr(local, "workspace", None)
-        if workspace is None:
-            workspace = local.workspace = getattr(core, f"StepWorkspace_{self.dtype.name}")()
-            local.run = getattr(core, f"step_{self.dtype.name}")
-        return local.run(self._spec, self._flat, x, h0, c0, workspace, self._threads())
+        local = self._step_local()
+        return local.run(self._spec, self._flat, x, h0, c0, local.workspace, self._threads())
 
     def _step_fast(self, x: Any, state: Any) -> Optional[tuple]:
         """:meth:`step` without conversions, for arguments that need none (the streaming loop's case).
 
-        Returns None, and the caller takes the general path with its full checks and
-        messages, unless ``x`` and the state are already C-contiguous arrays of the layer's
-        dtype and batched shapes. The compiled step checks that they are finite (at batch 1 a
-        numpy call per array costs more than the step) and the general path then names the culprit.
+        The compiled call returns None, and the caller takes the general path with its full
+        checks and messages, unless ``x`` and the state are already C-contiguous aligned arrays
+        of the layer's dtype and batched shapes. It checks that they are finite (at batch 1 a
+        numpy call per array costs more than the step); the general path then names the culprit.
         """
-        dtype = self.dtype
-        if (type(x) is not np.ndarray or x.dtype != dtype or x.ndim != 2 or x.shape[1] != self.input_size
-                or not x.shape[0] or not x.flags.c_contiguous or not x.flags.aligned or self.bidirectional):
-            return None
-        lstm = self._mode == "lstm"
-        h0 = c0 = None
-        if state is not None:
-            if lstm:
-                if type(state) is not tuple or len(state) != 2:
-                    return None
-                h0, c0 = state
-            else:
-                h0 = state
-            shape = (self.num_layers, x.shape[0], self.hidden_size)
-            for s in (h0, c0) if lstm else (h0,):
-                if (type(s) is not np.ndarray or s.dtype != dtype or s.shape != shape or not s.flags.c_contiguous
-                        or not s.flags.aligned):
-                    return None
+        local = self._step_local()
         try:
-            y, h_n, c_n = self._step_run(x, h0, c0)
+            return local.fast(self._spec, self._flat, x, state, local.workspace, self._threads())
         except ValueError:  # NaN/Inf: let the general path report it with the argument's name
             return None
-        return (y, (h_n, c_n)) if lstm else (y, h_n)
 
     def backward(
         self,
