@@ -1,0 +1,263 @@
+// One (layer, direction) of the layer driver: its fixed context, how its time loop uses
+// threads, and its matrix products (input projection, recurrent products, packed weights).
+// Internal to cpp/src/layer.cpp, which holds the time loops that use these.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+
+#include "rnnkit/layer.hpp"
+#include "rnnkit/packed_gemm.hpp"
+#include "rnnkit/parallel.hpp"
+#include "rnnkit/row_dots.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+
+namespace direction_ops {
+
+/// Where the state before and after the step at time t lives in Direction::states.
+/// Forward runs t = 0..T-1 and keeps h_{t-1} at slot t; reverse runs t = T-1..0 and keeps
+/// the state it started time t from at slot t+1.
+struct Slots {
+  Index prev;
+  Index next;
+};
+inline Slots slots(bool reverse, Index t) noexcept {
+  return reverse ? Slots{t + 1, t} : Slots{t, t + 1};
+}
+
+/// Everything one (layer, direction) needs, fixed for a call.
+template <class T>
+struct DirectionContext {
+  const LayerSpec& spec;
+  Index steps;
+  Index batch;
+  Index input_width;
+  Index layer;
+  bool reverse;
+  const T* w_ih;
+  const T* w_hh;
+  const T* b_ih;  // nullptr without bias
+  const T* b_hh;  // nullptr without bias
+  const std::uint8_t* active;  // [T, B] or nullptr
+  int n_threads;
+
+  Index hidden() const noexcept { return spec.hidden_size; }
+  Index gate_width() const noexcept { return spec.gate_width(); }
+  Index state_index() const noexcept { return layer * spec.directions() + (reverse ? 1 : 0); }
+  const std::uint8_t* active_at(Index t) const noexcept {
+    return active == nullptr ? nullptr : active + t * batch;
+  }
+
+  DirectionContext(const LayerSpec& s, Index t, Index b, Index l, Index dir, const T* params,
+                   const std::uint8_t* act, int threads)
+      : spec(s), steps(t), batch(b), input_width(s.layer_input_size(l)), layer(l), reverse(dir == 1),
+        active(act), n_threads(threads) {
+    const DirectionParams p = direction_params(s, l, dir);
+    w_ih = params + p.weight_ih;
+    w_hh = params + p.weight_hh;
+    b_ih = p.bias_ih >= 0 ? params + p.bias_ih : nullptr;
+    b_hh = p.bias_hh >= 0 ? params + p.bias_hh : nullptr;
+  }
+};
+
+/// Whether packing W_hh once per call (PackedRows) pays over `steps` products with `rows` rows
+/// each (callers pack always above kMaxGemvRows rows). Measured per product on one AVX2 core
+/// (bench/NOTES.md, 2026-11-27), W = 2048 x 512: dot_rows 72 / 91 / 105 / 127 us for 1-4 rows,
+/// packed 75 / 128 / 173 / 90 us, packing itself 270 us; at 64 x 256 the same order. So up to
+/// three rows never pack; four pack over 8 steps or more, one over 64 or more (on small
+/// matrices the packed kernel's loop beats the dot products by a little).
+inline bool worth_packing(Index steps, Index rows) noexcept {
+  constexpr Index kFourRowSteps = 8, kOneRowSteps = 64;
+  if (rows >= 4) return steps >= kFourRowSteps;
+  return rows == 1 && steps >= kOneRowSteps;
+}
+
+/// The same for W_hh^T in backward, where the unpacked product is Eigen's vector-matrix product
+/// per row (a strided walk over W_hh): 2+ rows pack once steps * (rows - 1) >= 16, one row over
+/// 64 steps or more (bench/NOTES.md, 2026-11-25).
+inline bool worth_packing_transposed(Index steps, Index rows) noexcept {
+  constexpr Index kBreakEven = 16, kOneRowSteps = 64;
+  return rows == 1 ? steps >= kOneRowSteps : steps * (rows - 1) >= kBreakEven;
+}
+
+/// Rows up to which an unpacked product is dot_rows (Eigen's general product would re-pack the
+/// weights at every call).
+constexpr Index kMaxGemvRows = 4;
+
+/// Rows of B per call of PackedRows::multiply in packed_product: their packed depth block
+/// (kBlockDepth x 64 values) stays in L2 while every weight panel passes over it. Eigen's general
+/// product packs far more rows per block for a long operand: [1600, 512] x [512, 2048] ran at
+/// 83 GFLOP/s there and at 92 in chunks of 64 rows, one AVX2 core (bench/NOTES.md, 2026-11-27).
+constexpr Index kPackedChunkRows = 64;
+
+/// out[rows, A.rows()] (+)= B A^T for a long B (row-major [rows, A.depth()]), in chunks of
+/// kPackedChunkRows rows; threads take whole chunks, or, with fewer chunks than threads, blocks
+/// of A's rows. Adds to out with `accumulate`, else overwrites it.
+template <class T>
+void packed_product(const PackedRows<T>& a, const T* b, Index rows, T* out, Index ld_out, bool accumulate,
+                    int threads) {
+  const Index chunks = (rows + kPackedChunkRows - 1) / kPackedChunkRows;
+  const bool split_rows = chunks >= threads;
+  parallel_blocks(split_rows ? rows : a.row_blocks(), threads, split_rows ? kPackedChunkRows : 1,
+                  [&](Index first, Index count) {
+    const Index r_begin = split_rows ? first : 0, r_end = split_rows ? first + count : rows;
+    const Index blk_begin = split_rows ? 0 : first, blk_end = split_rows ? a.row_blocks() : first + count;
+    AlignedVector<T> scratch(static_cast<std::size_t>(PackedRows<T>::scratch_size(kPackedChunkRows)));
+    for (Index r = r_begin; r < r_end; r += kPackedChunkRows) {
+      const Index n = std::min(kPackedChunkRows, r_end - r);
+      a.multiply(b + r * a.depth(), n, out + r * ld_out, ld_out, scratch.data(), blk_begin, blk_end, accumulate);
+    }
+  });
+}
+
+/// Up to this many input rows (steps x batch) the input projection is dot_rows (W_ih read once
+/// per 4 rows): packing all of W_ih first costs more (bench/NOTES.md, 2026-11-27: 16 rows of
+/// W 2048 x 512, dot_rows 515 us, packing 272 + packed product 348 us).
+constexpr Index kMaxGemvProjectionRows = 16;
+
+/// `w` ([rows, depth] row-major) packed: `packed` itself when `source` shows it was packed from
+/// these very values, else repacked into its memory (and `source` updated).
+template <class T>
+const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
+                                    Index rows, Index depth) {
+  const auto n = static_cast<std::size_t>(rows * depth);
+  if (packed && packed->rows() == rows && packed->depth() == depth && source.size() == n &&
+      std::memcmp(source.data(), w, n * sizeof(T)) == 0) {
+    return *packed;
+  }
+  AlignedVector<T> storage = packed ? std::move(*packed).release() : AlignedVector<T>{};
+  packed.reset();
+  source.assign(w, w + n);
+  packed.emplace(w, rows, depth, false, std::move(storage));
+  return *packed;
+}
+
+/// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
+/// columns, so that each thread streams only its part of W_ih). Beyond a few rows W_ih is
+/// packed, kept in `cache` when given.
+template <class T>
+void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
+                    typename Tape<T>::Packed* cache = nullptr) {
+  const Index rows = c.steps * c.batch;
+  const Index gh = c.gate_width();
+  if (rows <= kMaxGemvProjectionRows) {
+    const int threads =
+        c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, gh / 16, c.n_threads) : 1;
+    parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
+      dot_rows(c.w_ih + j0 * c.input_width, n, c.input_width, input, c.input_width, rows, gates + j0, gh);
+      if (c.b_ih == nullptr) return;
+      for (Index r = 0; r < rows; ++r) {
+        ArrayMap<T>(gates + r * gh + j0, n) += ConstArrayMap<T>(c.b_ih + j0, n);
+      }
+    });
+    return;
+  }
+  // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
+  std::optional<PackedRows<T>> local;
+  const PackedRows<T>& w = cache != nullptr
+                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width)
+                               : local.emplace(c.w_ih, gh, c.input_width);
+  if (c.b_ih != nullptr) {
+    for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);
+  }
+  const int threads = c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, c.n_threads) : 1;
+  packed_product(w, input, rows, gates, gh, c.b_ih != nullptr, threads);
+}
+
+/// Hidden units are split between threads in blocks of this many (a vector of floats or more).
+constexpr Index kUnitBlock = 16;
+
+/// How the time loop of one direction uses its threads.
+struct LoopPlan {
+  int batch_threads = 1;  // independent row blocks, each running the whole time loop alone
+  int step_threads = 1;   // threads splitting each step's recurrent product by columns
+  int unit_threads = 1;   // forward: threads each owning a slice of the hidden units for the whole loop
+};
+
+/// Splitting the batch needs no synchronisation between steps, so it is preferred; each step's
+/// product is split only when one step is large (big hidden size, small batch), since every
+/// split step costs a barrier, and a barrier waits for the slowest thread (badly so when
+/// another process holds a core).
+template <class T>
+LoopPlan plan_loop(const DirectionContext<T>& c) {
+  LoopPlan plan;
+  if (c.n_threads <= 1) return plan;
+  constexpr Index kMinRowsPerThread = 4;
+  constexpr double kMinStepFlops = 4.0e6, kMinUnitStepFlops = 0.5e6;
+  const double step_flops = 2.0 * c.batch * c.gate_width() * c.hidden();
+  if (c.batch >= 2 * kMinRowsPerThread) {
+    plan.batch_threads = static_cast<int>(std::min<Index>(c.n_threads, c.batch / kMinRowsPerThread));
+    return plan;
+  }
+  // The backward splits each large step's product by columns, a parallel region per step
+  // (smaller steps ran slower than on one thread, bench/NOTES.md 2026-11-25).
+  if (step_flops >= kMinStepFlops) plan.step_threads = threads_for(step_flops, c.gate_width() / 16, c.n_threads);
+  // The forward splits the hidden units between threads for the whole time loop: one barrier per
+  // step, no parallel region per step, and the cell runs on every thread. A per-step barrier
+  // stalls whenever a thread loses its core: on 2026-11-25, in the benchmark's process (other
+  // thread pools alive), steps under 4 MFLOP were bimodal; on 2026-11-27, two alternating runs
+  // from 0.5 MFLOP were steady and up to 1.8x faster (bench/NOTES.md).
+  if (step_flops >= kMinUnitStepFlops) {
+    plan.unit_threads = static_cast<int>(std::min<Index>(c.n_threads, c.hidden() / kUnitBlock));
+  }
+  return plan;
+}
+
+/// rec[rows, GH] = h[rows, H] W_hh^T, split over gate columns across `threads`; from the packed
+/// weights where the caller packed them (`scratch`: packed->row_blocks() * scratch_size(rows)).
+template <class T>
+void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* rec, int threads,
+                       const PackedRows<T>* packed = nullptr, T* scratch = nullptr) {
+  const Index gh = c.gate_width();
+  if (packed != nullptr) {
+    const Index per_thread = PackedRows<T>::scratch_size(rows);
+    parallel_blocks(packed->row_blocks(), threads, 1, [&](Index b0, Index nb) {
+      packed->multiply(h, rows, rec, gh, scratch + b0 * per_thread, b0, b0 + nb);
+    });
+    return;
+  }
+  if (rows <= kMaxGemvRows) {
+    parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
+      dot_rows(c.w_hh + j0 * c.hidden(), n, c.hidden(), h, c.hidden(), rows, rec + j0, gh);
+    });
+    return;
+  }
+  const ConstMatrixMap<T> hm(h, rows, c.hidden());
+  const ConstMatrixMap<T> w(c.w_hh, gh, c.hidden());
+  MatrixMap<T> r(rec, rows, gh);
+  parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
+    r.middleCols(j0, n).noalias() = hm * w.middleRows(j0, n).transpose();
+  });
+}
+
+/// carry[rows, H] += dg[rows, GH] W_hh, split over hidden columns across `threads`; from the packed
+/// W_hh^T where the caller packed it (`scratch`: packed->row_blocks() * scratch_size(rows)).
+template <class T>
+void recurrent_product_backward(const DirectionContext<T>& c, const T* dg, Index rows, T* carry, int threads,
+                                const PackedRows<T>* packed = nullptr, T* scratch = nullptr) {
+  const Index gh = c.gate_width(), h = c.hidden();
+  if (packed != nullptr) {
+    const Index per_thread = PackedRows<T>::scratch_size(rows);
+    parallel_blocks(packed->row_blocks(), threads, 1, [&](Index b0, Index nb) {
+      packed->multiply(dg, rows, carry, h, scratch + b0 * per_thread, b0, b0 + nb, true);
+    });
+    return;
+  }
+  const ConstMatrixMap<T> g(dg, rows, gh);
+  const ConstMatrixMap<T> w(c.w_hh, gh, h);
+  MatrixMap<T> out(carry, rows, h);
+  parallel_blocks(h, threads, 16, [&](Index j0, Index n) {
+    if (rows <= kMaxGemvRows) {  // a vector-matrix product per row, as in recurrent_product
+      for (Index r = 0; r < rows; ++r) out.row(r).segment(j0, n).noalias() += g.row(r) * w.middleCols(j0, n);
+    } else {
+      out.middleCols(j0, n).noalias() += g * w.middleCols(j0, n);
+    }
+  });
+}
+
+}  // namespace direction_ops
+
+RNNKIT_END_NAMESPACE
