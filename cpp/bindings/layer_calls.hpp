@@ -64,13 +64,18 @@ void expect_shape(const A& a, std::initializer_list<rnnkit::Index> dims, const c
   if (!ok) throw py::value_error(std::string(name) + ": array has the wrong shape for this layer");
 }
 
+/// Throws ValueError if one of the `n` values at `p` is a NaN or an infinity.
+template <class T>
+void expect_finite(const T* p, py::ssize_t n, const char* name) {
+  for (py::ssize_t i = 0; i < n; ++i) {
+    if (!std::isfinite(p[i])) throw py::value_error(std::string(name) + " contains NaN or Inf");
+  }
+}
+
 /// Throws ValueError if `a` holds a NaN or an infinity.
 template <class T>
 void expect_finite(const Array<T>& a, const char* name) {
-  const T* p = a.data();
-  for (py::ssize_t i = 0, n = a.size(); i < n; ++i) {
-    if (!std::isfinite(p[i])) throw py::value_error(std::string(name) + " contains NaN or Inf");
-  }
+  expect_finite(a.data(), a.size(), name);
 }
 
 template <class A>

@@ -36,14 +36,8 @@ py::tuple run_step(const LayerSpec& spec, const Array<T>& params, const Array<T>
   // Checked here rather than in Python: at batch 1 a numpy call per array costs more than the step.
   expect_finite(x, "x");
   const Index state_size = layers * batch * h;
-  auto finite = [state_size](const T* p) {
-    for (Index i = 0; i < state_size; ++i) {
-      if (!std::isfinite(p[i])) return false;
-    }
-    return true;
-  };
-  if (h0 != nullptr && !finite(h0)) throw py::value_error("h0 contains NaN or Inf");
-  if (c0 != nullptr && !finite(c0)) throw py::value_error("c0 contains NaN or Inf");
+  if (h0 != nullptr) expect_finite(h0, state_size, "h0");
+  if (c0 != nullptr) expect_finite(c0, state_size, "c0");
   const bool lstm = spec.cell == CellKind::Lstm;
   Array<T> out({batch, h});
   Array<T> h_n({layers, batch, h});

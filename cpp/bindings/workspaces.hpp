@@ -1,6 +1,6 @@
 // Reusable call memory (rnnkit::Tape, rnnkit::ModelWorkspace) as seen from Python: how much it
-// holds, and claiming one for a call. The Python objects keep small pools of them (layers.py,
-// estimators.py); a workspace serves one call at a time.
+// holds, and claiming one for a call. Python keeps small pools of them (rnnkit/_workspaces.py,
+// used by the layers and the estimators' model calls); a workspace serves one call at a time.
 #pragma once
 
 #include <cstddef>

@@ -460,15 +460,6 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
 }
 
 template <class T>
-std::unique_ptr<Tape<T>> forward(const LayerSpec& spec, const ForwardArgs<T>& args,
-                                 const ForwardOptions& options) {
-  auto tape = std::make_unique<Tape<T>>();
-  forward(spec, args, options, *tape);
-  if (!options.training) return nullptr;
-  return tape;
-}
-
-template <class T>
 void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
   if (!tape.training) throw std::invalid_argument("backward needs the tape of a training forward");
   const LayerSpec& spec = tape.spec;
@@ -551,8 +542,6 @@ void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, 
   std::copy_n(args.h_n + (spec.num_layers - 1) * state_size, state_size, args.out);
 }
 
-template std::unique_ptr<Tape<float>> forward(const LayerSpec&, const ForwardArgs<float>&, const ForwardOptions&);
-template std::unique_ptr<Tape<double>> forward(const LayerSpec&, const ForwardArgs<double>&, const ForwardOptions&);
 template void forward(const LayerSpec&, const ForwardArgs<float>&, const ForwardOptions&, Tape<float>&);
 template void forward(const LayerSpec&, const ForwardArgs<double>&, const ForwardOptions&, Tape<double>&);
 template void backward(Tape<float>&, const BackwardArgs<float>&, int);

@@ -112,12 +112,6 @@ void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* o
 }
 
 template <class T>
-void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads) {
-  ModelWorkspace<T> ws;
-  predict(spec, params, batch, out, n_threads, ws);
-}
-
-template <class T>
 double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& batch,
                      const Targets<T>& targets, T* grads, double dropout, std::uint64_t dropout_key,
                      int n_threads, ModelWorkspace<T>& ws) {
@@ -189,20 +183,6 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
   return loss;
 }
 
-template <class T>
-double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& batch,
-                     const Targets<T>& targets, T* grads, double dropout, std::uint64_t dropout_key,
-                     int n_threads) {
-  ModelWorkspace<T> ws;
-  return loss_and_grad(spec, params, batch, targets, grads, dropout, dropout_key, n_threads, ws);
-}
-
-template void predict(const ModelSpec&, const float*, const Batch<float>&, float*, int);
-template void predict(const ModelSpec&, const double*, const Batch<double>&, double*, int);
-template double loss_and_grad(const ModelSpec&, const float*, const Batch<float>&, const Targets<float>&,
-                              float*, double, std::uint64_t, int);
-template double loss_and_grad(const ModelSpec&, const double*, const Batch<double>&, const Targets<double>&,
-                              double*, double, std::uint64_t, int);
 template void predict(const ModelSpec&, const float*, const Batch<float>&, float*, int, ModelWorkspace<float>&);
 template void predict(const ModelSpec&, const double*, const Batch<double>&, double*, int, ModelWorkspace<double>&);
 template double loss_and_grad(const ModelSpec&, const float*, const Batch<float>&, const Targets<float>&, float*,

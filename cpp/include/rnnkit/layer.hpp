@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -105,11 +104,6 @@ void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& work
 /// std::invalid_argument on inconsistent sizes.
 template <class T>
 void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOptions& options, Tape<T>& tape);
-
-/// forward() into a new tape. Returns the tape when options.training, else nullptr.
-template <class T>
-std::unique_ptr<Tape<T>> forward(const LayerSpec& spec, const ForwardArgs<T>& args,
-                                 const ForwardOptions& options);
 
 /// Back-propagates through time from the gradients of the outputs and final states; uses the
 /// tape's scratch memory (the tape's record is only read: backward may run again).

@@ -30,8 +30,6 @@ struct ModelWorkspace {
 template <class T>
 void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads,
              ModelWorkspace<T>& workspace);
-template <class T>
-void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads);
 
 /// Mean loss of the batch (cross-entropy, or half the mean squared error over outputs) and
 /// its gradient, written into grads (same layout as params; overwritten). Dropout between
@@ -40,9 +38,5 @@ template <class T>
 double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& batch,
                      const Targets<T>& targets, T* grads, double dropout, std::uint64_t dropout_key,
                      int n_threads, ModelWorkspace<T>& workspace);
-template <class T>
-double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& batch,
-                     const Targets<T>& targets, T* grads, double dropout, std::uint64_t dropout_key,
-                     int n_threads);
 
 RNNKIT_END_NAMESPACE
