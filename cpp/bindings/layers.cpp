@@ -28,9 +28,17 @@ std::optional<Array<T>> plain_array(py::handle obj) {
   return arr;
 }
 
-/// One step of a unidirectional stack on checked arrays: (out, h_n, c_n or None).
+/// The arrays one step returns.
 template <class T>
-py::tuple run_step(const LayerSpec& spec, const Array<T>& params, const Array<T>& x, const T* h0, const T* c0,
+struct StepResult {
+  Array<T> out, h_n;
+  std::optional<Array<T>> c_n;  // LSTM only
+  py::object c_or_none() const { return c_n ? py::object(*c_n) : py::object(py::none()); }
+};
+
+/// One step of a unidirectional stack on checked arrays.
+template <class T>
+StepResult<T> run_step(const LayerSpec& spec, const Array<T>& params, const Array<T>& x, const T* h0, const T* c0,
                    rnnkit::StepWorkspace<T>& workspace, int n_threads) {
   const Index batch = x.shape(0), h = spec.hidden_size, layers = spec.num_layers;
   // Checked here rather than in Python: at batch 1 a numpy call per array costs more than the step.
@@ -39,25 +47,22 @@ py::tuple run_step(const LayerSpec& spec, const Array<T>& params, const Array<T>
   if (h0 != nullptr) expect_finite(h0, state_size, "h0");
   if (c0 != nullptr) expect_finite(c0, state_size, "c0");
   const bool lstm = spec.cell == CellKind::Lstm;
-  Array<T> out({batch, h});
-  Array<T> h_n({layers, batch, h});
-  std::optional<Array<T>> c_n;
-  if (lstm) c_n.emplace(std::vector<py::ssize_t>{layers, batch, h});
+  StepResult<T> r{Array<T>({batch, h}), Array<T>({layers, batch, h}), std::nullopt};
+  if (lstm) r.c_n.emplace(std::vector<py::ssize_t>{layers, batch, h});
   rnnkit::StepArgs<T> args;
   args.params = params.data();
   args.x = x.data();
   args.batch = batch;
   args.h0 = h0;
   args.c0 = lstm ? c0 : nullptr;
-  args.out = out.mutable_data();
-  args.h_n = h_n.mutable_data();
-  args.c_n = c_n ? c_n->mutable_data() : nullptr;
+  args.out = r.out.mutable_data();
+  args.h_n = r.h_n.mutable_data();
+  args.c_n = r.c_n ? r.c_n->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
     rnnkit::step(spec, args, workspace, n_threads);
   }
-  py::object c_obj = c_n ? py::object(*c_n) : py::object(py::none());
-  return py::make_tuple(out, h_n, c_obj);
+  return r;
 }
 
 template <class T>
@@ -106,7 +111,8 @@ void register_dtype(py::module_& m, const std::string& suffix) {
           expect_shape(params, {rnnkit::param_count(spec)}, "params");
           if (h0) expect_shape(*h0, {layers, batch, h}, "h0");
           if (c0) expect_shape(*c0, {layers, batch, h}, "c0");
-          return run_step(spec, params, x, data_or_null(h0), data_or_null(c0), workspace, n_threads);
+          const StepResult<T> r = run_step(spec, params, x, data_or_null(h0), data_or_null(c0), workspace, n_threads);
+          return py::make_tuple(r.out, r.h_n, r.c_or_none());
         },
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("workspace"),
         py::arg("n_threads"), "One step of a unidirectional stack. Returns (out, h_n, c_n or None).");
@@ -146,9 +152,9 @@ void register_dtype(py::module_& m, const std::string& suffix) {
               if (h0 == nullptr) return py::none();
             }
           }
-          const py::tuple r = run_step(spec, params, *x, h0, c0, workspace, n_threads);
-          if (lstm) return py::make_tuple(r[0], py::make_tuple(r[1], r[2]));
-          return py::make_tuple(r[0], r[1]);
+          const StepResult<T> r = run_step(spec, params, *x, h0, c0, workspace, n_threads);
+          if (lstm) return py::make_tuple(r.out, py::make_tuple(r.h_n, *r.c_n));
+          return py::make_tuple(r.out, r.h_n);
         },
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("state"), py::arg("workspace"), py::arg("n_threads"),
         "step() for arguments that need no conversion: C-contiguous aligned arrays of the dtype, x (B, input_size), "

@@ -14,8 +14,9 @@ void LayerSpec::validate() const {
 namespace {
 
 /// Visits every (layer, direction) in PyTorch's order, with the offsets of its parameters.
+/// Returns the number of parameters.
 template <class Visit>
-void walk(const LayerSpec& spec, const Visit& visit) {
+Index walk(const LayerSpec& spec, const Visit& visit) {
   const Index gh = spec.gate_width();
   Index offset = 0;
   for (Index layer = 0; layer < spec.num_layers; ++layer) {
@@ -34,6 +35,7 @@ void walk(const LayerSpec& spec, const Visit& visit) {
       visit(layer, dir, p);
     }
   }
+  return offset;
 }
 
 }  // namespace
@@ -62,9 +64,8 @@ DirectionParams direction_params(const LayerSpec& spec, Index layer, Index direc
 }
 
 Index param_count(const LayerSpec& spec) {
-  Index count = 0;
-  for (const auto& p : param_layout(spec)) count += p.size();
-  return count;
+  // Called on every layer call (the streaming step included): no names, no allocation.
+  return walk(spec, [](Index, Index, const DirectionParams&) {});
 }
 
 Index ModelSpec::head_offset() const noexcept { return rnnkit::param_count(rnn); }
