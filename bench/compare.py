@@ -133,16 +133,21 @@ def time_side_by_side(
     less), and without the pause the next library's first calls would share the cores with those
     spinning threads. Interleaving is there to cancel drift, not to charge one library for
     another's idle spinning.
+
+    Each library's block lasts about ``block_s`` (its own number of calls): a core's first
+    fraction of a millisecond after the pause runs slower, and with the same number of calls
+    for all, the fastest library's block would be mostly that start (for a 4 us step, a block
+    sized by a 140 us one is 0.6 ms long; its median came out 1.7x its steady time).
     """
     for step in steps.values():  # warm-up
         step()
         step()
-    est = 0.0
-    for step in steps.values():
+    block: Dict[str, int] = {}
+    for name, step in steps.items():
         t0 = time.perf_counter()
         step()
-        est = max(est, time.perf_counter() - t0)
-    block = max(1, min(int(block_s / max(est, 1e-9)), max_calls // 4 or 1))
+        est = time.perf_counter() - t0
+        block[name] = max(1, min(int(block_s / max(est, 1e-9)), max_calls // 4 or 1))
     times: Dict[str, List[float]] = {name: [] for name in steps}
     spent: Dict[str, float] = {name: 0.0 for name in steps}
     rnd = 0
@@ -151,7 +156,7 @@ def time_side_by_side(
         for name in order:
             step, ts = steps[name], times[name]
             time.sleep(settle_s)
-            for _ in range(block):
+            for _ in range(block[name]):
                 t0 = time.perf_counter()
                 step()
                 dt = time.perf_counter() - t0
