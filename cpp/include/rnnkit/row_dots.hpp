@@ -3,9 +3,11 @@
 //
 // One matrix-vector product per row of H reads all of W once per row; with W too large for L2
 // (an LSTM's W_hh is 4 MB at H=512) that traffic is the whole cost. dot_rows reads each row of W
-// once for all rows of H: two rows of W at a time are multiplied with every row of H, keeping
-// 2 x rows vector accumulators in registers. Written with Eigen's packet primitives, so every
-// SIMD level (SSE2, AVX2+FMA, AVX-512) gets its own vector width.
+// once for all rows of H: a few rows of W at a time (four for 1-2 rows of H, three for 3-4) are
+// multiplied with every row of H, their products kept in vector registers, while the next rows
+// of W are prefetched. Written with Eigen's packet primitives, so every SIMD level (SSE2,
+// AVX2+FMA, AVX-512) gets its own vector width; every kernel forms each output as the same sum
+// in the same order, so the rows of H may be split between kernels without changing a bit.
 #pragma once
 
 #include <Eigen/Core>
@@ -136,6 +138,68 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
   if (j < w_rows) dot_rows_fixed<T, R>(w + j * depth, w_rows - j, depth, h, ld_h, out + j, ld_out);
 }
 
+/// dot_rows_fixed for three or four rows of H: three rows of W at a time (3 x R accumulators and
+/// the three rows' packets fill the sixteen AVX2 registers at R = 4), the next three prefetched.
+/// Each output is the same sum in the same order as in dot_rows_fixed.
+template <class T, int R>
+void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
+  static_assert(R == 3 || R == 4, "three or four rows of H");
+  using Eigen::internal::pmadd;
+  using Eigen::internal::ploadu;
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  constexpr Index kWidth = Eigen::internal::packet_traits<T>::size;
+  constexpr Index kLine = 64 / sizeof(T);
+  const Index vec_end = depth / kWidth * kWidth;
+  const T* x0 = h;
+  const T* x1 = h + ld_h;
+  const T* x2 = h + 2 * ld_h;
+  const T* x3 = h + (R == 4 ? 3 * ld_h : 0);
+  Index j = 0;
+  for (; j + 3 <= w_rows; j += 3) {
+    const T* w0 = w + j * depth;
+    const T* w1 = w0 + depth;
+    const T* w2 = w1 + depth;
+    const T* next = w2 + depth;
+    const Packet zero = Eigen::internal::pset1<Packet>(T(0));
+    Packet a0 = zero, a1 = zero, a2 = zero, a3 = zero;  // row 0 of W with rows 0-3 of H
+    Packet b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+    Packet c0 = zero, c1 = zero, c2 = zero, c3 = zero;
+    Index fetched = 0;
+    for (Index k = 0; k < vec_end; k += kWidth) {
+      for (; fetched < 3 * (k + kWidth); fetched += kLine) __builtin_prefetch(next + fetched, 0, 3);
+      const Packet p0 = ploadu<Packet>(w0 + k), p1 = ploadu<Packet>(w1 + k), p2 = ploadu<Packet>(w2 + k);
+      Packet x = ploadu<Packet>(x0 + k);
+      a0 = pmadd(p0, x, a0);
+      b0 = pmadd(p1, x, b0);
+      c0 = pmadd(p2, x, c0);
+      x = ploadu<Packet>(x1 + k);
+      a1 = pmadd(p0, x, a1);
+      b1 = pmadd(p1, x, b1);
+      c1 = pmadd(p2, x, c1);
+      x = ploadu<Packet>(x2 + k);
+      a2 = pmadd(p0, x, a2);
+      b2 = pmadd(p1, x, b2);
+      c2 = pmadd(p2, x, c2);
+      if constexpr (R == 4) {
+        x = ploadu<Packet>(x3 + k);
+        a3 = pmadd(p0, x, a3);
+        b3 = pmadd(p1, x, b3);
+        c3 = pmadd(p2, x, c3);
+      }
+    }
+    const auto finish = [&](const Packet& acc, const T* wi, const T* x, Index r, Index col) {
+      T s = Eigen::internal::predux(acc);
+      for (Index k = vec_end; k < depth; ++k) s += wi[k] * x[k];
+      out[r * ld_out + col] = s;
+    };
+    finish(a0, w0, x0, 0, j), finish(b0, w1, x0, 0, j + 1), finish(c0, w2, x0, 0, j + 2);
+    finish(a1, w0, x1, 1, j), finish(b1, w1, x1, 1, j + 1), finish(c1, w2, x1, 1, j + 2);
+    finish(a2, w0, x2, 2, j), finish(b2, w1, x2, 2, j + 1), finish(c2, w2, x2, 2, j + 2);
+    if constexpr (R == 4) finish(a3, w0, x3, 3, j), finish(b3, w1, x3, 3, j + 1), finish(c3, w2, x3, 3, j + 2);
+  }
+  if (j < w_rows) dot_rows_fixed<T, R>(w + j * depth, w_rows - j, depth, h, ld_h, out + j, ld_out);
+}
+
 }  // namespace row_dots_detail
 
 /// out[r, 0:w_rows] = W h[r, :] for r < rows, W the row-major [w_rows, depth] block at `w`,
@@ -145,14 +209,15 @@ void dot_rows(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, Ind
               Index ld_out) noexcept {
   using row_dots_detail::dot_rows_fixed;
   using row_dots_detail::dot_rows_four;
+  using row_dots_detail::dot_rows_three;
   for (Index r = 0; r < rows; r += kMaxDotRows) {
     const T* hr = h + r * ld_h;
     T* o = out + r * ld_out;
     switch (std::min(rows - r, kMaxDotRows)) {
       case 1: dot_rows_four<T, 1>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
       case 2: dot_rows_four<T, 2>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
-      case 3: dot_rows_fixed<T, 3>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
-      default: dot_rows_fixed<T, 4>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
+      case 3: dot_rows_three<T, 3>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
+      default: dot_rows_three<T, 4>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
     }
   }
 }
