@@ -113,24 +113,37 @@ void packed_product(const PackedRows<T>& a, const T* b, Index rows, T* out, Inde
   });
 }
 
+/// Rows (steps x batch) of gate gradients backward holds at once (at least one step): the weight
+/// gradients are one product per chunk, and the buffer is about 256 x GH instead of T x B x GH
+/// (an LSTM at B=64 T=200 H=256: 1 MB instead of 52 MB, as much as all the activations its tape
+/// keeps). 256 and 1024 rows ran the training step equally fast, at one and two threads, and
+/// both faster than the whole T x B at once, whose buffer left the cache before the products
+/// read it (bench/NOTES.md, 2026-11-27).
+constexpr Index kGradChunkRows = 256;
+
 /// Up to this many input rows (steps x batch) the input projection is dot_rows (W_ih read once
 /// per 4 rows): packing all of W_ih first costs more (bench/NOTES.md, 2026-11-27: 16 rows of
 /// W 2048 x 512, dot_rows 515 us, packing 272 + packed product 348 us).
 constexpr Index kMaxGemvProjectionRows = 16;
 
-/// `w` ([rows, depth] row-major) packed: `packed` itself when `source` shows it was packed from
-/// these very values, else repacked into its memory (and `source` updated).
+/// `w` ([rows, depth] row-major) packed: `packed` itself when `reuse` and `source` shows it was
+/// packed from these very values, else repacked into its memory (and `source` updated, or, without
+/// `reuse`, released).
 template <class T>
 const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
-                                    Index rows, Index depth) {
+                                    Index rows, Index depth, bool reuse) {
   const auto n = static_cast<std::size_t>(rows * depth);
-  if (packed && packed->rows() == rows && packed->depth() == depth && source.size() == n &&
+  if (reuse && packed && packed->rows() == rows && packed->depth() == depth && source.size() == n &&
       std::memcmp(source.data(), w, n * sizeof(T)) == 0) {
     return *packed;
   }
   AlignedVector<T> storage = packed ? std::move(*packed).release() : AlignedVector<T>{};
   packed.reset();
-  source.assign(w, w + n);
+  if (reuse) {
+    source.assign(w, w + n);
+  } else {
+    AlignedVector<T>().swap(source);
+  }
   packed.emplace(w, rows, depth, false, std::move(storage));
   return *packed;
 }
@@ -158,7 +171,7 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
   // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
   std::optional<PackedRows<T>> local;
   const PackedRows<T>& w = cache != nullptr
-                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width)
+                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width, cache->reuse)
                                : local.emplace(c.w_ih, gh, c.input_width);
   if (c.b_ih != nullptr) {
     for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);

@@ -144,7 +144,8 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
     if (nj > 0 && (batch > kMaxGemvRows || worth_packing(steps, batch))) {
       for (Index k = 0; k < gates; ++k) {
         const auto i = static_cast<std::size_t>(id * gates + k);
-        packed.push_back(&packed_weights(cache.hh_units[i], cache.hh_unit_sources[i], c.w_hh + (k * h + j0) * h, nj, h));
+        packed.push_back(
+            &packed_weights(cache.hh_units[i], cache.hh_unit_sources[i], c.w_hh + (k * h + j0) * h, nj, h, cache.reuse));
       }
     }
     AlignedVector<T> scratch(static_cast<std::size_t>(packed.empty() ? 0 : PackedRows<T>::scratch_size(batch) *
@@ -210,11 +211,13 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
   }
 }
 
-/// Backward time loop over batch rows [b0, b0 + rows); dh_carry and dc hold those rows.
+/// Steps of the backward loop run over batch rows [b0, b0 + rows), s from s_end - 1 down to
+/// s_begin (t = s, or T-1-s in reverse); dh_carry and dc hold those rows. dgx and dgh hold the
+/// gate gradients of the steps from t_first on.
 template <class T>
 void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
                    const T* grad_output, T* dgx, T* dgh, T* dh_carry, T* dc, Index b0, Index rows,
-                   int step_threads, const PackedRows<T>* w_hh_t) {
+                   int step_threads, const PackedRows<T>* w_hh_t, Index s_begin, Index s_end, Index t_first) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const Index dirs = c.spec.directions(), state_size = batch * h;
   const bool lstm = c.spec.cell == CellKind::Lstm;
@@ -223,7 +226,7 @@ void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Directi
   AlignedVector<T> scratch(w_hh_t != nullptr ? static_cast<std::size_t>(w_hh_t->row_blocks() *
                                                                        PackedRows<T>::scratch_size(rows))
                                              : 0);
-  for (Index s = steps - 1; s >= 0; --s) {
+  for (Index s = s_end - 1; s >= s_begin; --s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
     const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
@@ -251,8 +254,8 @@ void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Directi
     }
     if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
     step.grad_h = dh.data();
-    step.grad_gates_input = dgx + (t * batch + b0) * gh;
-    step.grad_gates_hidden = dgh + (t * batch + b0) * gh;
+    step.grad_gates_input = dgx + ((t - t_first) * batch + b0) * gh;
+    step.grad_gates_hidden = dgh + ((t - t_first) * batch + b0) * gh;
     step.grad_h_prev = dh_carry;
     step.active = active;
     cell_backward(c.spec.cell, step);
@@ -264,7 +267,8 @@ void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Directi
 /// ([T, B, dirs*H], pre-zeroed) and its final state.
 template <class T>
 void forward_direction(const DirectionContext<T>& c, const T* input, const ForwardArgs<T>& args,
-                       T* output, typename Tape<T>::Direction& tape, typename Tape<T>::Scratch& scratch) {
+                       T* output, typename Tape<T>::Direction& tape, typename Tape<T>::Scratch& scratch,
+                       bool training) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
@@ -279,6 +283,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     scratch.packed.resize(static_cast<std::size_t>(c.state_index() + 1));
   }
   auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
+  cache.reuse = !training;
   project_inputs(c, input, tape.gates.data(), &cache);
 
   // Initial state into the slot the first step reads.
@@ -306,7 +311,9 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     // Over several steps the recurrent weights are packed once instead of by every step's product.
     const PackedRows<T>* w_hh = nullptr;
     const Index rows = batch / plan.batch_threads;  // per thread, at least
-    if (rows > kMaxGemvRows || worth_packing(steps, rows)) w_hh = &packed_weights(cache.hh, cache.hh_source, c.w_hh, gh, h);
+    if (rows > kMaxGemvRows || worth_packing(steps, rows)) {
+      w_hh = &packed_weights(cache.hh, cache.hh_source, c.w_hh, gh, h, cache.reuse);
+    }
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
       forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh);
     });
@@ -330,11 +337,14 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
   const Index state_size = batch * h;
-  const Index rows = steps * batch;
   const Index k = c.state_index();
 
-  // Every row of both is written (rows past their length with zeros), so no clearing.
-  scratch.grad_gates.resize(static_cast<std::size_t>(rows * gh));
+  // The gate gradients of a chunk of steps at a time (about kGradChunkRows rows): the weight
+  // gradients and dL/d(input) are one product per chunk, and the buffer stays a fraction of the
+  // activations instead of another T x B x GH. Every row of both is written (rows past their
+  // length with zeros), so no clearing.
+  const Index chunk = std::min(steps, std::max<Index>(1, kGradChunkRows / batch));
+  scratch.grad_gates.resize(static_cast<std::size_t>(chunk * batch * gh));
   if (gru) scratch.grad_gates_hidden.resize(scratch.grad_gates.size());
   T* dgx = scratch.grad_gates.data();
   T* dgh = gru ? scratch.grad_gates_hidden.data() : dgx;
@@ -350,41 +360,46 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   if (rows_per_thread > kMaxGemvRows || worth_packing_transposed(steps, rows_per_thread)) {
     w_hh_t.emplace(c.w_hh, h, gh, true, std::move(scratch.packed_hh));
   }
-  parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
-    backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
-                  b0, n, plan.step_threads, w_hh_t ? &*w_hh_t : nullptr);
-  });
+  // dL/d(input) += dG_x W_ih, with W_ih^T packed (as the input projection packs W_ih).
+  PackedRows<T> w_ih_t(c.w_ih, c.input_width, gh, true, std::move(scratch.packed_ih));
+
+  const DirectionParams p = direction_params(c.spec, c.layer, c.reverse ? 1 : 0);
+  MatrixMap<T> dw_ih(grad_params + p.weight_ih, gh, c.input_width);
+  MatrixMap<T> dw_hh(grad_params + p.weight_hh, gh, h);
+  const T* h_prev_all = tape.states.data() + (c.reverse ? state_size : 0);  // row t*B+b: h before step t
+  for (Index s_end = steps; s_end > 0; s_end -= chunk) {
+    const Index s_begin = std::max<Index>(0, s_end - chunk);
+    const Index t_first = c.reverse ? steps - s_end : s_begin;
+    parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
+      backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
+                    b0, n, plan.step_threads, w_hh_t ? &*w_hh_t : nullptr, s_begin, s_end, t_first);
+    });
+
+    // Weight and bias gradients of the chunk's steps at once.
+    const Index first_row = t_first * batch, n_rows = (s_end - s_begin) * batch;
+    const ConstMatrixMap<T> gx(dgx, n_rows, gh);
+    const ConstMatrixMap<T> ghid(dgh, n_rows, gh);
+    const ConstMatrixMap<T> x(input + first_row * c.input_width, n_rows, c.input_width);
+    const ConstMatrixMap<T> hp(h_prev_all + first_row * h, n_rows, h);
+    const int w_threads =
+        c.n_threads > 1 ? threads_for(2.0 * n_rows * gh * (c.input_width + h), gh / 16, c.n_threads) : 1;
+    parallel_blocks(gh, w_threads, 16, [&](Index r0, Index n) {
+      dw_ih.middleRows(r0, n).noalias() += gx.middleCols(r0, n).transpose() * x;
+      dw_hh.middleRows(r0, n).noalias() += ghid.middleCols(r0, n).transpose() * hp;
+    });
+    if (c.spec.bias) {
+      add_column_sums<T>(gx, grad_params + p.bias_ih);
+      add_column_sums<T>(ghid, grad_params + p.bias_hh);
+    }
+    const int x_threads =
+        c.n_threads > 1 ? threads_for(2.0 * n_rows * gh * c.input_width, n_rows, c.n_threads) : 1;
+    packed_product(w_ih_t, dgx, n_rows, grad_input + first_row * c.input_width, c.input_width, true, x_threads);
+  }
   if (w_hh_t) scratch.packed_hh = std::move(*w_hh_t).release();
+  scratch.packed_ih = std::move(w_ih_t).release();
 
   std::copy(dh_carry.begin(), dh_carry.end(), args.grad_h0 + k * state_size);
   if (lstm && args.grad_c0 != nullptr) std::copy(dc.begin(), dc.end(), args.grad_c0 + k * state_size);
-
-  // Weight and bias gradients over all steps at once.
-  const DirectionParams p = direction_params(c.spec, c.layer, c.reverse ? 1 : 0);
-  const ConstMatrixMap<T> gx(dgx, rows, gh);
-  const ConstMatrixMap<T> ghid(dgh, rows, gh);
-  const ConstMatrixMap<T> x(input, rows, c.input_width);
-  const T* h_prev_all = tape.states.data() + (c.reverse ? state_size : 0);
-  const ConstMatrixMap<T> hp(h_prev_all, rows, h);
-  MatrixMap<T> dw_ih(grad_params + p.weight_ih, gh, c.input_width);
-  MatrixMap<T> dw_hh(grad_params + p.weight_hh, gh, h);
-  const int w_threads =
-      c.n_threads > 1 ? threads_for(2.0 * rows * gh * (c.input_width + h), gh / 16, c.n_threads) : 1;
-  parallel_blocks(gh, w_threads, 16, [&](Index r0, Index n) {
-    dw_ih.middleRows(r0, n).noalias() += gx.middleCols(r0, n).transpose() * x;
-    dw_hh.middleRows(r0, n).noalias() += ghid.middleCols(r0, n).transpose() * hp;
-  });
-  if (c.spec.bias) {
-    add_column_sums<T>(gx, grad_params + p.bias_ih);
-    add_column_sums<T>(ghid, grad_params + p.bias_hh);
-  }
-
-  // dL/d(input) += dG_x W_ih, with W_ih^T packed (as the input projection packs W_ih).
-  PackedRows<T> w_ih_t(c.w_ih, c.input_width, gh, true, std::move(scratch.packed_ih));
-  const int x_threads =
-      c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, c.n_threads) : 1;
-  packed_product(w_ih_t, dgx, rows, grad_input, c.input_width, true, x_threads);
-  scratch.packed_ih = std::move(w_ih_t).release();
 }
 
 }  // namespace
@@ -425,9 +440,10 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     input = dst.data();
   }
   const bool use_dropout = options.training && options.dropout > 0.0;
-  // The top layer of an inference call in the caller's (time-major) order writes straight into
-  // args.out: copying a finished output over costs as much as a tenth of a mid-sized forward.
-  const bool direct = !options.training && !options.batch_first;
+  // In the caller's (time-major) order the top layer writes straight into args.out (backward
+  // does not read it): copying a finished output over cost 4% of a mid-sized forward, and its
+  // buffer as much memory again.
+  const bool direct = !options.batch_first;
   const auto output_size = static_cast<std::size_t>(steps * batch * dirs * h);
   for (Index l = 0; l < num_layers; ++l) {
     const bool top = l + 1 == num_layers;
@@ -447,7 +463,7 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
       auto& dir_tape =
           options.training ? tape.layers[static_cast<std::size_t>(l)].directions[static_cast<std::size_t>(d)]
                            : scratch.direction;
-      forward_direction(c, input, args, out, dir_tape, scratch);
+      forward_direction(c, input, args, out, dir_tape, scratch, options.training);
     }
     if (options.training && !top) {
       auto& scale = tape.layers[static_cast<std::size_t>(l + 1)].dropout_scale;
@@ -475,27 +491,38 @@ void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
   const std::uint8_t* active = tape.active.empty() ? nullptr : tape.active.data();
   auto& scratch = tape.scratch;
 
+  // In the caller's (time-major) order the caller's dL/d(out) is read, and layer 0's dL/dx
+  // written, in place: no copies, and no buffers of their size.
+  const bool direct = !tape.batch_first;
   const T* grad_output = nullptr;
-  if (args.grad_out != nullptr) {
+  if (args.grad_out != nullptr && direct) {
+    grad_output = args.grad_out;
+  } else if (args.grad_out != nullptr) {
     scratch.grad_output.resize(static_cast<std::size_t>(steps * batch * dirs * h));
     to_time_major(args.grad_out, scratch.grad_output.data(), steps, batch, dirs * h, tape.batch_first);
     grad_output = scratch.grad_output.data();
   }
   for (Index l = spec.num_layers - 1; l >= 0; --l) {
     const auto& layer = tape.layers[static_cast<std::size_t>(l)];
-    AlignedVector<T>& grad_input = scratch.grad_input;
-    grad_input.assign(static_cast<std::size_t>(steps * batch * spec.layer_input_size(l)), T(0));
+    const auto input_size = static_cast<std::size_t>(steps * batch * spec.layer_input_size(l));
+    T* grad_input = args.grad_x;
+    if (l == 0 && direct) {
+      std::fill_n(grad_input, input_size, T(0));
+    } else {
+      scratch.grad_input.assign(input_size, T(0));
+      grad_input = scratch.grad_input.data();
+    }
     for (Index d = 0; d < dirs; ++d) {
       const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, n_threads);
       backward_direction(c, layer.directions[static_cast<std::size_t>(d)], layer.input.data(), grad_output, args,
-                         grad_input.data(), args.grad_params, scratch);
+                         grad_input, args.grad_params, scratch);
     }
     if (!layer.dropout_scale.empty()) {
-      ArrayMap<T>(grad_input.data(), static_cast<Index>(grad_input.size())) *=
+      ArrayMap<T>(grad_input, static_cast<Index>(input_size)) *=
           ConstArrayMap<T>(layer.dropout_scale.data(), static_cast<Index>(layer.dropout_scale.size()));
     }
     if (l == 0) {
-      from_time_major(grad_input.data(), args.grad_x, steps, batch, spec.input_size, tape.batch_first);
+      if (!direct) from_time_major(grad_input, args.grad_x, steps, batch, spec.input_size, tape.batch_first);
     } else {
       std::swap(scratch.grad_output, scratch.grad_input);  // this layer's dL/d(input) feeds the one below
       grad_output = scratch.grad_output.data();
