@@ -282,3 +282,21 @@ def test_parity_with_threads(cell, n_threads):
         tm = make_torch(cell, D, H, L, bidirectional=True, dtype="float64", state_dict=m.state_dict())
         p = make_problem(cell, T, B, D, H, L, True, "float64", with_lengths=B >= 3, seed=8)
         compare_results(rnnkit_run(m, p), torch_run(tm, p), RTOL["float64"])
+
+
+LONG_GRID = list(itertools.product(CELLS, (False, True), DTYPES))
+
+
+@pytest.mark.parametrize("cell,batch_first,dtype", LONG_GRID,
+                         ids=[f"{c}-{'bf' if b else 'tf'}-{d}" for c, b, d in LONG_GRID])
+def test_long_sequences_span_several_gradient_chunks(cell, batch_first, dtype):
+    """Backward holds the gate gradients of about 256 rows (steps x batch) at a time: at B=5,
+    T=150 that is three chunks of 51, 51 and 48 steps, walked forwards by the reverse direction
+    and backwards by the forward one, with sequences ending inside each chunk."""
+    steps, batch = 150, 5
+    m, tm = _pair(cell, 2, True, dtype, batch_first=batch_first, seed=21)
+    p = make_problem(cell, steps, batch, D, H, 2, True, dtype, batch_first=batch_first,
+                     lengths=[150, 37, 120, 51, 102], seed=22)
+    ours = rnnkit_run(m, p)
+    compare_results(ours, torch_run(tm, p), RTOL[dtype])
+    _check_padding_zero(ours, p, "rnnkit")
