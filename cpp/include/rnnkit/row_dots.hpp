@@ -10,6 +10,8 @@
 // in the same order, so the rows of H may be split between kernels without changing a bit.
 #pragma once
 
+#include <algorithm>
+
 #include <Eigen/Core>
 
 #include "rnnkit/tensor.hpp"
@@ -21,55 +23,27 @@ inline constexpr Index kMaxDotRows = 4;
 
 namespace row_dots_detail {
 
+/// The reference form of every kernel below, used for the rows of W they leave over (fewer than
+/// a block): out[r, j] = W[j, :] . h[r, :], summed packet by packet in order, then across the
+/// packet, then the scalar tail. The block kernels form the same sums in the same order.
 template <class T, int R>
 void dot_rows_fixed(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
   using Packet = typename Eigen::internal::packet_traits<T>::type;
   constexpr Index kWidth = Eigen::internal::packet_traits<T>::size;
-  constexpr Index kLine = 64 / sizeof(T);  // values per cache line
   const Index vec_end = depth / kWidth * kWidth;
-  Index j = 0;
-  for (; j + 2 <= w_rows; j += 2) {
-    const T* w0 = w + j * depth;
-    const T* w1 = w0 + depth;
-    Packet acc0[R], acc1[R];
-    for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = Eigen::internal::pset1<Packet>(T(0));
-    const T* next = w1 + depth;  // the next two rows, prefetched at twice the pace of k
-    Index fetched = 0;
-    for (Index k = 0; k < vec_end; k += kWidth) {
-      for (; fetched < 2 * (k + kWidth); fetched += kLine) __builtin_prefetch(next + fetched, 0, 3);
-      const Packet a = Eigen::internal::ploadu<Packet>(w0 + k);
-      const Packet b = Eigen::internal::ploadu<Packet>(w1 + k);
-      for (int r = 0; r < R; ++r) {
-        const Packet x = Eigen::internal::ploadu<Packet>(h + r * ld_h + k);
-        acc0[r] = Eigen::internal::pmadd(a, x, acc0[r]);
-        acc1[r] = Eigen::internal::pmadd(b, x, acc1[r]);
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      T s0 = Eigen::internal::predux(acc0[r]);
-      T s1 = Eigen::internal::predux(acc1[r]);
-      const T* x = h + r * ld_h;
-      for (Index k = vec_end; k < depth; ++k) {
-        s0 += w0[k] * x[k];
-        s1 += w1[k] * x[k];
-      }
-      out[r * ld_out + j] = s0;
-      out[r * ld_out + j + 1] = s1;
-    }
-  }
-  if (j < w_rows) {  // an odd last row of W
-    const T* w0 = w + j * depth;
+  for (Index j = 0; j < w_rows; ++j) {
+    const T* wj = w + j * depth;
     Packet acc[R];
     for (int r = 0; r < R; ++r) acc[r] = Eigen::internal::pset1<Packet>(T(0));
     for (Index k = 0; k < vec_end; k += kWidth) {
-      const Packet a = Eigen::internal::ploadu<Packet>(w0 + k);
+      const Packet a = Eigen::internal::ploadu<Packet>(wj + k);
       for (int r = 0; r < R; ++r) {
         acc[r] = Eigen::internal::pmadd(a, Eigen::internal::ploadu<Packet>(h + r * ld_h + k), acc[r]);
       }
     }
     for (int r = 0; r < R; ++r) {
       T s = Eigen::internal::predux(acc[r]);
-      for (Index k = vec_end; k < depth; ++k) s += w0[k] * h[r * ld_h + k];
+      for (Index k = vec_end; k < depth; ++k) s += wj[k] * h[r * ld_h + k];
       out[r * ld_out + j] = s;
     }
   }
@@ -207,7 +181,6 @@ void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_
 template <class T>
 void dot_rows(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, Index rows, T* out,
               Index ld_out) noexcept {
-  using row_dots_detail::dot_rows_fixed;
   using row_dots_detail::dot_rows_four;
   using row_dots_detail::dot_rows_three;
   for (Index r = 0; r < rows; r += kMaxDotRows) {
