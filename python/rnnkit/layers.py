@@ -346,24 +346,26 @@ class _Recurrent:
         ValueError
             For a bidirectional layer (its reverse direction reads the future), or bad shapes.
         """
-        # The streaming loop's path, inlined: at H=64 each Python call here costs ~5% of a step.
-        fast = getattr(self.__dict__.get("_step_tls"), "fast", None)
-        if fast is not None:
-            n_threads = self.n_threads
-            try:
-                result = fast(self._spec, self._flat, x, state, self._step_tls.workspace,
-                              n_threads if n_threads is not None else _threads.default_threads())
-            except ValueError:  # NaN/Inf: the general path below names the argument
-                result = None
-            if result is not None:
-                return result
+        # The streaming loop's path first, written out here: at H=64 each further Python call
+        # would cost ~5% of a step. The compiled call takes C-contiguous aligned arrays of the
+        # layer's dtype and batched shapes and checks that they are finite (at batch 1 a numpy
+        # call per array costs more than the step); for anything else it returns None, and for
+        # NaN/Inf raises, and the general path below converts, checks and names the culprit.
+        local = self.__dict__.get("_step_tls")
+        if getattr(local, "fast", None) is None:
+            local = self._step_local()
+        n_threads = self.n_threads
+        try:
+            result = local.fast(self._spec, self._flat, x, state, local.workspace,
+                                n_threads if n_threads is not None else _threads.default_threads())
+        except ValueError:
+            result = None
+        if result is not None:
+            return result
         return self._step_general(x, state)
 
     def _step_general(self, x: Any, state: Optional[State]) -> tuple:
         """:meth:`step` for any arguments: conversions, checks and their messages."""
-        fast = self._step_fast(x, state)
-        if fast is not None:
-            return fast
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional layer: a bidirectional one reads the future")
         x = _checks.float_array(x, "x", self.dtype)
@@ -396,20 +398,6 @@ class _Recurrent:
         """The compiled step with this thread's reusable workspace."""
         local = self._step_local()
         return local.run(self._spec, self._flat, x, h0, c0, local.workspace, self._threads())
-
-    def _step_fast(self, x: Any, state: Any) -> Optional[tuple]:
-        """:meth:`step` without conversions, for arguments that need none (the streaming loop's case).
-
-        The compiled call returns None, and the caller takes the general path with its full
-        checks and messages, unless ``x`` and the state are already C-contiguous aligned arrays
-        of the layer's dtype and batched shapes. It checks that they are finite (at batch 1 a
-        numpy call per array costs more than the step); the general path then names the culprit.
-        """
-        local = self._step_local()
-        try:
-            return local.fast(self._spec, self._flat, x, state, local.workspace, self._threads())
-        except ValueError:  # NaN/Inf: let the general path report it with the argument's name
-            return None
 
     def backward(
         self,
