@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import rnnkit
+import rnnkit._fitting as fitting_mod
 import rnnkit.estimators as est_mod
 from rnnkit import RNNClassifier, RNNRegressor
 from rnnkit.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
@@ -734,7 +735,7 @@ def test_divergence_raises_and_keeps_previous_weights(monkeypatch, dtype):
 # ----------------------------------------------------------------------------- Ctrl-C
 def _interrupt_on_call(monkeypatch, n):
     calls = {"n": 0}
-    original = est_mod.clip_grad_norm
+    original = fitting_mod.clip_grad_norm  # called by _BatchStep, which lives there
 
     def clip(*args, **kwargs):
         calls["n"] += 1
@@ -742,7 +743,7 @@ def _interrupt_on_call(monkeypatch, n):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(est_mod, "clip_grad_norm", clip)
+    monkeypatch.setattr(fitting_mod, "clip_grad_norm", clip)
     return calls
 
 

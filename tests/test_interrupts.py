@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import rnnkit
+import rnnkit._fitting as fitting_mod
 import rnnkit.estimators as est_mod
 import rnnkit.optim
 
@@ -67,7 +68,7 @@ def test_interrupt_at_a_random_batch_leaves_a_usable_model(monkeypatch, tmp_path
     if point == "batch_start":
         monkeypatch.setattr(est_mod._BatchStep, "__call__", interrupter.wrap(est_mod._BatchStep.__call__))
     elif point == "after_gradients":
-        monkeypatch.setattr(est_mod, "clip_grad_norm", interrupter.wrap(est_mod.clip_grad_norm))
+        monkeypatch.setattr(fitting_mod, "clip_grad_norm", interrupter.wrap(fitting_mod.clip_grad_norm))
     elif point == "after_update":
         monkeypatch.setattr(rnnkit.optim.Optimizer, "step", interrupter.wrap(rnnkit.optim.Optimizer.step))
     else:

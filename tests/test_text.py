@@ -191,10 +191,10 @@ def test_language_model_reports_progress_per_epoch(capsys):
 
 
 def test_language_model_keyboard_interrupt_keeps_weights(monkeypatch):
-    import rnnkit.estimators as est_mod
+    import rnnkit._fitting as fitting_mod  # _BatchStep's module
 
     calls = {"n": 0}
-    original = est_mod.clip_grad_norm
+    original = fitting_mod.clip_grad_norm
 
     def clip(*args, **kwargs):
         calls["n"] += 1
@@ -202,7 +202,7 @@ def test_language_model_keyboard_interrupt_keeps_weights(monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(est_mod, "clip_grad_norm", clip)
+    monkeypatch.setattr(fitting_mod, "clip_grad_norm", clip)
     with pytest.warns(UserWarning, match="interrupted"):
         lm = LanguageModel(**{**TINY_LM, "batch_size": 2}).fit(CYCLE * 3)
     assert lm.n_iter_ == 1 and np.isfinite(lm._params_flat).all()

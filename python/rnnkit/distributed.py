@@ -71,14 +71,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from ._sequences import per_step_targets
-from .estimators import (
-    RNNClassifier,
-    RNNRegressor,
-    _BatchStep,
-    _make_rng,
-    _STATS_ALLREDUCE,
-    _RNNBase,
-)
+from ._fitting import _BatchStep, _make_rng
+from .estimators import RNNClassifier, RNNRegressor, _STATS_ALLREDUCE, _RNNBase
 from .exceptions import ConvergenceWarning
 
 __all__ = ["fit", "register_dask"]

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import math
 import numbers
-import sys
 import time
 import warnings
 from typing import Any, Callable, Optional
@@ -24,51 +22,26 @@ import numpy as np
 from . import _checks, _threads, optim
 from . import cuda as _cuda
 from ._backend import core
+from ._fitting import (
+    _CELLS,
+    _Base,
+    _BatchStep,
+    _check_choice,
+    _check_device,
+    _check_number,
+    _device_index,
+    _init_params,
+    _make_rng,
+    _progress,
+    _report_epoch,
+    _warn_interrupted,
+)
 from ._sequences import Sequences, per_step_targets, to_sequences
 from .exceptions import ConvergenceWarning, DataConversionWarning, not_fitted_error
 from .layers import _aligned_zeros, layer_for_mode
-from .clip import clip_grad_norm, clip_grad_value
 
-_CELLS = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh", "rnn_relu": "rnn_relu"}
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 _PREDICT_CHUNK = 4096  # sequences per C++ call at prediction time
-
-
-class _Estimator:
-    """get_params / set_params / repr with scikit-learn's conventions, for when it is absent."""
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters, by name."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "_Estimator":
-        """Set constructor parameters; unknown names raise ValueError."""
-        valid = self._param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"Invalid parameter {key!r} for estimator {type(self).__name__}. Valid parameters are: {valid!r}."
-                )
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        changed = [
-            f"{k}={v!r}" for k, v in self.get_params().items()
-            if not (isinstance(v, type(defaults.get(k))) and v == defaults.get(k))
-        ]
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-try:  # a real scikit-learn estimator where scikit-learn is installed (an optional extra)
-    from sklearn.base import BaseEstimator as _Base
-except ImportError:  # pragma: no cover - exercised where scikit-learn is not installed
-    _Base = _Estimator
 
 
 class _RNNBase(_Base):
@@ -459,190 +432,6 @@ class _RNNBase(_Base):
         save(self, path)
 
 
-# ---------------------------------------------------------------------- parameter checks
-def _device_index(model: Any) -> Optional[int]:
-    """The CUDA device number of ``model.device``, or None for the CPU."""
-    return _cuda.parse_device(getattr(model, "device", "cpu"))
-
-
-def _check_device(model: Any) -> None:
-    """TypeError / ValueError for a malformed ``device``. Whether a CUDA device is usable is checked
-    when the model first runs there (RuntimeError saying why), so that a model trained on a GPU
-    loads anywhere and can be moved with ``set_params(device="cpu")``."""
-    _device_index(model)
-
-
-def _check_choice(model: Any, name: str, options: Any) -> None:
-    """ValueError unless ``model.<name>`` is one of ``options``."""
-    if getattr(model, name) not in options:
-        raise ValueError(f"{name} must be one of {sorted(options)!r}, got {getattr(model, name)!r}")
-
-
-def _check_number(model: Any, name: str, low: float, high: float = math.inf, integer: bool = False,
-                  low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> None:
-    """TypeError / ValueError unless ``model.<name>`` is a number (an integer) in the given range."""
-    v = getattr(model, name)
-    if v is None and none_ok:
-        return
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(v, bool) or not isinstance(v, kind):
-        raise TypeError(f"{name} must be {'an integer' if integer else 'a real number'}, got {v!r}")
-    ok_low = v > low if low_open else v >= low
-    ok_high = v < high if high_open else v <= high
-    if not (ok_low and ok_high and not (isinstance(v, float) and math.isnan(v))):
-        raise ValueError(f"{name} must lie in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, got {v!r}")
-
-
-# ---------------------------------------------------------------------- training pieces
-# Shared with the models built directly on the compiled model (rnnkit.text).
-def _make_rng(random_state: Any) -> np.random.Generator:
-    """The generator for ``random_state``: None, an int, a Generator (used as is) or a RandomState."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    return np.random.default_rng(random_state)
-
-
-def _init_params(spec: Any, hidden_size: int, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
-    """A new aligned parameter buffer for ``spec``, drawn like PyTorch's defaults.
-
-    The stack uniform in ±1/sqrt(hidden_size), the head uniform in ±1/sqrt(features)
-    (``nn.Linear``), the embedding table (if any) standard normal (``nn.Embedding``).
-    """
-    flat = _aligned_zeros(spec.param_count, dtype)
-    head, embedding = spec.head_offset, spec.embedding_offset
-    bound = 1.0 / math.sqrt(hidden_size)
-    flat[:head] = rng.uniform(-bound, bound, head)
-    head_bound = 1.0 / math.sqrt(spec.features)
-    flat[head:embedding] = rng.uniform(-head_bound, head_bound, embedding - head)
-    flat[embedding:] = rng.standard_normal(flat.size - embedding)
-    return flat
-
-
-class _BatchStep:
-    """One training step of a compiled model: loss and gradients in C++, clipping, optimizer step.
-
-    A step whose loss or resulting weights are not finite is undone and raises ValueError
-    with ``diverged()``'s message.
-    """
-
-    def __init__(self, spec: Any, params: np.ndarray, grads: np.ndarray, opt: optim.Optimizer, *,
-                 dropout: float, clip_norm: Optional[float], clip_value: Optional[float], n_threads: int,
-                 diverged: Any, grad_hook: Optional[Callable[[float], float]] = None,
-                 run: Optional[Callable[..., float]] = None) -> None:
-        self.spec, self.params, self.grads, self.opt = spec, params, grads, opt
-        self.dropout, self.clip_norm, self.clip_value, self.n_threads = dropout, clip_norm, clip_value, n_threads
-        self.diverged = diverged
-        self.grad_hook = grad_hook
-        # the CPU core's loss_and_grad, or a device model's with the same signature
-        self.run = run if run is not None else getattr(core, f"model_loss_and_grad_{params.dtype.name}")
-        self.backup = np.empty_like(params)
-
-    def __call__(self, x: np.ndarray, lengths: Optional[np.ndarray], labels: Optional[np.ndarray],
-                 values: Optional[np.ndarray], key: int) -> float:
-        """Train on one batch; returns its mean loss (before the step)."""
-        loss = self.run(self.spec, self.params, x, lengths, labels, values, self.grads, self.dropout, key,
-                        self.n_threads)
-        return self.finish(loss)
-
-    def finish(self, loss: float) -> float:
-        """Clip the gradients now in ``grads`` and step; returns the batch's loss.
-
-        ``grad_hook(loss)``, where given, runs first: it may replace the gradients in place and
-        returns the loss to use (:mod:`rnnkit.distributed` averages both over processes there).
-        """
-        if self.grad_hook is not None:
-            loss = self.grad_hook(loss)
-        if not math.isfinite(loss):
-            raise ValueError(self.diverged())
-        if self.clip_value is not None:
-            clip_grad_value(self.grads, float(self.clip_value))
-        if self.clip_norm is not None:
-            clip_grad_norm(self.grads, float(self.clip_norm))
-        self.backup[...] = self.params
-        self.opt.step()
-        if not np.isfinite(self.params).all():
-            self.params[...] = self.backup
-            raise ValueError(self.diverged())
-        return loss
-
-
-def _progress(total: int, verbose: int, unit: str = "epoch") -> Any:
-    """A progress bar on stderr when verbose and stderr is a terminal: tqdm's where it is installed."""
-    if not verbose or not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _Bar(total, unit)
-    return tqdm(total=total, unit=unit, leave=False)
-
-
-class _Bar:
-    """A minimal stand-in for the part of tqdm's interface used here (no dependency needed)."""
-
-    def __init__(self, total: int, unit: str) -> None:
-        self.total, self.unit, self.n, self.postfix = max(1, total), unit, 0, ""
-        self.start = self.shown = time.perf_counter()
-        self._draw()
-
-    def _draw(self) -> None:
-        import shutil
-
-        width = shutil.get_terminal_size((80, 24)).columns - 1
-        frac = min(1.0, self.n / self.total)
-        rate = self.n / max(time.perf_counter() - self.start, 1e-9)
-        head = f"{100 * frac:3.0f}% |"
-        tail = f"| {self.n}/{self.total} [{rate:.1f} {self.unit}/s{', ' + self.postfix if self.postfix else ''}]"
-        cells = max(0, min(30, width - len(head) - len(tail)))
-        line = head + "#" * int(frac * cells) + " " * (cells - int(frac * cells)) + tail
-        sys.stderr.write("\r" + line[:width].ljust(width))
-        sys.stderr.flush()
-        self.shown = time.perf_counter()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        if time.perf_counter() - self.shown >= 0.1 or self.n >= self.total:
-            self._draw()
-
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
-        self.postfix = s
-        if refresh:
-            self._draw()
-
-    def write(self, message: str, file: Any = None) -> None:
-        self._clear()
-        print(message, file=file or sys.stdout, flush=True)
-        self._draw()
-
-    def _clear(self) -> None:
-        import shutil
-
-        sys.stderr.write("\r" + " " * (shutil.get_terminal_size((80, 24)).columns - 1) + "\r")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        self._clear()
-
-
-def _report_epoch(bar: Any, message: str, advance: int = 0, keep: bool = False) -> None:
-    """Show an epoch's summary: on the progress bar (``keep``: also as a line above it), or as a printed line."""
-    if bar is None:
-        print(message, flush=True)
-        return
-    if keep:
-        bar.write(message, file=sys.stdout)
-    bar.set_postfix_str(message)
-    bar.update(advance)
-
-
-def _warn_interrupted(model: Any, stacklevel: int) -> None:
-    warnings.warn(
-        f"{type(model).__name__}: training interrupted after {model.n_iter_} epoch(s); keeping the best weights so far.",
-        UserWarning,
-        stacklevel=stacklevel,
-    )
 
 
 class RNNClassifier(_RNNBase):

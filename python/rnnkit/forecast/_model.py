@@ -10,7 +10,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import io as _io
-from ..estimators import RNNRegressor, _Base
+from .._fitting import _Base
+from ..estimators import RNNRegressor
 from ..exceptions import not_fitted_error
 from ._transforms import SeriesTransform, as_exog, as_series, choose_differencing
 

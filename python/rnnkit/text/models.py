@@ -20,21 +20,21 @@ from .. import _checks, _threads, optim
 from .. import cuda as _cuda
 from .._backend import core
 from .._sequences import Sequences
-from ..estimators import (
-    _CELLS,
-    RNNClassifier,
+from .._fitting import (
     _Base,
     _BatchStep,
+    _CELLS,
     _check_choice,
     _check_device,
-    _device_index,
     _check_number,
+    _device_index,
     _init_params,
     _make_rng,
     _progress,
     _report_epoch,
     _warn_interrupted,
 )
+from ..estimators import RNNClassifier
 from ..exceptions import not_fitted_error
 from ..io import _json_value
 from ..layers import _aligned_zeros, layer_for_mode

@@ -23,9 +23,9 @@ import numpy as np
 
 from .. import optim
 from ..clip import clip_grad_norm
-from ..estimators import (
-    _CELLS,
+from .._fitting import (
     _Base,
+    _CELLS,
     _check_choice,
     _check_device,
     _check_number,

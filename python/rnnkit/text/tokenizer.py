@@ -8,7 +8,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..estimators import _Base
+from .._fitting import _Base
 from ..exceptions import not_fitted_error
 
 _LEVELS = ("word", "char")
