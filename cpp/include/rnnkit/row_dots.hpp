@@ -23,6 +23,16 @@ inline constexpr Index kMaxDotRows = 4;
 
 namespace row_dots_detail {
 
+/// The end of every dot product here: the packet's lanes summed, then the scalar tail
+/// W[vec_end:depth] . x[vec_end:depth] added in order. One definition, so that every kernel
+/// forms each output as the same sum in the same order.
+template <class T, class Packet>
+inline T finish_dot(const Packet& acc, const T* w, const T* x, Index vec_end, Index depth) noexcept {
+  T s = Eigen::internal::predux(acc);
+  for (Index k = vec_end; k < depth; ++k) s += w[k] * x[k];
+  return s;
+}
+
 /// The reference form of every kernel below, used for the rows of W they leave over (fewer than
 /// a block): out[r, j] = W[j, :] . h[r, :], summed packet by packet in order, then across the
 /// packet, then the scalar tail. The block kernels form the same sums in the same order.
@@ -41,11 +51,7 @@ void dot_rows_fixed(const T* w, Index w_rows, Index depth, const T* h, Index ld_
         acc[r] = Eigen::internal::pmadd(a, Eigen::internal::ploadu<Packet>(h + r * ld_h + k), acc[r]);
       }
     }
-    for (int r = 0; r < R; ++r) {
-      T s = Eigen::internal::predux(acc[r]);
-      for (Index k = vec_end; k < depth; ++k) s += wj[k] * h[r * ld_h + k];
-      out[r * ld_out + j] = s;
-    }
+    for (int r = 0; r < R; ++r) out[r * ld_out + j] = finish_dot(acc[r], wj, h + r * ld_h, vec_end, depth);
   }
 }
 
@@ -93,11 +99,7 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
         b3 = pmadd(p3, y, b3);
       }
     }
-    const auto finish = [&](const Packet& acc, const T* wi, const T* x) {
-      T s = Eigen::internal::predux(acc);
-      for (Index k = vec_end; k < depth; ++k) s += wi[k] * x[k];
-      return s;
-    };
+    const auto finish = [&](const Packet& acc, const T* wi, const T* x) { return finish_dot(acc, wi, x, vec_end, depth); };
     out[j] = finish(a0, w0, x0);
     out[j + 1] = finish(a1, w1, x0);
     out[j + 2] = finish(a2, w2, x0);
@@ -162,9 +164,7 @@ void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_
       }
     }
     const auto finish = [&](const Packet& acc, const T* wi, const T* x, Index r, Index col) {
-      T s = Eigen::internal::predux(acc);
-      for (Index k = vec_end; k < depth; ++k) s += wi[k] * x[k];
-      out[r * ld_out + col] = s;
+      out[r * ld_out + col] = finish_dot(acc, wi, x, vec_end, depth);
     };
     finish(a0, w0, x0, 0, j), finish(b0, w1, x0, 0, j + 1), finish(c0, w2, x0, 0, j + 2);
     finish(a1, w0, x1, 1, j), finish(b1, w1, x1, 1, j + 1), finish(c1, w2, x1, 1, j + 2);
