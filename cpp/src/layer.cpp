@@ -212,32 +212,33 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
 }
 
 /// Steps of the backward loop run over batch rows [b0, b0 + rows), s from s_end - 1 down to
-/// s_begin (t = s, or T-1-s in reverse); dh_carry and dc hold those rows. dgx and dgh hold the
-/// gate gradients of the steps from t_first on.
+/// s_begin (t = s, or T-1-s in reverse); dh_carry, dc and dh ([rows, H] working memory) hold
+/// those rows, `scratch` the packed product's panels (sized here on the first chunk). dgx and
+/// dgh hold the gate gradients of the steps from t_first on.
 template <class T>
 void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
-                   const T* grad_output, T* dgx, T* dgh, T* dh_carry, T* dc, Index b0, Index rows,
-                   int step_threads, const PackedRows<T>* w_hh_t, Index s_begin, Index s_end, Index t_first) {
+                   const T* grad_output, T* dgx, T* dgh, T* dh_carry, T* dc, T* dh, AlignedVector<T>& scratch,
+                   Index b0, Index rows, int step_threads, const PackedRows<T>* w_hh_t, Index s_begin, Index s_end,
+                   Index t_first) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const Index dirs = c.spec.directions(), state_size = batch * h;
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
-  AlignedVector<T> dh(static_cast<std::size_t>(rows * h));
-  AlignedVector<T> scratch(w_hh_t != nullptr ? static_cast<std::size_t>(w_hh_t->row_blocks() *
-                                                                       PackedRows<T>::scratch_size(rows))
-                                             : 0);
+  if (w_hh_t != nullptr) {
+    scratch.resize(static_cast<std::size_t>(w_hh_t->row_blocks() * PackedRows<T>::scratch_size(rows)));
+  }
   for (Index s = s_end - 1; s >= s_begin; --s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
     const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
 
     // Everything that reaches h_t: the carried gradient plus this step's output gradient.
-    std::copy_n(dh_carry, rows * h, dh.data());
+    std::copy_n(dh_carry, rows * h, dh);
     if (grad_output != nullptr) {
       for (Index r = 0; r < rows; ++r) {
         if (active != nullptr && active[r] == 0) continue;
         const T* g = grad_output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0);
-        ArrayMap<T>(dh.data() + r * h, h) += ConstArrayMap<T>(g, h);
+        ArrayMap<T>(dh + r * h, h) += ConstArrayMap<T>(g, h);
       }
     }
 
@@ -253,7 +254,7 @@ void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Directi
       step.grad_c = dc;
     }
     if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
-    step.grad_h = dh.data();
+    step.grad_h = dh;
     step.grad_gates_input = dgx + ((t - t_first) * batch + b0) * gh;
     step.grad_gates_hidden = dgh + ((t - t_first) * batch + b0) * gh;
     step.grad_h_prev = dh_carry;
@@ -367,12 +368,17 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   MatrixMap<T> dw_ih(grad_params + p.weight_ih, gh, c.input_width);
   MatrixMap<T> dw_hh(grad_params + p.weight_hh, gh, h);
   const T* h_prev_all = tape.states.data() + (c.reverse ? state_size : 0);  // row t*B+b: h before step t
+  // The row blocks' working memory, made before the chunks: a block owns the rows from its first
+  // row b0 of dh, and panels[b0], which it sizes on its first chunk.
+  AlignedVector<T> dh(static_cast<std::size_t>(state_size));
+  std::vector<AlignedVector<T>> panels(static_cast<std::size_t>(batch));
   for (Index s_end = steps; s_end > 0; s_end -= chunk) {
     const Index s_begin = std::max<Index>(0, s_end - chunk);
     const Index t_first = c.reverse ? steps - s_end : s_begin;
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
       backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
-                    b0, n, plan.step_threads, w_hh_t ? &*w_hh_t : nullptr, s_begin, s_end, t_first);
+                    dh.data() + b0 * h, panels[static_cast<std::size_t>(b0)], b0, n, plan.step_threads,
+                    w_hh_t ? &*w_hh_t : nullptr, s_begin, s_end, t_first);
     });
 
     // Weight and bias gradients of the chunk's steps at once.
