@@ -346,18 +346,16 @@ class _Recurrent:
         ValueError
             For a bidirectional layer (its reverse direction reads the future), or bad shapes.
         """
-        # The streaming loop's path first, written out here: at H=64 each further Python call
-        # would cost ~5% of a step. The compiled call takes C-contiguous aligned arrays of the
+        # The streaming loop's path first, written out here (at H=64 each Python frame between
+        # here and the compiled call costs a few % of a step). The compiled call takes C-contiguous aligned arrays of the
         # layer's dtype and batched shapes and checks that they are finite (at batch 1 a numpy
         # call per array costs more than the step); for anything else it returns None, and for
         # NaN/Inf raises, and the general path below converts, checks and names the culprit.
         local = self.__dict__.get("_step_tls")
         if getattr(local, "fast", None) is None:
             local = self._step_local()
-        n_threads = self.n_threads
         try:
-            result = local.fast(self._spec, self._flat, x, state, local.workspace,
-                                n_threads if n_threads is not None else _threads.default_threads())
+            result = local.fast(self._spec, self._flat, x, state, local.workspace, self._threads())
         except ValueError:
             result = None
         if result is not None:
