@@ -300,3 +300,27 @@ def test_long_sequences_span_several_gradient_chunks(cell, batch_first, dtype):
     ours = rnnkit_run(m, p)
     compare_results(ours, torch_run(tm, p), RTOL[dtype])
     _check_padding_zero(ours, p, "rnnkit")
+
+
+PROJECTION_GRID = list(itertools.product(CELLS, ((4, 37, 1), (5, 30, 1), (9, 11, 2), (70, 3, 1)), DTYPES))
+
+
+@pytest.mark.parametrize("cell,shape,dtype", PROJECTION_GRID,
+                         ids=[f"{c}-B{s[0]}-T{s[1]}-threads{s[2]}-{d}" for c, s, d in PROJECTION_GRID])
+def test_inputs_projected_as_the_loop_goes(cell, shape, dtype):
+    """From 4 rows per thread the forward projects the inputs in chunks of about 64 rows just
+    before the recurrence reaches them (with the whole batch in one loop: 16 and 12 steps per
+    chunk here, the last chunk shorter, walked backwards by the reverse direction) or step by
+    step (9 sequences split 4 + 5 between two threads; 70 sequences in one loop): still torch's
+    results, and inference still equal to training bit for bit."""
+    batch, steps, n_threads = shape
+    m = make_rnnkit(cell, D, H, 2, bidirectional=True, dtype=dtype, seed=31, n_threads=n_threads)
+    tm = make_torch(cell, D, H, 2, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
+    lengths = [steps - (7 * b) % steps for b in range(batch)]
+    p = make_problem(cell, steps, batch, D, H, 2, True, dtype, lengths=lengths, seed=32)
+    ours = rnnkit_run(m, p)
+    compare_results(ours, torch_run(tm, p), RTOL[dtype])
+    _check_padding_zero(ours, p, "rnnkit")
+    inference = rnnkit_forward(m, p, training=False)
+    assert np.array_equal(inference[0], ours["out"])
+    assert np.array_equal(inference[1], ours["h_n"])

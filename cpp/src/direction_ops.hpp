@@ -180,6 +180,21 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
   packed_product(w, input, rows, gates, gh, c.b_ih != nullptr, threads);
 }
 
+/// From this many batch rows per thread (every thread running its own time loop), the forward
+/// projects the inputs of about kPackedChunkRows rows at a time, just before the recurrence
+/// reaches them, instead of all steps up front: the cell then reads gates still in cache, where
+/// a [T, B, GH] buffer written up front had passed through memory (bench/NOTES.md, 2026-11-27,
+/// evening).
+constexpr Index kMinStepProjectionRows = 4;
+
+/// The forward's input projection as the loop goes: W_ih packed (nullptr: projected up front)
+/// and the layer's time-major input.
+template <class T>
+struct StepProjection {
+  const PackedRows<T>* w_ih = nullptr;
+  const T* input = nullptr;
+};
+
 /// Hidden units are split between threads in blocks of this many (a vector of floats or more).
 constexpr Index kUnitBlock = 16;
 

@@ -76,7 +76,7 @@ void cell_backward(CellKind cell, const BackwardStep<T>& step) noexcept {
 /// Forward time loop over batch rows [b0, b0 + rows).
 template <class T>
 void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, Index b0,
-                  Index rows, int step_threads, const PackedRows<T>* w_hh) {
+                  Index rows, int step_threads, const PackedRows<T>* w_hh, const StepProjection<T>& projection) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const Index dirs = c.spec.directions(), state_size = batch * h;
   const bool lstm = c.spec.cell == CellKind::Lstm;
@@ -85,16 +85,33 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   AlignedVector<T> scratch(w_hh != nullptr ? static_cast<std::size_t>(w_hh->row_blocks() *
                                                                      PackedRows<T>::scratch_size(rows))
                                            : 0);
+  // Inputs projected as the loop goes (projection.w_ih): `chunk` steps at a time, whose rows are
+  // contiguous when this loop has the whole batch.
+  const PackedRows<T>* w_ih = projection.w_ih;
+  const Index chunk = w_ih != nullptr && rows == batch ? std::max<Index>(1, kPackedChunkRows / rows) : 1;
+  AlignedVector<T> ih_scratch(w_ih != nullptr ? static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * rows))
+                                              : 0);
   for (Index s = 0; s < steps; ++s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
     const T* h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
+    if (w_ih != nullptr && s % chunk == 0) {
+      const Index n = std::min(chunk, steps - s) * rows;
+      const Index t_low = c.reverse ? steps - s - n / rows : s;  // the chunk's earliest step
+      T* dst = tape.gates.data() + (t_low * batch + b0) * gh;
+      if (c.b_ih != nullptr) {
+        for (Index r = 0; r < n; ++r) std::copy_n(c.b_ih, gh, dst + r * gh);
+      }
+      w_ih->multiply(projection.input + (t_low * batch + b0) * c.input_width, n, dst, gh, ih_scratch.data(), 0,
+                     w_ih->row_blocks(), c.b_ih != nullptr);
+    }
+    T* gates = tape.gates.data() + (t * batch + b0) * gh;
     recurrent_product(c, h_prev, rows, rec.data(), step_threads, w_hh, scratch.data());
 
     ForwardStep<T> step;
     step.batch = rows;
     step.hidden = h;
-    step.gates = tape.gates.data() + (t * batch + b0) * gh;
+    step.gates = gates;
     step.recurrent = rec.data();
     step.bias_hh = c.b_hh;
     step.h_prev = h_prev;
@@ -275,6 +292,9 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   const bool gru = c.spec.cell == CellKind::Gru;
   const Index state_size = batch * h;
 
+  const LoopPlan plan = plan_loop(c);
+  const bool per_step = plan.unit_threads <= 1 && plan.batch_threads == c.n_threads &&
+                        batch / plan.batch_threads >= kMinStepProjectionRows && steps * batch > kMaxGemvProjectionRows;
   tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
   tape.states.resize(static_cast<std::size_t>((steps + 1) * state_size));
   if (lstm) tape.cells.resize(tape.states.size());
@@ -285,7 +305,13 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   }
   auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
   cache.reuse = !training;
-  project_inputs(c, input, tape.gates.data(), &cache);
+  StepProjection<T> projection;
+  if (per_step) {
+    projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse);
+    projection.input = input;
+  } else {
+    project_inputs(c, input, tape.gates.data(), &cache);
+  }
 
   // Initial state into the slot the first step reads.
   const Index first = c.reverse ? steps : 0;
@@ -305,7 +331,6 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     }
   }
 
-  const LoopPlan plan = plan_loop(c);
   if (plan.unit_threads > 1) {
     forward_units(c, tape, output, plan.unit_threads, cache);
   } else {
@@ -316,7 +341,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
       w_hh = &packed_weights(cache.hh, cache.hh_source, c.w_hh, gh, h, cache.reuse);
     }
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
-      forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh);
+      forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh, projection);
     });
   }
 
