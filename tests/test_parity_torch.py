@@ -302,22 +302,26 @@ def test_long_sequences_span_several_gradient_chunks(cell, batch_first, dtype):
     _check_padding_zero(ours, p, "rnnkit")
 
 
-PROJECTION_GRID = list(itertools.product(CELLS, ((4, 37, 1), (5, 30, 1), (9, 11, 2), (70, 3, 1)), DTYPES))
+# (B, T, threads, H, layers)
+PROJECTION_SHAPES = ((4, 37, 1, H, 2), (5, 30, 1, H, 2), (9, 11, 2, H, 2), (70, 3, 1, H, 2), (2, 40, 2, 360, 1))
+PROJECTION_GRID = list(itertools.product(CELLS, PROJECTION_SHAPES, DTYPES))
 
 
 @pytest.mark.parametrize("cell,shape,dtype", PROJECTION_GRID,
-                         ids=[f"{c}-B{s[0]}-T{s[1]}-threads{s[2]}-{d}" for c, s, d in PROJECTION_GRID])
+                         ids=[f"{c}-B{s[0]}-T{s[1]}-threads{s[2]}-H{s[3]}-{d}" for c, s, d in PROJECTION_GRID])
 def test_inputs_projected_as_the_loop_goes(cell, shape, dtype):
     """From 4 rows per thread the forward projects the inputs in chunks of about 64 rows just
     before the recurrence reaches them (with the whole batch in one loop: 16 and 12 steps per
     chunk here, the last chunk shorter, walked backwards by the reverse direction) or step by
-    step (9 sequences split 4 + 5 between two threads; 70 sequences in one loop): still torch's
-    results, and inference still equal to training bit for bit."""
-    batch, steps, n_threads = shape
-    m = make_rnnkit(cell, D, H, 2, bidirectional=True, dtype=dtype, seed=31, n_threads=n_threads)
-    tm = make_torch(cell, D, H, 2, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
+    step (9 sequences split 4 + 5 between two threads; 70 sequences in one loop). A forward
+    that splits the hidden units between threads (B=2, H=360: steps of over 0.5 MFLOP) has each
+    thread project its own units' gates, 32 steps at a time. Still torch's results, and
+    inference still equal to training bit for bit."""
+    batch, steps, n_threads, hidden, layers = shape
+    m = make_rnnkit(cell, D, hidden, layers, bidirectional=True, dtype=dtype, seed=31, n_threads=n_threads)
+    tm = make_torch(cell, D, hidden, layers, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
     lengths = [steps - (7 * b) % steps for b in range(batch)]
-    p = make_problem(cell, steps, batch, D, H, 2, True, dtype, lengths=lengths, seed=32)
+    p = make_problem(cell, steps, batch, D, hidden, layers, True, dtype, lengths=lengths, seed=32)
     ours = rnnkit_run(m, p)
     compare_results(ours, torch_run(tm, p), RTOL[dtype])
     _check_padding_zero(ours, p, "rnnkit")

@@ -37,6 +37,8 @@ std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
     n += (p.ih ? p.ih->bytes() : 0) + (p.hh ? p.hh->bytes() : 0);
     for (const auto& u : p.hh_units) n += u ? u->bytes() : 0;
     for (const auto& u : p.hh_unit_sources) n += vector_bytes(u);
+    for (const auto& u : p.ih_units) n += u ? u->bytes() : 0;
+    for (const auto& u : p.ih_unit_sources) n += vector_bytes(u);
   }
   for (const auto& layer : t.layers) {
     n += vector_bytes(layer.input) + vector_bytes(layer.dropout_scale);

@@ -134,16 +134,22 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
 /// Forward time loop with the hidden units split between `threads` (small batches): each thread
 /// owns units [j0, j1) of every gate for the whole loop, so it computes its slice of each step's
 /// recurrent product (from its own rows of W_hh, packed once, or a matrix-vector product for one
-/// sequence) and its units' cell update; a barrier per step makes the new state whole.
+/// sequence) and its units' cell update; a barrier per step makes the new state whole. With
+/// `input` (else projected up front) each thread also projects its units' gates, about
+/// kPackedChunkRows rows at a time, from its own rows of W_ih, packed once.
 template <class T>
 void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int threads,
-                   typename Tape<T>::Packed& cache) {
+                   typename Tape<T>::Packed& cache, const T* input) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width(), gates = c.spec.gates();
   const Index dirs = c.spec.directions(), state_size = batch * h, blocks = (h + kUnitBlock - 1) / kUnitBlock;
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
   cache.hh_units.resize(static_cast<std::size_t>(threads * gates));  // each thread fills its own entries
   cache.hh_unit_sources.resize(cache.hh_units.size());
+  if (input != nullptr) {
+    cache.ih_units.resize(cache.hh_units.size());
+    cache.ih_unit_sources.resize(cache.hh_units.size());
+  }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -167,6 +173,15 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
     }
     AlignedVector<T> scratch(static_cast<std::size_t>(packed.empty() ? 0 : PackedRows<T>::scratch_size(batch) *
                                                                                packed.front()->row_blocks()));
+    // This thread's rows of W_ih, the same units of each gate, for projecting `chunk` steps at a time.
+    std::vector<const PackedRows<T>*> packed_ih;
+    for (Index k = 0; k < gates && nj > 0 && input != nullptr; ++k) {
+      const auto i = static_cast<std::size_t>(id * gates + k);
+      packed_ih.push_back(&packed_weights(cache.ih_units[i], cache.ih_unit_sources[i],
+                                          c.w_ih + (k * h + j0) * c.input_width, nj, c.input_width, cache.reuse));
+    }
+    const Index chunk = std::max<Index>(1, kPackedChunkRows / batch);
+    AlignedVector<T> ih_scratch(packed_ih.empty() ? 0 : static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * batch)));
     AlignedVector<T> gate_slice(static_cast<std::size_t>(batch * width)), rec(gate_slice.size());
     AlignedVector<T> h_prev(static_cast<std::size_t>(batch * nj)), h_next(h_prev.size());
     AlignedVector<T> c_prev(lstm ? h_prev.size() : 0), c_next(c_prev.size()), extra(gru ? h_prev.size() : 0);
@@ -179,6 +194,19 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
       const T* states_prev = tape.states.data() + slot.prev * state_size;
       T* step_gates = tape.gates.data() + t * batch * gh;
       const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t);
+      if (!packed_ih.empty() && s % chunk == 0) {  // this thread's columns of the next chunk's gates
+        const Index n = std::min(chunk, steps - s) * batch;
+        const Index t_low = c.reverse ? steps - s - n / batch : s;
+        T* dst = tape.gates.data() + t_low * batch * gh;
+        for (Index k = 0; k < gates; ++k) {
+          if (c.b_ih != nullptr) {
+            for (Index r = 0; r < n; ++r) std::copy_n(c.b_ih + k * h + j0, nj, dst + r * gh + k * h + j0);
+          }
+          const PackedRows<T>& p = *packed_ih[static_cast<std::size_t>(k)];
+          p.multiply(input + t_low * batch * c.input_width, n, dst + k * h + j0, gh, ih_scratch.data(), 0,
+                     p.row_blocks(), c.b_ih != nullptr);
+        }
+      }
       if (nj > 0) {
         for (Index k = 0; k < gates; ++k) {  // rec[:, k*nj : (k+1)*nj] = h_{t-1} W_hh[k*H + j0 : k*H + j1]^T
           if (packed.empty()) {
@@ -295,6 +323,9 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   const LoopPlan plan = plan_loop(c);
   const bool per_step = plan.unit_threads <= 1 && plan.batch_threads == c.n_threads &&
                         batch / plan.batch_threads >= kMinStepProjectionRows && steps * batch > kMaxGemvProjectionRows;
+  // Split by hidden units, each thread projects its own units' gates (no pass of its own, no
+  // thread waiting for another's half of the projection).
+  const bool units_project = plan.unit_threads > 1 && steps * batch > kMaxGemvProjectionRows;
   tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
   tape.states.resize(static_cast<std::size_t>((steps + 1) * state_size));
   if (lstm) tape.cells.resize(tape.states.size());
@@ -309,7 +340,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   if (per_step) {
     projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse);
     projection.input = input;
-  } else {
+  } else if (!units_project) {
     project_inputs(c, input, tape.gates.data(), &cache);
   }
 
@@ -332,7 +363,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   }
 
   if (plan.unit_threads > 1) {
-    forward_units(c, tape, output, plan.unit_threads, cache);
+    forward_units(c, tape, output, plan.unit_threads, cache, units_project ? input : nullptr);
   } else {
     // Over several steps the recurrent weights are packed once instead of by every step's product.
     const PackedRows<T>* w_hh = nullptr;

@@ -44,6 +44,9 @@ struct Tape {
     // The forward split by hidden units: thread i's rows of gate k of W_hh, at i * gates + k.
     std::vector<std::optional<PackedRows<T>>> hh_units;
     std::vector<AlignedVector<T>> hh_unit_sources;
+    // The same for W_ih, where those threads project their own units' gates.
+    std::vector<std::optional<PackedRows<T>>> ih_units;
+    std::vector<AlignedVector<T>> ih_unit_sources;
     // Whether the packed weights are kept for the next call (with a copy of their source to
     // check it against): inference. Training updates the weights between calls, so a training
     // forward repacks into the kept memory and keeps no copy.
