@@ -234,23 +234,22 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   return plan;
 }
 
-/// rec[rows, GH] = h[rows, H] W_hh^T (with `accumulate`, +=), split over gate columns across
-/// `threads`; from the packed weights where the caller packed them (`scratch`:
-/// packed->row_blocks() * scratch_size(rows)).
+/// rec[rows, GH] = h[rows, H] W_hh^T, split over gate columns across `threads`; from the packed
+/// weights where the caller packed them (`scratch`: packed->row_blocks() * scratch_size(rows)).
 template <class T>
 void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* rec, int threads,
-                       const PackedRows<T>* packed = nullptr, T* scratch = nullptr, bool accumulate = false) {
+                       const PackedRows<T>* packed = nullptr, T* scratch = nullptr) {
   const Index gh = c.gate_width();
   if (packed != nullptr) {
     const Index per_thread = PackedRows<T>::scratch_size(rows);
     parallel_blocks(packed->row_blocks(), threads, 1, [&](Index b0, Index nb) {
-      packed->multiply(h, rows, rec, gh, scratch + b0 * per_thread, b0, b0 + nb, accumulate);
+      packed->multiply(h, rows, rec, gh, scratch + b0 * per_thread, b0, b0 + nb);
     });
     return;
   }
   if (rows <= kMaxGemvRows) {
     parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
-      dot_rows(c.w_hh + j0 * c.hidden(), n, c.hidden(), h, c.hidden(), rows, rec + j0, gh, accumulate);
+      dot_rows(c.w_hh + j0 * c.hidden(), n, c.hidden(), h, c.hidden(), rows, rec + j0, gh);
     });
     return;
   }
@@ -258,11 +257,7 @@ void recurrent_product(const DirectionContext<T>& c, const T* h, Index rows, T* 
   const ConstMatrixMap<T> w(c.w_hh, gh, c.hidden());
   MatrixMap<T> r(rec, rows, gh);
   parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
-    if (accumulate) {
-      r.middleCols(j0, n).noalias() += hm * w.middleRows(j0, n).transpose();
-    } else {
-      r.middleCols(j0, n).noalias() = hm * w.middleRows(j0, n).transpose();
-    }
+    r.middleCols(j0, n).noalias() = hm * w.middleRows(j0, n).transpose();
   });
 }
 

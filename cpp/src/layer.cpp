@@ -81,8 +81,7 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   const Index dirs = c.spec.directions(), state_size = batch * h;
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
-  // LSTM and RNN gates take the recurrent product in place; a GRU keeps W_hn h_{t-1} apart.
-  AlignedVector<T> rec(gru ? static_cast<std::size_t>(rows * gh) : 0);
+  AlignedVector<T> rec(static_cast<std::size_t>(rows * gh));
   AlignedVector<T> scratch(w_hh != nullptr ? static_cast<std::size_t>(w_hh->row_blocks() *
                                                                      PackedRows<T>::scratch_size(rows))
                                            : 0);
@@ -107,13 +106,13 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
                      w_ih->row_blocks(), c.b_ih != nullptr);
     }
     T* gates = tape.gates.data() + (t * batch + b0) * gh;
-    recurrent_product(c, h_prev, rows, gru ? rec.data() : gates, step_threads, w_hh, scratch.data(), !gru);
+    recurrent_product(c, h_prev, rows, rec.data(), step_threads, w_hh, scratch.data());
 
     ForwardStep<T> step;
     step.batch = rows;
     step.hidden = h;
     step.gates = gates;
-    step.recurrent = gru ? rec.data() : nullptr;
+    step.recurrent = rec.data();
     step.bias_hh = c.b_hh;
     step.h_prev = h_prev;
     step.h_next = tape.states.data() + slot.next * state_size + b0 * h;

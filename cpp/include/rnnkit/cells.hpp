@@ -20,8 +20,7 @@ struct ForwardStep {
   Index hidden = 0;
   /// [B, GH] in: W_ih x_t + b_ih. Out: the activated gates, kept for the backward step.
   T* gates = nullptr;
-  /// [B, GH] W_hh h_{t-1} (no bias), or nullptr where `gates` already includes it (LSTM and
-  /// RNN; a GRU needs W_hn h_{t-1} apart).
+  /// [B, GH] W_hh h_{t-1} (no bias).
   const T* recurrent = nullptr;
   /// [GH] b_hh, or nullptr without bias.
   const T* bias_hh = nullptr;

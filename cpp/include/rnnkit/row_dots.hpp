@@ -33,18 +33,11 @@ inline T finish_dot(const Packet& acc, const T* w, const T* x, Index vec_end, In
   return s;
 }
 
-/// An output's value: the finished dot product, or (accumulate) the output plus it.
-template <class T>
-inline void store(T& out, T dot, bool accumulate) noexcept {
-  out = accumulate ? out + dot : dot;
-}
-
 /// The reference form of every kernel below, used for the rows of W they leave over (fewer than
 /// a block): out[r, j] = W[j, :] . h[r, :], summed packet by packet in order, then across the
 /// packet, then the scalar tail. The block kernels form the same sums in the same order.
 template <class T, int R>
-void dot_rows_fixed(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out,
-                    bool accumulate) noexcept {
+void dot_rows_fixed(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
   using Packet = typename Eigen::internal::packet_traits<T>::type;
   constexpr Index kWidth = Eigen::internal::packet_traits<T>::size;
   const Index vec_end = depth / kWidth * kWidth;
@@ -58,9 +51,7 @@ void dot_rows_fixed(const T* w, Index w_rows, Index depth, const T* h, Index ld_
         acc[r] = Eigen::internal::pmadd(a, Eigen::internal::ploadu<Packet>(h + r * ld_h + k), acc[r]);
       }
     }
-    for (int r = 0; r < R; ++r) {
-      store(out[r * ld_out + j], finish_dot(acc[r], wj, h + r * ld_h, vec_end, depth), accumulate);
-    }
+    for (int r = 0; r < R; ++r) out[r * ld_out + j] = finish_dot(acc[r], wj, h + r * ld_h, vec_end, depth);
   }
 }
 
@@ -69,8 +60,7 @@ void dot_rows_fixed(const T* w, Index w_rows, Index depth, const T* h, Index ld_
 /// Each output is the same sum in the same order as in dot_rows_fixed. Written out rather than as
 /// arrays of accumulators, which GCC kept on the stack.
 template <class T, int R>
-void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out,
-                   bool accumulate) noexcept {
+void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
   static_assert(R == 1 || R == 2, "one or two rows of H");
   using Eigen::internal::pmadd;
   using Eigen::internal::ploadu;
@@ -109,23 +99,26 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
         b3 = pmadd(p3, y, b3);
       }
     }
-    const auto finish = [&](const Packet& acc, const T* wi, const T* x, Index r, Index col) {
-      store(out[r * ld_out + col], finish_dot(acc, wi, x, vec_end, depth), accumulate);
-    };
-    finish(a0, w0, x0, 0, j), finish(a1, w1, x0, 0, j + 1), finish(a2, w2, x0, 0, j + 2), finish(a3, w3, x0, 0, j + 3);
+    const auto finish = [&](const Packet& acc, const T* wi, const T* x) { return finish_dot(acc, wi, x, vec_end, depth); };
+    out[j] = finish(a0, w0, x0);
+    out[j + 1] = finish(a1, w1, x0);
+    out[j + 2] = finish(a2, w2, x0);
+    out[j + 3] = finish(a3, w3, x0);
     if constexpr (R == 2) {
-      finish(b0, w0, x1, 1, j), finish(b1, w1, x1, 1, j + 1), finish(b2, w2, x1, 1, j + 2), finish(b3, w3, x1, 1, j + 3);
+      out[ld_out + j] = finish(b0, w0, x1);
+      out[ld_out + j + 1] = finish(b1, w1, x1);
+      out[ld_out + j + 2] = finish(b2, w2, x1);
+      out[ld_out + j + 3] = finish(b3, w3, x1);
     }
   }
-  if (j < w_rows) dot_rows_fixed<T, R>(w + j * depth, w_rows - j, depth, h, ld_h, out + j, ld_out, accumulate);
+  if (j < w_rows) dot_rows_fixed<T, R>(w + j * depth, w_rows - j, depth, h, ld_h, out + j, ld_out);
 }
 
 /// dot_rows_fixed for three or four rows of H: three rows of W at a time (3 x R accumulators and
 /// the three rows' packets fill the sixteen AVX2 registers at R = 4), the next three prefetched.
 /// Each output is the same sum in the same order as in dot_rows_fixed.
 template <class T, int R>
-void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out,
-                    bool accumulate) noexcept {
+void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
   static_assert(R == 3 || R == 4, "three or four rows of H");
   using Eigen::internal::pmadd;
   using Eigen::internal::ploadu;
@@ -171,34 +164,33 @@ void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_
       }
     }
     const auto finish = [&](const Packet& acc, const T* wi, const T* x, Index r, Index col) {
-      store(out[r * ld_out + col], finish_dot(acc, wi, x, vec_end, depth), accumulate);
+      out[r * ld_out + col] = finish_dot(acc, wi, x, vec_end, depth);
     };
     finish(a0, w0, x0, 0, j), finish(b0, w1, x0, 0, j + 1), finish(c0, w2, x0, 0, j + 2);
     finish(a1, w0, x1, 1, j), finish(b1, w1, x1, 1, j + 1), finish(c1, w2, x1, 1, j + 2);
     finish(a2, w0, x2, 2, j), finish(b2, w1, x2, 2, j + 1), finish(c2, w2, x2, 2, j + 2);
     if constexpr (R == 4) finish(a3, w0, x3, 3, j), finish(b3, w1, x3, 3, j + 1), finish(c3, w2, x3, 3, j + 2);
   }
-  if (j < w_rows) dot_rows_fixed<T, R>(w + j * depth, w_rows - j, depth, h, ld_h, out + j, ld_out, accumulate);
+  if (j < w_rows) dot_rows_fixed<T, R>(w + j * depth, w_rows - j, depth, h, ld_h, out + j, ld_out);
 }
 
 }  // namespace row_dots_detail
 
 /// out[r, 0:w_rows] = W h[r, :] for r < rows, W the row-major [w_rows, depth] block at `w`,
-/// `h` rows `ld_h` apart, `out` rows `ld_out` apart; with `accumulate`, out += W h[r, :] (each
-/// output plus its finished dot product). Any `rows`: passes of up to kMaxDotRows.
+/// `h` rows `ld_h` apart, `out` rows `ld_out` apart. Any `rows`: passes of up to kMaxDotRows.
 template <class T>
 void dot_rows(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, Index rows, T* out,
-              Index ld_out, bool accumulate = false) noexcept {
+              Index ld_out) noexcept {
   using row_dots_detail::dot_rows_four;
   using row_dots_detail::dot_rows_three;
   for (Index r = 0; r < rows; r += kMaxDotRows) {
     const T* hr = h + r * ld_h;
     T* o = out + r * ld_out;
     switch (std::min(rows - r, kMaxDotRows)) {
-      case 1: dot_rows_four<T, 1>(w, w_rows, depth, hr, ld_h, o, ld_out, accumulate); break;
-      case 2: dot_rows_four<T, 2>(w, w_rows, depth, hr, ld_h, o, ld_out, accumulate); break;
-      case 3: dot_rows_three<T, 3>(w, w_rows, depth, hr, ld_h, o, ld_out, accumulate); break;
-      default: dot_rows_three<T, 4>(w, w_rows, depth, hr, ld_h, o, ld_out, accumulate); break;
+      case 1: dot_rows_four<T, 1>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
+      case 2: dot_rows_four<T, 2>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
+      case 3: dot_rows_three<T, 3>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
+      default: dot_rows_three<T, 4>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
     }
   }
 }

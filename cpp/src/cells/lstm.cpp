@@ -20,7 +20,7 @@ void LstmCell<T>::forward(const ForwardStep<T>& s) noexcept {
     }
     for (Index k = 0; k < 4; ++k) {
       auto pre = gate(s.gates, b, gh, h, k);
-      if (s.recurrent != nullptr) pre += gate(s.recurrent, b, gh, h, k);
+      pre += gate(s.recurrent, b, gh, h, k);
       if (s.bias_hh != nullptr) pre += cells::bias_block(s.bias_hh, h, k);
     }
     auto i = gate(s.gates, b, gh, h, 0);

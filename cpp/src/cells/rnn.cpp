@@ -15,7 +15,7 @@ void RnnCell<T>::forward(const ForwardStep<T>& s, bool relu) noexcept {
       continue;
     }
     auto pre = cells::gate(s.gates, b, h, h, 0);
-    if (s.recurrent != nullptr) pre += cells::gate(s.recurrent, b, h, h, 0);
+    pre += cells::gate(s.recurrent, b, h, h, 0);
     if (s.bias_hh != nullptr) pre += cells::bias_block(s.bias_hh, h, 0);
     if (relu) {
       pre = pre.max(T(0));
