@@ -1,0 +1,208 @@
+// The layer driver's backward pass (back-propagation through time): per layer, top to bottom,
+// and per direction, the steps in reverse over chunks of about kGradChunkRows rows, each chunk's
+// weight gradients and dL/d(input) one product; dropout's masks applied on the way down.
+#include <algorithm>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "direction_ops.hpp"
+#include "layer_ops.hpp"
+#include "rnnkit/cells.hpp"
+#include "rnnkit/layer.hpp"
+#include "rnnkit/packed_gemm.hpp"
+#include "rnnkit/parallel.hpp"
+
+RNNKIT_BEGIN_NAMESPACE
+
+namespace {
+
+using namespace direction_ops;  // NOLINT: the direction's context and products, split out for length
+using namespace layer_ops;      // NOLINT: time-major copies and the cell dispatch
+
+/// Steps of the backward loop run over batch rows [b0, b0 + rows), s from s_end - 1 down to
+/// s_begin (t = s, or T-1-s in reverse); dh_carry, dc and dh ([rows, H] working memory) hold
+/// those rows, `scratch` the packed product's panels (sized here on the first chunk). dgx and
+/// dgh hold the gate gradients of the steps from t_first on.
+template <class T>
+void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
+                   const T* grad_output, T* dgx, T* dgh, T* dh_carry, T* dc, T* dh, AlignedVector<T>& scratch,
+                   Index b0, Index rows, int step_threads, const PackedRows<T>* w_hh_t, Index s_begin, Index s_end,
+                   Index t_first) {
+  const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
+  const Index dirs = c.spec.directions(), state_size = batch * h;
+  const bool lstm = c.spec.cell == CellKind::Lstm;
+  const bool gru = c.spec.cell == CellKind::Gru;
+  if (w_hh_t != nullptr) {
+    scratch.resize(static_cast<std::size_t>(w_hh_t->row_blocks() * PackedRows<T>::scratch_size(rows)));
+  }
+  for (Index s = s_end - 1; s >= s_begin; --s) {
+    const Index t = c.reverse ? steps - 1 - s : s;
+    const Slots slot = slots(c.reverse, t);
+    const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
+
+    // Everything that reaches h_t: the carried gradient plus this step's output gradient.
+    std::copy_n(dh_carry, rows * h, dh);
+    if (grad_output != nullptr) {
+      for (Index r = 0; r < rows; ++r) {
+        if (active != nullptr && active[r] == 0) continue;
+        const T* g = grad_output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0);
+        ArrayMap<T>(dh + r * h, h) += ConstArrayMap<T>(g, h);
+      }
+    }
+
+    BackwardStep<T> step;
+    step.batch = rows;
+    step.hidden = h;
+    step.gates = tape.gates.data() + (t * batch + b0) * gh;
+    step.h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
+    step.h_next = tape.states.data() + slot.next * state_size + b0 * h;
+    if (lstm) {
+      step.c_prev = tape.cells.data() + slot.prev * state_size + b0 * h;
+      step.c_next = tape.cells.data() + slot.next * state_size + b0 * h;
+      step.grad_c = dc;
+    }
+    if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
+    step.grad_h = dh;
+    step.grad_gates_input = dgx + ((t - t_first) * batch + b0) * gh;
+    step.grad_gates_hidden = dgh + ((t - t_first) * batch + b0) * gh;
+    step.grad_h_prev = dh_carry;
+    step.active = active;
+    cell_backward(c.spec.cell, step);
+    recurrent_product_backward(c, step.grad_gates_hidden, rows, dh_carry, step_threads, w_hh_t, scratch.data());
+  }
+}
+
+/// Back-propagates one direction of one layer. Adds dL/d(input) into grad_input and the
+/// parameter gradients into grad_params; writes the initial-state gradients.
+template <class T>
+void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
+                        const T* input, const T* grad_output, const BackwardArgs<T>& args,
+                        T* grad_input, T* grad_params, typename Tape<T>::Scratch& scratch) {
+  const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
+  const bool lstm = c.spec.cell == CellKind::Lstm;
+  const bool gru = c.spec.cell == CellKind::Gru;
+  const Index state_size = batch * h;
+  const Index k = c.state_index();
+
+  // The gate gradients of a chunk of steps at a time (about kGradChunkRows rows): the weight
+  // gradients and dL/d(input) are one product per chunk, and the buffer stays a fraction of the
+  // activations instead of another T x B x GH. Every row of both is written (rows past their
+  // length with zeros), so no clearing.
+  const Index chunk = std::min(steps, std::max<Index>(1, kGradChunkRows / batch));
+  scratch.grad_gates.resize(static_cast<std::size_t>(chunk * batch * gh));
+  if (gru) scratch.grad_gates_hidden.resize(scratch.grad_gates.size());
+  T* dgx = scratch.grad_gates.data();
+  T* dgh = gru ? scratch.grad_gates_hidden.data() : dgx;
+
+  AlignedVector<T> dh_carry(static_cast<std::size_t>(state_size), T(0));
+  AlignedVector<T> dc(lstm ? static_cast<std::size_t>(state_size) : 0, T(0));
+  if (args.grad_h_n != nullptr) std::copy_n(args.grad_h_n + k * state_size, state_size, dh_carry.data());
+  if (lstm && args.grad_c_n != nullptr) std::copy_n(args.grad_c_n + k * state_size, state_size, dc.data());
+
+  const LoopPlan plan = plan_loop(c);
+  std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
+  const Index rows_per_thread = batch / plan.batch_threads;
+  if (rows_per_thread > kMaxGemvRows || worth_packing_transposed(steps, rows_per_thread)) {
+    w_hh_t.emplace(c.w_hh, h, gh, true, std::move(scratch.packed_hh));
+  }
+  // dL/d(input) += dG_x W_ih, with W_ih^T packed (as the input projection packs W_ih).
+  PackedRows<T> w_ih_t(c.w_ih, c.input_width, gh, true, std::move(scratch.packed_ih));
+
+  const DirectionParams p = direction_params(c.spec, c.layer, c.reverse ? 1 : 0);
+  MatrixMap<T> dw_ih(grad_params + p.weight_ih, gh, c.input_width);
+  MatrixMap<T> dw_hh(grad_params + p.weight_hh, gh, h);
+  const T* h_prev_all = tape.states.data() + (c.reverse ? state_size : 0);  // row t*B+b: h before step t
+  // The row blocks' working memory, made before the chunks: a block owns the rows from its first
+  // row b0 of dh, and panels[b0], which it sizes on its first chunk.
+  AlignedVector<T> dh(static_cast<std::size_t>(state_size));
+  std::vector<AlignedVector<T>> panels(static_cast<std::size_t>(batch));
+  for (Index s_end = steps; s_end > 0; s_end -= chunk) {
+    const Index s_begin = std::max<Index>(0, s_end - chunk);
+    const Index t_first = c.reverse ? steps - s_end : s_begin;
+    parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
+      backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
+                    dh.data() + b0 * h, panels[static_cast<std::size_t>(b0)], b0, n, plan.step_threads,
+                    w_hh_t ? &*w_hh_t : nullptr, s_begin, s_end, t_first);
+    });
+
+    // Weight and bias gradients of the chunk's steps at once.
+    const Index first_row = t_first * batch, n_rows = (s_end - s_begin) * batch;
+    const ConstMatrixMap<T> gx(dgx, n_rows, gh);
+    const ConstMatrixMap<T> ghid(dgh, n_rows, gh);
+    const ConstMatrixMap<T> x(input + first_row * c.input_width, n_rows, c.input_width);
+    const ConstMatrixMap<T> hp(h_prev_all + first_row * h, n_rows, h);
+    const int w_threads =
+        c.n_threads > 1 ? threads_for(2.0 * n_rows * gh * (c.input_width + h), gh / 16, c.n_threads) : 1;
+    parallel_blocks(gh, w_threads, 16, [&](Index r0, Index n) {
+      dw_ih.middleRows(r0, n).noalias() += gx.middleCols(r0, n).transpose() * x;
+      dw_hh.middleRows(r0, n).noalias() += ghid.middleCols(r0, n).transpose() * hp;
+    });
+    if (c.spec.bias) {
+      add_column_sums<T>(gx, grad_params + p.bias_ih);
+      add_column_sums<T>(ghid, grad_params + p.bias_hh);
+    }
+    const int x_threads =
+        c.n_threads > 1 ? threads_for(2.0 * n_rows * gh * c.input_width, n_rows, c.n_threads) : 1;
+    packed_product(w_ih_t, dgx, n_rows, grad_input + first_row * c.input_width, c.input_width, true, x_threads);
+  }
+  if (w_hh_t) scratch.packed_hh = std::move(*w_hh_t).release();
+  scratch.packed_ih = std::move(w_ih_t).release();
+
+  std::copy(dh_carry.begin(), dh_carry.end(), args.grad_h0 + k * state_size);
+  if (lstm && args.grad_c0 != nullptr) std::copy(dc.begin(), dc.end(), args.grad_c0 + k * state_size);
+}
+
+}  // namespace
+
+template <class T>
+void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
+  if (!tape.training) throw std::invalid_argument("backward needs the tape of a training forward");
+  const LayerSpec& spec = tape.spec;
+  const Index steps = tape.steps, batch = tape.batch, h = spec.hidden_size, dirs = spec.directions();
+  const std::uint8_t* active = tape.active.empty() ? nullptr : tape.active.data();
+  auto& scratch = tape.scratch;
+
+  // In the caller's (time-major) order the caller's dL/d(out) is read, and layer 0's dL/dx
+  // written, in place: no copies, and no buffers of their size.
+  const bool direct = !tape.batch_first;
+  const T* grad_output = nullptr;
+  if (args.grad_out != nullptr && direct) {
+    grad_output = args.grad_out;
+  } else if (args.grad_out != nullptr) {
+    scratch.grad_output.resize(static_cast<std::size_t>(steps * batch * dirs * h));
+    to_time_major(args.grad_out, scratch.grad_output.data(), steps, batch, dirs * h, tape.batch_first);
+    grad_output = scratch.grad_output.data();
+  }
+  for (Index l = spec.num_layers - 1; l >= 0; --l) {
+    const auto& layer = tape.layers[static_cast<std::size_t>(l)];
+    const auto input_size = static_cast<std::size_t>(steps * batch * spec.layer_input_size(l));
+    T* grad_input = args.grad_x;
+    if (l == 0 && direct) {
+      std::fill_n(grad_input, input_size, T(0));
+    } else {
+      scratch.grad_input.assign(input_size, T(0));
+      grad_input = scratch.grad_input.data();
+    }
+    for (Index d = 0; d < dirs; ++d) {
+      const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, n_threads);
+      backward_direction(c, layer.directions[static_cast<std::size_t>(d)], layer.input.data(), grad_output, args,
+                         grad_input, args.grad_params, scratch);
+    }
+    if (!layer.dropout_scale.empty()) {
+      ArrayMap<T>(grad_input, static_cast<Index>(input_size)) *=
+          ConstArrayMap<T>(layer.dropout_scale.data(), static_cast<Index>(layer.dropout_scale.size()));
+    }
+    if (l == 0) {
+      if (!direct) from_time_major(grad_input, args.grad_x, steps, batch, spec.input_size, tape.batch_first);
+    } else {
+      std::swap(scratch.grad_output, scratch.grad_input);  // this layer's dL/d(input) feeds the one below
+      grad_output = scratch.grad_output.data();
+    }
+  }
+}
+
+template void backward(Tape<float>&, const BackwardArgs<float>&, int);
+template void backward(Tape<double>&, const BackwardArgs<double>&, int);
+
+RNNKIT_END_NAMESPACE
