@@ -303,20 +303,22 @@ def test_long_sequences_span_several_gradient_chunks(cell, batch_first, dtype):
 
 
 # (B, T, threads, H, layers)
-PROJECTION_SHAPES = ((4, 37, 1, H, 2), (5, 30, 1, H, 2), (9, 11, 2, H, 2), (70, 3, 1, H, 2), (2, 40, 2, 360, 1))
+PROJECTION_SHAPES = ((4, 37, 1, H, 2), (5, 30, 1, H, 2), (9, 11, 2, H, 2), (8, 40, 2, H, 2), (40, 5, 2, H, 2),
+                     (70, 3, 1, H, 2), (2, 40, 2, 360, 1))
 PROJECTION_GRID = list(itertools.product(CELLS, PROJECTION_SHAPES, DTYPES))
 
 
 @pytest.mark.parametrize("cell,shape,dtype", PROJECTION_GRID,
                          ids=[f"{c}-B{s[0]}-T{s[1]}-threads{s[2]}-H{s[3]}-{d}" for c, s, d in PROJECTION_GRID])
 def test_inputs_projected_as_the_loop_goes(cell, shape, dtype):
-    """From 4 rows per thread the forward projects the inputs in chunks of about 64 rows just
-    before the recurrence reaches them (with the whole batch in one loop: 16 and 12 steps per
-    chunk here, the last chunk shorter, walked backwards by the reverse direction) or step by
-    step (9 sequences split 4 + 5 between two threads; 70 sequences in one loop). A forward
-    that splits the hidden units between threads (B=2, H=360: steps of over 0.5 MFLOP) has each
-    thread project its own units' gates, 32 steps at a time. Still torch's results, and
-    inference still equal to training bit for bit."""
+    """From 4 rows per thread the forward projects the inputs just before the recurrence
+    reaches them: with the whole batch in one loop, in chunks of about 64 rows (16 and 12 steps
+    here, the last chunk shorter, walked backwards by the reverse direction); with the batch
+    split between two threads (4 + 5, 4 + 4, 20 + 20 sequences), each thread its own rows step
+    by step, as one loop does for 70 sequences. A forward that splits the hidden units between
+    threads (B=2, H=360: steps of over 0.5 MFLOP) has each thread project its own units' gates,
+    32 steps at a time. Still torch's results, and inference still equal to training bit for
+    bit."""
     batch, steps, n_threads, hidden, layers = shape
     m = make_rnnkit(cell, D, hidden, layers, bidirectional=True, dtype=dtype, seed=31, n_threads=n_threads)
     tm = make_torch(cell, D, hidden, layers, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
