@@ -330,3 +330,21 @@ def test_inputs_projected_as_the_loop_goes(cell, shape, dtype):
     inference = rnnkit_forward(m, p, training=False)
     assert np.array_equal(inference[0], ours["out"])
     assert np.array_equal(inference[1], ours["h_n"])
+
+
+ONE_ROW_GRID = list(itertools.product(CELLS, (5, 13, 150), DTYPES))
+
+
+@pytest.mark.parametrize("cell,hidden,dtype", ONE_ROW_GRID,
+                         ids=[f"{c}-H{h}-{d}" for c, h, d in ONE_ROW_GRID])
+def test_one_sequence_long_enough_to_pack(cell, hidden, dtype):
+    """One sequence of 70 steps: forward packs W_hh (one row over 64 steps or more), backward
+    W_hh^T, and their products with one row run a kernel of rnnkit's own over Eigen's packed
+    row groups (24/16/8-row groups, narrower ones and single rows at the tails: G*H = 20, 52,
+    39, 600 rows here, several row blocks at H=150). Still torch's results, gradients included,
+    both directions, one thread."""
+    steps = 70
+    m = make_rnnkit(cell, D, hidden, 1, bidirectional=True, dtype=dtype, seed=41, n_threads=1)
+    tm = make_torch(cell, D, hidden, 1, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
+    p = make_problem(cell, steps, 1, D, hidden, 1, True, dtype, seed=42)
+    compare_results(rnnkit_run(m, p), torch_run(tm, p), RTOL[dtype])

@@ -18,6 +18,9 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 # same ISA -> same code: results across levels may only differ by FMA/summation order
 CROSS_RTOL = {"float32": 2e-6, "float64": 1e-12}
 T, B, D, H = 6, 3, 4, 5
+# name: (T, B, H, layers, lengths). "one_row": a sequence long enough (70 >= 64 steps) for the
+# packed product with one row, the kernel rnnkit runs over Eigen's packed row groups.
+SHAPES = {"small": (T, B, H, 2, True), "one_row": (70, 1, 13, 1, False)}
 
 SCRIPT = r"""
 import json, sys
@@ -27,13 +30,14 @@ import rnnkit
 from conftest import make_problem, make_rnnkit, rnnkit_run
 cfg = rnnkit.show_config()
 res = {}
-for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
+for shape, (t, b, h, layers, lengths) in %(SHAPES)r.items():
+  for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
     for dtype in ("float32", "float64"):
         # batch big enough for vectorised kernels to have remainder handling as well
-        m = make_rnnkit(cell, %(D)d, %(H)d, 2, bidirectional=True, dtype=dtype, seed=17)
-        p = make_problem(cell, %(T)d, %(B)d, %(D)d, %(H)d, 2, True, dtype, with_lengths=True, seed=18)
+        m = make_rnnkit(cell, %(D)d, h, layers, bidirectional=True, dtype=dtype, seed=17)
+        p = make_problem(cell, t, b, %(D)d, h, layers, True, dtype, with_lengths=lengths, seed=18)
         r = rnnkit_run(m, p)
-        pre = cell + "|" + dtype + "|"
+        pre = shape + "|" + cell + "|" + dtype + "|"
         for k in ("out", "h_n", "c_n", "grad_x", "grad_h0", "grad_c0"):
             if r[k] is not None:
                 res[pre + k] = r[k]
@@ -41,7 +45,7 @@ for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
             res[pre + "grads." + k] = v
 np.savez(sys.argv[2], **res)
 print("CONFIG=" + json.dumps({"simd": cfg["simd"], "simd_available": list(cfg["simd_available"])}))
-""" % dict(T=T, B=B, D=D, H=H)
+""" % dict(D=D, SHAPES=SHAPES)
 
 
 def _env(level):
@@ -127,13 +131,14 @@ def test_every_available_level_matches(tmp_path):
 
     refs = {}
     if have_torch:
-        for cell in CELLS:
-            for dtype in DTYPES:
-                m = make_rnnkit(cell, D, H, 2, bidirectional=True, dtype=dtype, seed=17)
-                tm = make_torch(cell, D, H, 2, bidirectional=True, dtype=dtype,
-                                state_dict=m.state_dict())
-                p = make_problem(cell, T, B, D, H, 2, True, dtype, with_lengths=True, seed=18)
-                refs[(cell, dtype)] = torch_run(tm, p)
+        for shape, (t, b, h, layers, lengths) in SHAPES.items():
+            for cell in CELLS:
+                for dtype in DTYPES:
+                    m = make_rnnkit(cell, D, h, layers, bidirectional=True, dtype=dtype, seed=17)
+                    tm = make_torch(cell, D, h, layers, bidirectional=True, dtype=dtype,
+                                    state_dict=m.state_dict())
+                    p = make_problem(cell, t, b, D, h, layers, True, dtype, with_lengths=lengths, seed=18)
+                    refs[(shape, cell, dtype)] = torch_run(tm, p)
 
     checked = []
     for level in avail:
@@ -141,11 +146,11 @@ def test_every_available_level_matches(tmp_path):
         assert cfg["simd"] == level, f"RNNKIT_SIMD={level} but show_config says {cfg['simd']}"
         assert set(data) == set(default)
         for key, v in data.items():
-            cell, dtype, name = key.split("|")
+            shape, cell, dtype, name = key.split("|")
             assert v.dtype == np.dtype(dtype), key
             assert_close_rel(v, default[key], CROSS_RTOL[dtype], name=f"[{level} vs default] {key}")
             if have_torch:
-                ref = refs[(cell, dtype)]
+                ref = refs[(shape, cell, dtype)]
                 r = ref["grads"][name[6:]] if name.startswith("grads.") else ref[name]
                 assert_close_rel(v, r, RTOL[dtype], name=f"[{level} vs torch] {key}")
         checked.append(level)

@@ -12,6 +12,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -33,8 +34,10 @@ class PackedRows {
       : rows_(rows), depth_(depth), panels_(std::move(storage)) {
     if (transposed) {
       pack_all<PackLhsColMajor>(ColMapper(a, rows));
+      find_groups<PackLhsColMajor, ColMapper>();
     } else {
       pack_all<PackLhs>(LhsMapper(a, depth));
+      find_groups<PackLhs, LhsMapper>();
     }
   }
 
@@ -61,6 +64,10 @@ class PackedRows {
     if (!accumulate) {
       for (Index r = 0; r < n; ++r) std::fill(out + r * ld_out + first_row, out + r * ld_out + last_row, T(0));
     }
+    if (n == 1) {
+      multiply_one(b, out, first_block, last_block);
+      return;
+    }
     const RhsMapper rhs(b, depth_);  // B^T, column-major [depth, n]
     const ResMapper res(out, ld_out);  // out^T, column-major [rows, n]
     const Index depth_blocks = (depth_ + kBlockDepth - 1) / kBlockDepth;
@@ -78,6 +85,104 @@ class PackedRows {
   }
 
  private:
+  /// multiply() for one row of B. GEBP's one-column loop keeps three accumulators (one 24-row
+  /// group) and waits on each FMA's latency; here the even and odd steps of k go to separate
+  /// accumulators, twice the FMAs in flight (bench/NOTES.md, 2026-11-27, evening).
+  void multiply_one(const T* b, T* out, Index first_block, Index last_block) const {
+    const Index depth_blocks = (depth_ + kBlockDepth - 1) / kBlockDepth;
+    for (Index ib = first_block; ib < last_block; ++ib) {
+      const Index i0 = ib * kBlockRows;
+      const std::vector<Index>& groups = block_extent(i0, rows_, kBlockRows) == kBlockRows ? groups_full_ : groups_last_;
+      for (Index k = 0, kb = 0; k < depth_; k += kBlockDepth, ++kb) {
+        const Index kc = block_extent(k, depth_, kBlockDepth);
+        const T* panel = panels_.data() + offsets_[static_cast<std::size_t>(ib * depth_blocks + kb)];
+        Index i = 0;
+        for (const Index g : groups) {
+          const T* p = panel + i * kc;
+          T* y = out + i0 + i;
+          switch (g / kPacket * kPacket == g ? g / kPacket : 0) {
+            case 1: group_product<1>(p, kc, b + k, y); break;
+            case 2: group_product<2>(p, kc, b + k, y); break;
+            case 3: group_product<3>(p, kc, b + k, y); break;
+            default:  // groups narrower than a packet (or of other widths): scalar
+              for (Index r = 0; r < g; ++r) {
+                T sum = T(0);
+                for (Index q = 0; q < kc; ++q) sum += p[q * g + r] * b[k + q];
+                y[r] += sum;
+              }
+          }
+          i += g;
+        }
+      }
+    }
+  }
+
+  /// y[0 : NV packets] += P x for one group of NV packets of rows, packed [kc][NV * kPacket].
+  template <int NV>
+  static void group_product(const T* p, Index kc, const T* x, T* y) noexcept {
+    using Eigen::internal::padd;
+    using Eigen::internal::pmadd;
+    using Eigen::internal::ploadu;
+    using Eigen::internal::pset1;
+    using Eigen::internal::pstoreu;
+    constexpr Index g = NV * kPacket;
+    const Packet zero = pset1<Packet>(T(0));
+    Packet a0 = zero, a1 = zero, a2 = zero, b0 = zero, b1 = zero, b2 = zero;  // even and odd k
+    Index q = 0;
+    for (; q + 2 <= kc; q += 2) {
+      const T* e = p + q * g;
+      const Packet xe = pset1<Packet>(x[q]), xo = pset1<Packet>(x[q + 1]);
+      a0 = pmadd(ploadu<Packet>(e), xe, a0);
+      b0 = pmadd(ploadu<Packet>(e + g), xo, b0);
+      if constexpr (NV >= 2) {
+        a1 = pmadd(ploadu<Packet>(e + kPacket), xe, a1);
+        b1 = pmadd(ploadu<Packet>(e + g + kPacket), xo, b1);
+      }
+      if constexpr (NV >= 3) {
+        a2 = pmadd(ploadu<Packet>(e + 2 * kPacket), xe, a2);
+        b2 = pmadd(ploadu<Packet>(e + g + 2 * kPacket), xo, b2);
+      }
+    }
+    if (q < kc) {
+      const T* e = p + q * g;
+      const Packet xe = pset1<Packet>(x[q]);
+      a0 = pmadd(ploadu<Packet>(e), xe, a0);
+      if constexpr (NV >= 2) a1 = pmadd(ploadu<Packet>(e + kPacket), xe, a1);
+      if constexpr (NV >= 3) a2 = pmadd(ploadu<Packet>(e + 2 * kPacket), xe, a2);
+    }
+    pstoreu(y, padd(ploadu<Packet>(y), padd(a0, b0)));
+    if constexpr (NV >= 2) pstoreu(y + kPacket, padd(ploadu<Packet>(y + kPacket), padd(a1, b1)));
+    if constexpr (NV >= 3) pstoreu(y + 2 * kPacket, padd(ploadu<Packet>(y + 2 * kPacket), padd(a2, b2)));
+  }
+
+  /// The row groups Eigen's packing lays out, in order, each [k][group] from row i at i * kc
+  /// within a panel: found by packing a probe of two columns whose every value is its row, where
+  /// a group's second column starts by repeating its first row. For full row blocks and the last.
+  template <class Pack, class Mapper>
+  void find_groups() {
+    const auto groups_of = [](Index rows) {
+      // A [rows, 2] with A(r, k) = r, laid out as the mapper reads it: column-major (stride
+      // rows) for a transposed source, row-major (stride 2) otherwise.
+      constexpr bool col_major = std::is_same_v<Mapper, ColMapper>;
+      AlignedVector<T> probe(static_cast<std::size_t>(2 * rows)), packed(probe.size());
+      for (Index r = 0; r < rows; ++r) {
+        for (Index k = 0; k < 2; ++k) probe[static_cast<std::size_t>(col_major ? k * rows + r : 2 * r + k)] = T(r);
+      }
+      Pack pack;
+      pack(packed.data(), Mapper(probe.data(), col_major ? rows : 2), 2, rows);
+      std::vector<Index> groups;
+      for (Index i = 0; i < rows;) {
+        Index g = 1;
+        while (i + g < rows && packed[static_cast<std::size_t>(2 * i + g)] != T(i)) ++g;
+        groups.push_back(g);
+        i += g;
+      }
+      return groups;
+    };
+    groups_full_ = groups_of(std::min(rows_, kBlockRows));
+    groups_last_ = groups_of(block_extent((row_blocks() - 1) * kBlockRows, rows_, kBlockRows));
+  }
+
   template <class Pack, class Mapper>
   void pack_all(const Mapper& lhs) {
     Index total = 0;
@@ -119,9 +224,13 @@ class PackedRows {
     return std::min(start + block, total) - start;
   }
 
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  static constexpr Index kPacket = Eigen::internal::packet_traits<T>::size;
+
   Index rows_;
   Index depth_;
   std::vector<Index> offsets_;  // of each (row block, depth block) panel, row blocks outer
+  std::vector<Index> groups_full_, groups_last_;  // Eigen's row groups in a full and the last row block
   AlignedVector<T> panels_;
 };
 
