@@ -195,6 +195,27 @@ struct StepProjection {
   const T* input = nullptr;
 };
 
+/// The steps a loop projecting `chunk` steps at a time projects at its step s (s counts in the
+/// loop's order; the reverse direction walks t down): `count` steps from the earliest, `first`.
+struct ChunkSteps {
+  Index first;
+  Index count;
+};
+inline ChunkSteps chunk_steps(bool reverse, Index steps, Index s, Index chunk) noexcept {
+  const Index count = std::min(chunk, steps - s);
+  return {reverse ? steps - s - count : s, count};
+}
+
+/// out[r, :w.rows()] = bias + x[r, :] W^T for r < n (x rows w.depth() apart, out rows `ld_out`
+/// apart; no bias when nullptr), W packed; `scratch` holds PackedRows<T>::scratch_size(n).
+template <class T>
+void project_rows(const PackedRows<T>& w, const T* bias, const T* x, Index n, T* out, Index ld_out, T* scratch) {
+  if (bias != nullptr) {
+    for (Index r = 0; r < n; ++r) std::copy_n(bias, w.rows(), out + r * ld_out);
+  }
+  w.multiply(x, n, out, ld_out, scratch, 0, w.row_blocks(), bias != nullptr);
+}
+
 /// Hidden units are split between threads in blocks of this many (a vector of floats or more).
 constexpr Index kUnitBlock = 16;
 

@@ -50,14 +50,10 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
     const Slots slot = slots(c.reverse, t);
     const T* h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
     if (w_ih != nullptr && s % chunk == 0) {
-      const Index n = std::min(chunk, steps - s) * rows;
-      const Index t_low = c.reverse ? steps - s - n / rows : s;  // the chunk's earliest step
-      T* dst = tape.gates.data() + (t_low * batch + b0) * gh;
-      if (c.b_ih != nullptr) {
-        for (Index r = 0; r < n; ++r) std::copy_n(c.b_ih, gh, dst + r * gh);
-      }
-      w_ih->multiply(projection.input + (t_low * batch + b0) * c.input_width, n, dst, gh, ih_scratch.data(), 0,
-                     w_ih->row_blocks(), c.b_ih != nullptr);
+      const ChunkSteps cs = chunk_steps(c.reverse, steps, s, chunk);
+      const Index first_row = cs.first * batch + b0;
+      project_rows(*w_ih, c.b_ih, projection.input + first_row * c.input_width, cs.count * rows,
+                   tape.gates.data() + first_row * gh, gh, ih_scratch.data());
     }
     T* gates = tape.gates.data() + (t * batch + b0) * gh;
     recurrent_product(c, h_prev, rows, rec.data(), step_threads, w_hh, scratch.data());
@@ -149,16 +145,11 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
       T* step_gates = tape.gates.data() + t * batch * gh;
       const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t);
       if (!packed_ih.empty() && s % chunk == 0) {  // this thread's columns of the next chunk's gates
-        const Index n = std::min(chunk, steps - s) * batch;
-        const Index t_low = c.reverse ? steps - s - n / batch : s;
-        T* dst = tape.gates.data() + t_low * batch * gh;
+        const ChunkSteps cs = chunk_steps(c.reverse, steps, s, chunk);
         for (Index k = 0; k < gates; ++k) {
-          if (c.b_ih != nullptr) {
-            for (Index r = 0; r < n; ++r) std::copy_n(c.b_ih + k * h + j0, nj, dst + r * gh + k * h + j0);
-          }
-          const PackedRows<T>& p = *packed_ih[static_cast<std::size_t>(k)];
-          p.multiply(input + t_low * batch * c.input_width, n, dst + k * h + j0, gh, ih_scratch.data(), 0,
-                     p.row_blocks(), c.b_ih != nullptr);
+          project_rows(*packed_ih[static_cast<std::size_t>(k)], c.b_ih != nullptr ? c.b_ih + k * h + j0 : nullptr,
+                       input + cs.first * batch * c.input_width, cs.count * batch,
+                       tape.gates.data() + cs.first * batch * gh + k * h + j0, gh, ih_scratch.data());
         }
       }
       if (nj > 0) {
