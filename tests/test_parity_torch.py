@@ -312,13 +312,14 @@ PROJECTION_GRID = list(itertools.product(CELLS, PROJECTION_SHAPES, DTYPES))
                          ids=[f"{c}-B{s[0]}-T{s[1]}-threads{s[2]}-H{s[3]}-{d}" for c, s, d in PROJECTION_GRID])
 def test_inputs_projected_as_the_loop_goes(cell, shape, dtype):
     """From 4 rows per thread the forward projects the inputs just before the recurrence
-    reaches them: with the whole batch in one loop, in chunks of about 64 rows (16 and 12 steps
-    here, the last chunk shorter, walked backwards by the reverse direction); with the batch
-    split between two threads (4 + 5, 4 + 4, 20 + 20 sequences), each thread its own rows step
-    by step, as one loop does for 70 sequences. A forward that splits the hidden units between
-    threads (B=2, H=360: steps of over 0.5 MFLOP) has each thread project its own units' gates,
-    32 steps at a time. Still torch's results, and inference still equal to training bit for
-    bit."""
+    reaches them, in chunks of about 64 rows per thread: with the whole batch in one loop, 16
+    and 12 steps here, the last chunk shorter, walked backwards by the reverse direction; with
+    the batch split between two threads (4 + 5, 4 + 4, 20 + 20 sequences), each thread gathers
+    its rows of 16, 12 or 3 steps and runs the cell on the chunk's gates (training copies them
+    to the tape); 70 sequences in one loop, one step at a time. A forward that splits the hidden
+    units between threads (B=2, H=360: steps of over 0.5 MFLOP) has each thread project its own
+    units' gates, 32 steps at a time. Still torch's results, and inference still equal to
+    training bit for bit."""
     batch, steps, n_threads, hidden, layers = shape
     m = make_rnnkit(cell, D, hidden, layers, bidirectional=True, dtype=dtype, seed=31, n_threads=n_threads)
     tm = make_torch(cell, D, hidden, layers, bidirectional=True, dtype=dtype, state_dict=m.state_dict())

@@ -193,6 +193,7 @@ template <class T>
 struct StepProjection {
   const PackedRows<T>* w_ih = nullptr;
   const T* input = nullptr;
+  bool keep = true;  // whether the tape keeps the gates (training)
 };
 
 /// The steps a loop projecting `chunk` steps at a time projects at its step s (s counts in the

@@ -39,23 +39,38 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   AlignedVector<T> scratch(w_hh != nullptr ? static_cast<std::size_t>(w_hh->row_blocks() *
                                                                      PackedRows<T>::scratch_size(rows))
                                            : 0);
-  // Inputs projected as the loop goes (projection.w_ih): `chunk` steps at a time, whose rows are
-  // contiguous when this loop has the whole batch.
+  // Inputs projected as the loop goes (projection.w_ih): `chunk` steps at a time. With the whole
+  // batch the chunk's rows are contiguous; with some of it, they are gathered into chunk_x and
+  // their gates kept in chunk_gates, where the cell runs (training copies the activated gates
+  // to the tape after it), so that training and inference run the cell at the same addresses.
   const PackedRows<T>* w_ih = projection.w_ih;
-  const Index chunk = w_ih != nullptr && rows == batch ? std::max<Index>(1, kPackedChunkRows / rows) : 1;
+  const Index chunk = w_ih != nullptr ? std::max<Index>(1, kPackedChunkRows / rows) : 1;
+  const bool gather = chunk > 1 && rows < batch;
+  const Index d = c.input_width;
   AlignedVector<T> ih_scratch(w_ih != nullptr ? static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * rows))
                                               : 0);
+  AlignedVector<T> chunk_x(gather ? static_cast<std::size_t>(chunk * rows * d) : 0);
+  AlignedVector<T> chunk_gates(gather ? static_cast<std::size_t>(chunk * rows * gh) : 0);
+  ChunkSteps cs{0, 0};
   for (Index s = 0; s < steps; ++s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
     const T* h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
     if (w_ih != nullptr && s % chunk == 0) {
-      const ChunkSteps cs = chunk_steps(c.reverse, steps, s, chunk);
+      cs = chunk_steps(c.reverse, steps, s, chunk);
       const Index first_row = cs.first * batch + b0;
-      project_rows(*w_ih, c.b_ih, projection.input + first_row * c.input_width, cs.count * rows,
-                   tape.gates.data() + first_row * gh, gh, ih_scratch.data());
+      if (gather) {
+        for (Index i = 0; i < cs.count; ++i) {
+          std::copy_n(projection.input + (first_row + i * batch) * d, rows * d, chunk_x.data() + i * rows * d);
+        }
+        project_rows(*w_ih, c.b_ih, chunk_x.data(), cs.count * rows, chunk_gates.data(), gh, ih_scratch.data());
+      } else {
+        project_rows(*w_ih, c.b_ih, projection.input + first_row * d, cs.count * rows,
+                     tape.gates.data() + first_row * gh, gh, ih_scratch.data());
+      }
     }
-    T* gates = tape.gates.data() + (t * batch + b0) * gh;
+    T* const tape_gates = tape.gates.data() + (t * batch + b0) * gh;
+    T* gates = gather ? chunk_gates.data() + (t - cs.first) * rows * gh : tape_gates;
     recurrent_product(c, h_prev, rows, rec.data(), step_threads, w_hh, scratch.data());
 
     ForwardStep<T> step;
@@ -73,6 +88,7 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
     if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
     step.active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
     cell_forward(c.spec.cell, step);
+    if (gather && projection.keep) std::copy_n(gates, rows * gh, tape_gates);
 
     for (Index r = 0; r < rows; ++r) {
       if (step.active != nullptr && step.active[r] == 0) continue;  // output stays zero
@@ -232,6 +248,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   if (per_step) {
     projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse);
     projection.input = input;
+    projection.keep = training;
   } else if (!units_project) {
     project_inputs(c, input, tape.gates.data(), &cache);
   }
