@@ -229,7 +229,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   const Index state_size = batch * h;
 
   const LoopPlan plan = plan_loop(c);
-  const bool per_step = plan.unit_threads <= 1 && plan.batch_threads == c.n_threads &&
+  const bool project_in_loop = plan.unit_threads <= 1 && plan.batch_threads == c.n_threads &&
                         batch / plan.batch_threads >= kMinStepProjectionRows && steps * batch > kMaxGemvProjectionRows;
   // Split by hidden units, each thread projects its own units' gates (no pass of its own, no
   // thread waiting for another's half of the projection).
@@ -245,7 +245,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
   cache.reuse = !training;
   StepProjection<T> projection;
-  if (per_step) {
+  if (project_in_loop) {
     projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse);
     projection.input = input;
     projection.keep = training;
