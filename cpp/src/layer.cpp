@@ -230,7 +230,8 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
 
   const LoopPlan plan = plan_loop(c);
   const bool project_in_loop = plan.unit_threads <= 1 && plan.batch_threads == c.n_threads &&
-                        batch / plan.batch_threads >= kMinStepProjectionRows && steps * batch > kMaxGemvProjectionRows;
+                               batch / plan.batch_threads >= kMinStepProjectionRows &&
+                               steps * batch > kMaxGemvProjectionRows;
   // Split by hidden units, each thread projects its own units' gates (no pass of its own, no
   // thread waiting for another's half of the projection).
   const bool units_project = plan.unit_threads > 1 && steps * batch > kMaxGemvProjectionRows;
