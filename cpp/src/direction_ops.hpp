@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <numeric>
 #include <optional>
 
 #include "rnnkit/layer.hpp"
@@ -27,6 +28,35 @@ struct Slots {
 inline Slots slots(bool reverse, Index t) noexcept {
   return reverse ? Slots{t + 1, t} : Slots{t, t + 1};
 }
+
+/// Offsets of the slots in Direction::states and ::cells, and of GRU's step values in ::extra.
+/// Training keeps every slot and step for backward. Inference (`ring`) keeps a few slots, used
+/// in turn: the [T+1, B, H] history it used to write went through memory only to be dropped
+/// (bench/NOTES.md, 2026-11-27, night). A ring slot sits at the same offset modulo the widest
+/// packet as the training slot, so that the cells' vectorised loops peel the same elements in
+/// both modes and inference equals training bit for bit; there are as many ring slots as it
+/// takes for each to keep one such offset (two when a state is a whole number of packets), so
+/// that threads working on rows of the same slot never write into each other's.
+template <class T>
+struct StateLayout {
+  static constexpr Index kAlign = EIGEN_MAX_ALIGN_BYTES / static_cast<Index>(sizeof(T));
+  Index state_size = 0;
+  bool ring = false;
+
+  Index slots() const noexcept { return std::max<Index>(2, kAlign / std::gcd(state_size, kAlign)); }
+  Index stride() const noexcept { return (state_size + kAlign - 1) / kAlign * kAlign + kAlign; }
+  /// Offset of state slot `idx` (0..T), and of step t's extra values.
+  Index state(Index idx) const noexcept {
+    return ring ? idx % slots() * stride() + idx * state_size % kAlign : idx * state_size;
+  }
+  Index extra(Index t) const noexcept { return state(t); }
+  std::size_t states_size(Index steps) const noexcept {
+    return static_cast<std::size_t>(ring ? slots() * stride() : (steps + 1) * state_size);
+  }
+  std::size_t extra_size(Index steps) const noexcept {
+    return static_cast<std::size_t>(ring ? slots() * stride() : steps * state_size);
+  }
+};
 
 /// Everything one (layer, direction) needs, fixed for a call.
 template <class T>

@@ -29,10 +29,11 @@ using namespace layer_ops;      // NOLINT: time-major copies and the cell dispat
 
 /// Forward time loop over batch rows [b0, b0 + rows).
 template <class T>
-void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, Index b0,
-                  Index rows, int step_threads, const PackedRows<T>* w_hh, const StepProjection<T>& projection) {
+void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, const StateLayout<T>& layout,
+                  T* output, Index b0, Index rows, int step_threads, const PackedRows<T>* w_hh,
+                  const StepProjection<T>& projection) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
-  const Index dirs = c.spec.directions(), state_size = batch * h;
+  const Index dirs = c.spec.directions();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
   AlignedVector<T> rec(static_cast<std::size_t>(rows * gh));
@@ -43,34 +44,38 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   // batch the chunk's rows are contiguous; with some of it, they are gathered into chunk_x and
   // their gates kept in chunk_gates, where the cell runs (training copies the activated gates
   // to the tape after it), so that training and inference run the cell at the same addresses.
+  // Inference keeps no gates: they stay in chunk_gates there too, placed like the tape's.
   const PackedRows<T>* w_ih = projection.w_ih;
   const Index chunk = w_ih != nullptr ? std::max<Index>(1, kPackedChunkRows / rows) : 1;
   const bool gather = chunk > 1 && rows < batch;
+  const bool buffered = gather || (w_ih != nullptr && !projection.keep);
   const Index d = c.input_width;
   AlignedVector<T> ih_scratch(w_ih != nullptr ? static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * rows))
                                               : 0);
   AlignedVector<T> chunk_x(gather ? static_cast<std::size_t>(chunk * rows * d) : 0);
-  AlignedVector<T> chunk_gates(gather ? static_cast<std::size_t>(chunk * rows * gh) : 0);
+  AlignedVector<T> chunk_gates(buffered ? static_cast<std::size_t>(chunk * rows * gh + StateLayout<T>::kAlign) : 0);
+  T* chunk_base = chunk_gates.data();
   ChunkSteps cs{0, 0};
   for (Index s = 0; s < steps; ++s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
-    const T* h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
+    const T* h_prev = tape.states.data() + layout.state(slot.prev) + b0 * h;
     if (w_ih != nullptr && s % chunk == 0) {
       cs = chunk_steps(c.reverse, steps, s, chunk);
       const Index first_row = cs.first * batch + b0;
+      // Not gathered, the chunk is all rows of its steps (or one step): its first row sits
+      // where the tape's would, modulo a packet, and so do the others.
+      if (buffered) chunk_base = chunk_gates.data() + (gather ? 0 : first_row * gh % StateLayout<T>::kAlign);
       if (gather) {
         for (Index i = 0; i < cs.count; ++i) {
           std::copy_n(projection.input + (first_row + i * batch) * d, rows * d, chunk_x.data() + i * rows * d);
         }
-        project_rows(*w_ih, c.b_ih, chunk_x.data(), cs.count * rows, chunk_gates.data(), gh, ih_scratch.data());
-      } else {
-        project_rows(*w_ih, c.b_ih, projection.input + first_row * d, cs.count * rows,
-                     tape.gates.data() + first_row * gh, gh, ih_scratch.data());
       }
+      project_rows(*w_ih, c.b_ih, gather ? chunk_x.data() : projection.input + first_row * d, cs.count * rows,
+                   buffered ? chunk_base : tape.gates.data() + first_row * gh, gh, ih_scratch.data());
     }
-    T* const tape_gates = tape.gates.data() + (t * batch + b0) * gh;
-    T* gates = gather ? chunk_gates.data() + (t - cs.first) * rows * gh : tape_gates;
+    const Index tape_row = t * batch + b0;
+    T* const gates = buffered ? chunk_base + (t - cs.first) * rows * gh : tape.gates.data() + tape_row * gh;
     recurrent_product(c, h_prev, rows, rec.data(), step_threads, w_hh, scratch.data());
 
     ForwardStep<T> step;
@@ -80,15 +85,15 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
     step.recurrent = rec.data();
     step.bias_hh = c.b_hh;
     step.h_prev = h_prev;
-    step.h_next = tape.states.data() + slot.next * state_size + b0 * h;
+    step.h_next = tape.states.data() + layout.state(slot.next) + b0 * h;
     if (lstm) {
-      step.c_prev = tape.cells.data() + slot.prev * state_size + b0 * h;
-      step.c_next = tape.cells.data() + slot.next * state_size + b0 * h;
+      step.c_prev = tape.cells.data() + layout.state(slot.prev) + b0 * h;
+      step.c_next = tape.cells.data() + layout.state(slot.next) + b0 * h;
     }
-    if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
+    if (gru) step.extra = tape.extra.data() + layout.extra(t) + b0 * h;
     step.active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
     cell_forward(c.spec.cell, step);
-    if (gather && projection.keep) std::copy_n(gates, rows * gh, tape_gates);
+    if (buffered && projection.keep) std::copy_n(gates, rows * gh, tape.gates.data() + tape_row * gh);
 
     for (Index r = 0; r < rows; ++r) {
       if (step.active != nullptr && step.active[r] == 0) continue;  // output stays zero
@@ -235,10 +240,13 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   // Split by hidden units, each thread projects its own units' gates (no pass of its own, no
   // thread waiting for another's half of the projection).
   const bool units_project = plan.unit_threads > 1 && steps * batch > kMaxGemvProjectionRows;
-  tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
-  tape.states.resize(static_cast<std::size_t>((steps + 1) * state_size));
+  // Inference keeps two state slots (the loop split by units uses the whole history), and no
+  // gates where they are projected in the loop.
+  const StateLayout<T> layout{state_size, !training && plan.unit_threads <= 1};
+  if (training || !project_in_loop) tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
+  tape.states.resize(layout.states_size(steps));
   if (lstm) tape.cells.resize(tape.states.size());
-  if (gru) tape.extra.resize(static_cast<std::size_t>(steps * state_size));
+  if (gru) tape.extra.resize(layout.extra_size(steps));
 
   if (scratch.packed.size() <= static_cast<std::size_t>(c.state_index())) {
     scratch.packed.resize(static_cast<std::size_t>(c.state_index() + 1));
@@ -257,14 +265,14 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   // Initial state into the slot the first step reads.
   const Index first = c.reverse ? steps : 0;
   const Index k = c.state_index();
-  T* h_first = tape.states.data() + first * state_size;
+  T* h_first = tape.states.data() + layout.state(first);
   if (args.h0 != nullptr) {
     std::copy_n(args.h0 + k * state_size, state_size, h_first);
   } else {
     std::fill_n(h_first, state_size, T(0));
   }
   if (lstm) {
-    T* c_first = tape.cells.data() + first * state_size;
+    T* c_first = tape.cells.data() + layout.state(first);
     if (args.c0 != nullptr) {
       std::copy_n(args.c0 + k * state_size, state_size, c_first);
     } else {
@@ -282,15 +290,15 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
       w_hh = &packed_weights(cache.hh, cache.hh_source, c.w_hh, gh, h, cache.reuse);
     }
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
-      forward_rows(c, tape, output, b0, rows, plan.step_threads, w_hh, projection);
+      forward_rows(c, tape, layout, output, b0, rows, plan.step_threads, w_hh, projection);
     });
   }
 
   // Rows past their length carried their state, so the last slot holds each final state.
   const Index last = c.reverse ? 0 : steps;
-  std::copy_n(tape.states.data() + last * state_size, state_size, args.h_n + k * state_size);
+  std::copy_n(tape.states.data() + layout.state(last), state_size, args.h_n + k * state_size);
   if (lstm && args.c_n != nullptr) {
-    std::copy_n(tape.cells.data() + last * state_size, state_size, args.c_n + k * state_size);
+    std::copy_n(tape.cells.data() + layout.state(last), state_size, args.c_n + k * state_size);
   }
 }
 
