@@ -20,20 +20,18 @@ void GruCell<T>::forward(const ForwardStep<T>& s) noexcept {
       cells::carry_state(s, b);
       continue;
     }
-    auto r = gate(s.gates, b, gh, h, 0);
-    auto z = gate(s.gates, b, gh, h, 1);
+    cells::activate(s, b, gh, 0, cells::Logistic{});
+    cells::activate(s, b, gh, 1, cells::Logistic{});
+    const auto r = gate(s.gates, b, gh, h, 0);
+    const auto z = gate(s.gates, b, gh, h, 1);
     auto n = gate(s.gates, b, gh, h, 2);
     ArrayMap<T> hn(s.extra + b * h, h);
-    r += gate(s.recurrent, b, gh, h, 0);
-    z += gate(s.recurrent, b, gh, h, 1);
-    hn = gate(s.recurrent, b, gh, h, 2);
+    const auto rec_n = gate(s.recurrent, b, gh, h, 2);
     if (s.bias_hh != nullptr) {
-      r += cells::bias_block(s.bias_hh, h, 0);
-      z += cells::bias_block(s.bias_hh, h, 1);
-      hn += cells::bias_block(s.bias_hh, h, 2);
+      hn = rec_n + cells::bias_block(s.bias_hh, h, 2);
+    } else {
+      hn = rec_n;
     }
-    r = r.logistic();
-    z = z.logistic();
     n = gate_math::gru_new_pre(n, r, hn).tanh();
     const ConstArrayMap<T> h_prev(s.h_prev + b * h, h);
     ArrayMap<T>(s.h_next + b * h, h) = gate_math::gru_hidden(z, n, h_prev);

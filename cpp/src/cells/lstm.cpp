@@ -18,19 +18,14 @@ void LstmCell<T>::forward(const ForwardStep<T>& s) noexcept {
       cells::carry_state(s, b);
       continue;
     }
-    for (Index k = 0; k < 4; ++k) {
-      auto pre = gate(s.gates, b, gh, h, k);
-      pre += gate(s.recurrent, b, gh, h, k);
-      if (s.bias_hh != nullptr) pre += cells::bias_block(s.bias_hh, h, k);
-    }
-    auto i = gate(s.gates, b, gh, h, 0);
-    auto f = gate(s.gates, b, gh, h, 1);
-    auto g = gate(s.gates, b, gh, h, 2);
-    auto o = gate(s.gates, b, gh, h, 3);
-    i = i.logistic();
-    f = f.logistic();
-    g = g.tanh();
-    o = o.logistic();
+    cells::activate(s, b, gh, 0, cells::Logistic{});
+    cells::activate(s, b, gh, 1, cells::Logistic{});
+    cells::activate(s, b, gh, 2, cells::Tanh{});
+    cells::activate(s, b, gh, 3, cells::Logistic{});
+    const auto i = gate(s.gates, b, gh, h, 0);
+    const auto f = gate(s.gates, b, gh, h, 1);
+    const auto g = gate(s.gates, b, gh, h, 2);
+    const auto o = gate(s.gates, b, gh, h, 3);
     const ConstArrayMap<T> c_prev(s.c_prev + b * h, h);
     ArrayMap<T> c_next(s.c_next + b * h, h);
     c_next = gate_math::lstm_cell(f, c_prev, i, g);

@@ -14,15 +14,12 @@ void RnnCell<T>::forward(const ForwardStep<T>& s, bool relu) noexcept {
       cells::carry_state(s, b);
       continue;
     }
-    auto pre = cells::gate(s.gates, b, h, h, 0);
-    pre += cells::gate(s.recurrent, b, h, h, 0);
-    if (s.bias_hh != nullptr) pre += cells::bias_block(s.bias_hh, h, 0);
     if (relu) {
-      pre = pre.max(T(0));
+      cells::activate(s, b, h, 0, cells::Relu{});
     } else {
-      pre = pre.tanh();
+      cells::activate(s, b, h, 0, cells::Tanh{});
     }
-    ArrayMap<T>(s.h_next + b * h, h) = pre;
+    ArrayMap<T>(s.h_next + b * h, h) = cells::gate(s.gates, b, h, h, 0);
   }
 }
 

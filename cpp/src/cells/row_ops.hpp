@@ -25,6 +25,39 @@ auto bias_block(const T* bias, Index h, Index k) noexcept {
   return ConstArrayMap<T>(bias + k * h, h);
 }
 
+/// Gate block k of row b activated in place, in one pass: act(gates + recurrent (+ b_hh)),
+/// summed in that order.
+template <class T, class Act>
+void activate(const ForwardStep<T>& s, Index b, Index gh, Index k, const Act& act) noexcept {
+  auto pre = gate(s.gates, b, gh, s.hidden, k);
+  const auto rec = gate(static_cast<const T*>(s.recurrent), b, gh, s.hidden, k);
+  if (s.bias_hh != nullptr) {
+    pre = act(pre + rec + bias_block(s.bias_hh, s.hidden, k));
+  } else {
+    pre = act(pre + rec);
+  }
+}
+
+/// The activations, for activate().
+struct Logistic {
+  template <class E>
+  auto operator()(const E& x) const {
+    return x.logistic();
+  }
+};
+struct Tanh {
+  template <class E>
+  auto operator()(const E& x) const {
+    return x.tanh();
+  }
+};
+struct Relu {
+  template <class E>
+  auto operator()(const E& x) const {
+    return x.max(typename E::Scalar(0));
+  }
+};
+
 inline bool is_active(const std::uint8_t* active, Index b) noexcept {
   return active == nullptr || active[b] != 0;
 }
