@@ -28,12 +28,12 @@ template <class T>
 std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
   const auto& s = t.scratch;
   std::size_t n = direction_bytes<T>(s.direction);
-  for (const auto* v : {&s.input, &s.output, &s.packed_ih, &s.packed_hh, &s.grad_gates, &s.grad_gates_hidden,
+  for (const auto* v : {&s.input, &s.output, &s.grad_gates, &s.grad_gates_hidden,
                         &s.grad_input, &s.grad_output}) {
     n += vector_bytes(*v);
   }
   for (const auto& p : s.packed) {
-    n += vector_bytes(p.ih_source) + vector_bytes(p.hh_source);
+    n += vector_bytes(p.ih_source) + vector_bytes(p.hh_source) + vector_bytes(p.ih_spare) + vector_bytes(p.hh_spare);
     n += (p.ih ? p.ih->bytes() : 0) + (p.hh ? p.hh->bytes() : 0);
     for (const auto& u : p.hh_units) n += u ? u->bytes() : 0;
     for (const auto& u : p.hh_unit_sources) n += vector_bytes(u);

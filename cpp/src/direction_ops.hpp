@@ -156,19 +156,31 @@ constexpr Index kGradChunkRows = 256;
 /// W 2048 x 512, dot_rows 515 us, packing 272 + packed product 348 us).
 constexpr Index kMaxGemvProjectionRows = 16;
 
+/// The memory of `packed` (left empty), or where it has none, `spare`'s.
+template <class T>
+AlignedVector<T> lend_memory(std::optional<PackedRows<T>>& packed, AlignedVector<T>* spare) {
+  AlignedVector<T> memory;
+  if (packed) {
+    memory = std::move(*packed).release();
+    packed.reset();
+  } else if (spare != nullptr) {
+    memory.swap(*spare);
+  }
+  return memory;
+}
+
 /// `w` ([rows, depth] row-major) packed: `packed` itself when `reuse` and `source` shows it was
-/// packed from these very values, else repacked into its memory (and `source` updated, or, without
-/// `reuse`, released).
+/// packed from these very values, else repacked into its memory (or, where it has none, into
+/// `spare`'s), and `source` updated (or, without `reuse`, released).
 template <class T>
 const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
-                                    Index rows, Index depth, bool reuse) {
+                                    Index rows, Index depth, bool reuse, AlignedVector<T>* spare = nullptr) {
   const auto n = static_cast<std::size_t>(rows * depth);
   if (reuse && packed && packed->rows() == rows && packed->depth() == depth && source.size() == n &&
       std::memcmp(source.data(), w, n * sizeof(T)) == 0) {
     return *packed;
   }
-  AlignedVector<T> storage = packed ? std::move(*packed).release() : AlignedVector<T>{};
-  packed.reset();
+  AlignedVector<T> storage = lend_memory(packed, spare);
   if (reuse) {
     source.assign(w, w + n);
   } else {
@@ -201,7 +213,7 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
   // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
   std::optional<PackedRows<T>> local;
   const PackedRows<T>& w = cache != nullptr
-                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width, cache->reuse)
+                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width, cache->reuse, &cache->ih_spare)
                                : local.emplace(c.w_ih, gh, c.input_width);
   if (c.b_ih != nullptr) {
     for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);

@@ -101,13 +101,20 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   if (lstm && args.grad_c_n != nullptr) std::copy_n(args.grad_c_n + k * state_size, state_size, dc.data());
 
   const LoopPlan plan = plan_loop(c);
+  // W_hh^T and W_ih^T are packed into the memory of the forward's W_hh and W_ih panels, which
+  // a training forward packs again on its next call anyway: two weight-sized buffers fewer at
+  // the step's peak (bench/NOTES.md, 2026-11-27, night).
+  if (scratch.packed.size() <= static_cast<std::size_t>(c.state_index())) {
+    scratch.packed.resize(static_cast<std::size_t>(c.state_index() + 1));
+  }
+  auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
   std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
   const Index rows_per_thread = batch / plan.batch_threads;
   if (rows_per_thread > kMaxGemvRows || worth_packing_transposed(steps, rows_per_thread)) {
-    w_hh_t.emplace(c.w_hh, h, gh, true, std::move(scratch.packed_hh));
+    w_hh_t.emplace(c.w_hh, h, gh, true, lend_memory(cache.hh, &cache.hh_spare));
   }
   // dL/d(input) += dG_x W_ih, with W_ih^T packed (as the input projection packs W_ih).
-  PackedRows<T> w_ih_t(c.w_ih, c.input_width, gh, true, std::move(scratch.packed_ih));
+  PackedRows<T> w_ih_t(c.w_ih, c.input_width, gh, true, lend_memory(cache.ih, &cache.ih_spare));
 
   const DirectionParams p = direction_params(c.spec, c.layer, c.reverse ? 1 : 0);
   MatrixMap<T> dw_ih(grad_params + p.weight_ih, gh, c.input_width);
@@ -146,8 +153,8 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
         c.n_threads > 1 ? threads_for(2.0 * n_rows * gh * c.input_width, n_rows, c.n_threads) : 1;
     packed_product(w_ih_t, dgx, n_rows, grad_input + first_row * c.input_width, c.input_width, true, x_threads);
   }
-  if (w_hh_t) scratch.packed_hh = std::move(*w_hh_t).release();
-  scratch.packed_ih = std::move(w_ih_t).release();
+  if (w_hh_t) cache.hh_spare = std::move(*w_hh_t).release();
+  cache.ih_spare = std::move(w_ih_t).release();
 
   std::copy(dh_carry.begin(), dh_carry.end(), args.grad_h0 + k * state_size);
   if (lstm && args.grad_c0 != nullptr) std::copy(dc.begin(), dc.end(), args.grad_c0 + k * state_size);

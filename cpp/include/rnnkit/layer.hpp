@@ -47,6 +47,9 @@ struct Tape {
     // The same for W_ih, where those threads project their own units' gates.
     std::vector<std::optional<PackedRows<T>>> ih_units;
     std::vector<AlignedVector<T>> ih_unit_sources;
+    // Backward packs W_ih^T and W_hh^T into the memory of ih and hh (a training forward repacks
+    // those on its next call anyway) and leaves it here, for the next forward to pack into.
+    AlignedVector<T> ih_spare, hh_spare;
     // Whether the packed weights are kept for the next call (with a copy of their source to
     // check it against): inference. Training updates the weights between calls, so a training
     // forward repacks into the kept memory and keeps no copy.
@@ -58,8 +61,6 @@ struct Tape {
     AlignedVector<T> input;       // inference: a layer's time-major input
     AlignedVector<T> output;      // a layer's time-major output (inference, and the top layer)
     Direction direction;          // inference: the one direction running
-    AlignedVector<T> packed_ih;   // backward: panels of W_ih^T (PackedRows)
-    AlignedVector<T> packed_hh;   // backward: panels of W_hh^T
     AlignedVector<T> grad_gates;  // backward: [T, B, GH]
     AlignedVector<T> grad_gates_hidden;  // backward, GRU: [T, B, GH]
     AlignedVector<T> grad_input;  // backward: dL/d(a layer's input)
