@@ -240,10 +240,12 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   // Split by hidden units, each thread projects its own units' gates (no pass of its own, no
   // thread waiting for another's half of the projection).
   const bool units_project = plan.unit_threads > 1 && steps * batch > kMaxGemvProjectionRows;
-  // Inference keeps two state slots (the loop split by units uses the whole history), and no
-  // gates where they are projected in the loop.
+  // Inference keeps a ring of state slots (the loop split by units uses the whole history). The
+  // gates are kept for backward, except a simple RNN's, whose activated gate is h itself; where
+  // they are projected in the loop, gates not kept need no [T, B, GH] buffer.
   const StateLayout<T> layout{state_size, !training && plan.unit_threads <= 1};
-  if (training || !project_in_loop) tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
+  const bool keep_gates = training && !c.spec.simple_rnn();
+  if (keep_gates || !project_in_loop) tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
   tape.states.resize(layout.states_size(steps));
   if (lstm) tape.cells.resize(tape.states.size());
   if (gru) tape.extra.resize(layout.extra_size(steps));
@@ -257,7 +259,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   if (project_in_loop) {
     projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse, &cache.ih_spare);
     projection.input = input;
-    projection.keep = training;
+    projection.keep = keep_gates;
   } else if (!units_project) {
     project_inputs(c, input, tape.gates.data(), &cache);
   }

@@ -54,7 +54,7 @@ void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Directi
     BackwardStep<T> step;
     step.batch = rows;
     step.hidden = h;
-    step.gates = tape.gates.data() + (t * batch + b0) * gh;
+    step.gates = c.spec.simple_rnn() ? nullptr : tape.gates.data() + (t * batch + b0) * gh;  // RNN: h_next
     step.h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
     step.h_next = tape.states.data() + slot.next * state_size + b0 * h;
     if (lstm) {

@@ -39,7 +39,7 @@ template <class T>
 struct BackwardStep {
   Index batch = 0;
   Index hidden = 0;
-  const T* gates = nullptr;   // [B, GH] as left by the forward step
+  const T* gates = nullptr;   // [B, GH] as left by the forward step (simple RNN: unused, h_next)
   const T* extra = nullptr;   // [B, H] GRU only
   const T* h_prev = nullptr;  // [B, H]
   const T* h_next = nullptr;  // [B, H]

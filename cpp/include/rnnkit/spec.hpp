@@ -30,6 +30,8 @@ struct LayerSpec {
   bool bias = true;
 
   Index directions() const noexcept { return bidirectional ? 2 : 1; }
+  /// A simple RNN: one gate, whose activated value is h itself.
+  bool simple_rnn() const noexcept { return cell == CellKind::RnnTanh || cell == CellKind::RnnRelu; }
   Index gates() const noexcept { return gate_count(cell); }
   Index gate_width() const noexcept { return gates() * hidden_size; }
   /// Width of layer `layer`'s input: input_size for the first, directions*H above.
