@@ -97,10 +97,10 @@ def main() -> None:
         report.close()
     elif mode == "fail":
         if rank == 1:
-            from rnnkit import estimators
+            from rnnkit import _fitting
 
             calls = {"n": 0}
-            original = estimators._BatchStep.__call__
+            original = _fitting._BatchStep.__call__
 
             def failing(self: Any, *args: Any) -> float:
                 calls["n"] += 1
@@ -108,7 +108,7 @@ def main() -> None:
                     raise RuntimeError("injected fault")
                 return original(self, *args)
 
-            estimators._BatchStep.__call__ = failing
+            _fitting._BatchStep.__call__ = failing
         est, X, y = case("classifier")
         est.set_params(max_epochs=50)
         distributed.fit(est, shard(X, rank, size), shard(y, rank, size))

@@ -15,7 +15,7 @@ import pytest
 
 import rnnkit
 import rnnkit._fitting as fitting_mod
-import rnnkit.estimators as est_mod
+from rnnkit._backend import core as core_mod
 from rnnkit import RNNClassifier, RNNRegressor
 from rnnkit.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
 
@@ -712,13 +712,13 @@ def test_divergence_raises_and_keeps_previous_weights(monkeypatch, dtype):
     finite step are kept (the failing step is undone)."""
     snapshots = []
     name = f"model_loss_and_grad_{dtype}"
-    original = getattr(est_mod.core, name)
+    original = getattr(core_mod, name)
 
     def recording(spec, params, *args, **kwargs):
         snapshots.append(np.array(params, copy=True))  # the weights the failing step started from
         return original(spec, params, *args, **kwargs)
 
-    monkeypatch.setattr(est_mod.core, name, recording)
+    monkeypatch.setattr(core_mod, name, recording)
     X, y = reg_data(n=64)
     reg = RNNRegressor(hidden_size=8, optimizer="sgd", learning_rate=1e6, momentum=0.0, clip_norm=None,
                        max_epochs=50, batch_size=8, random_state=0, n_threads=1, dtype=dtype)

@@ -12,7 +12,7 @@ import pytest
 
 import rnnkit
 import rnnkit._fitting as fitting_mod
-import rnnkit.estimators as est_mod
+import rnnkit._fitting as fitting_mod
 import rnnkit.optim
 
 pytestmark = pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
@@ -66,7 +66,7 @@ def test_interrupt_at_a_random_batch_leaves_a_usable_model(monkeypatch, tmp_path
     est, X, y, point, at = _case(seed)
     interrupter = _Interrupter(at, after=point == "after_update")
     if point == "batch_start":
-        monkeypatch.setattr(est_mod._BatchStep, "__call__", interrupter.wrap(est_mod._BatchStep.__call__))
+        monkeypatch.setattr(fitting_mod._BatchStep, "__call__", interrupter.wrap(fitting_mod._BatchStep.__call__))
     elif point == "after_gradients":
         monkeypatch.setattr(fitting_mod, "clip_grad_norm", interrupter.wrap(fitting_mod.clip_grad_norm))
     elif point == "after_update":

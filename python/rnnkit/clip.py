@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Union
+from typing import Iterable, Mapping, Union
 
 import numpy as np
 

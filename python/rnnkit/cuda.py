@@ -191,8 +191,6 @@ def _model_calls(owner: Any, spec: Any, dtype_name: str, index: Optional[int]) -
     """(predict, loss_and_grad) of a compiled model: the CPU core's (with a pool of workspaces,
     cached on ``owner``), or a device's when ``index`` is a device number. The device model is cached on ``owner`` (an estimator), keyed
     by everything that selects it, so that repeated calls reuse its device memory."""
-    from ._backend import core
-
     if index is None:
         from ._workspaces import CpuModelCalls
 

@@ -72,7 +72,8 @@ import numpy as np
 
 from ._sequences import per_step_targets
 from ._fitting import _BatchStep, _make_rng
-from .estimators import RNNClassifier, RNNRegressor, _STATS_ALLREDUCE, _RNNBase
+from ._estimator_base import _STATS_ALLREDUCE, _RNNBase
+from .estimators import RNNClassifier, RNNRegressor
 from .exceptions import ConvergenceWarning
 
 __all__ = ["fit", "register_dask"]
@@ -161,7 +162,7 @@ def fit(
 
 
 class _GradientAllreduce:
-    """The ``grad_hook`` of :class:`~rnnkit.estimators._BatchStep`: one Allreduce per batch.
+    """The ``grad_hook`` of :class:`~rnnkit._fitting._BatchStep`: one Allreduce per batch.
 
     The buffer holds ``[weight * grads, weight, weight * loss]`` in the model's dtype (float32
     models send float32), ``weight`` being this rank's valid rows in the batch; after the sum,

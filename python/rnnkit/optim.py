@@ -11,7 +11,7 @@ the gradients that ``backward`` left::
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import numpy as np
 

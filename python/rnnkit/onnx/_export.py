@@ -293,7 +293,7 @@ def export(model: Any, path: Optional[PathLike] = None, opset: int = DEFAULT_OPS
     targets' scale, shaped like ``predict``'s result.
     """
     onnx = _require_onnx()
-    from ..estimators import _RNNBase
+    from .._estimator_base import _RNNBase
 
     opset = int(opset)
     latest = onnx.defs.onnx_opset_version()

@@ -498,4 +498,4 @@ def load(path: Any) -> List[_Recurrent]:
     return [_to_layer(group, batch_first) for group in groups]
 
 
-__all__ = ["export", "load"]
+__all__ = ["load"]

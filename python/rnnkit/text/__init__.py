@@ -8,7 +8,8 @@ and :class:`Seq2Seq` (encoder-decoder: translation, transduction).
 >>> TextClassifier(random_state=0).fit(train_texts, labels).predict(["..."])  # doctest: +SKIP
 """
 
-from .models import LanguageModel, TextClassifier
+from .classifier import TextClassifier
+from .models import LanguageModel
 from .seq2seq import Seq2Seq
 from .tokenizer import Tokenizer
 

@@ -1,6 +1,6 @@
-"""Task-level text models: :class:`LanguageModel` and :class:`TextClassifier`.
+"""The language model: :class:`LanguageModel` (next word or next character, generation).
 
-Both read token ids through an embedding table that the compiled model trains together with
+It reads token ids through an embedding table that the compiled model trains together with
 the recurrent stack and the softmax head: each mini-batch is one C++ call (embedding lookup,
 forward, loss, BPTT, embedding gradients), followed by gradient clipping and a fused Adam
 step over the single flat parameter buffer.
@@ -16,15 +16,13 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from .. import _checks, _threads, optim
+from .. import _checks, optim
 from .. import cuda as _cuda
 from .._backend import core
-from .._sequences import Sequences
 from .._fitting import (
     _Base,
     _BatchStep,
     _CELLS,
-    _check_choice,
     _check_device,
     _check_number,
     _device_index,
@@ -34,80 +32,13 @@ from .._fitting import (
     _report_epoch,
     _warn_interrupted,
 )
-from ..estimators import RNNClassifier
 from ..exceptions import not_fitted_error
-from ..io import _json_value
 from ..layers import _aligned_zeros, layer_for_mode
-from .tokenizer import Tokenizer, check_texts
+from ._base import _TextModel, _check_text_params
+from .tokenizer import check_texts
 
 Texts = Union[str, Iterable[str]]
 _PROBS_PER_CALL = 1 << 22  # probabilities (windows x steps x vocabulary) per prediction call
-
-
-# ---------------------------------------------------------------------- shared by both models
-class _TextModel:
-    """Tokenizer options, and model files holding the tokenizer next to the weights."""
-
-    _fitted_attributes: tuple = ()
-
-    def _make_tokenizer(self) -> Tokenizer:
-        tok = Tokenizer(level=self.level, max_vocab=self.max_vocab, min_freq=self.min_freq, lower=self.lower,
-                        punctuation=self.punctuation)
-        tok._validate_params()
-        return tok
-
-    def _threads(self) -> int:
-        return self.n_threads if self.n_threads is not None else _threads.default_threads()
-
-    def save(self, path: Any) -> None:
-        """Save the fitted model to ``path`` (npz + JSON, no pickle); read it with :func:`rnnkit.load`."""
-        from ..io import save
-
-        save(self, path)
-
-    def _portable_meta(self) -> dict:
-        """The JSON part every text model's file holds: constructor parameters and fitted attributes."""
-        self._check_fitted()
-        params = self.get_params()
-        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
-            params["random_state"] = None  # a generator object has no portable form
-        fitted = {k: _json_value(getattr(self, k)) for k in self._fitted_attributes if hasattr(self, k)}
-        return {"params": {k: _json_value(v) for k, v in params.items()}, "fitted": fitted}
-
-    @classmethod
-    def _from_portable_meta(cls, meta: dict) -> Any:
-        """A model built from :meth:`_portable_meta`'s output, its fitted attributes set (weights not yet)."""
-        model = cls(**meta["params"])
-        model._validate_params()
-        for key, value in meta["fitted"].items():
-            if key not in cls._fitted_attributes:
-                raise ValueError(f"unexpected attribute {key!r} in the model file")
-            setattr(model, key, value)
-        return model
-
-    def _export(self) -> tuple[dict, dict]:
-        """``(meta, arrays)`` for :func:`rnnkit.io.save`."""
-        meta = {**self._portable_meta(), "tokenizer": self.tokenizer_._state()}
-        return meta, {"params": np.asarray(self._params_flat)}
-
-    @classmethod
-    def _import(cls, meta: dict, arrays: dict) -> Any:
-        """Rebuild a model from :meth:`_export`'s output (as read back by :func:`rnnkit.load`)."""
-        model = cls._from_portable_meta(meta)
-        model.tokenizer_ = Tokenizer._from_state(meta["tokenizer"])
-        params = np.asarray(arrays["params"])
-        if params.dtype != np.float32 or params.ndim != 1 or not np.isfinite(params).all():
-            raise ValueError(f"damaged parameters (dtype {params.dtype}, shape {params.shape}; expected finite float32)")
-        model._restore_params(params)
-        if model._params_flat.size != model._spec.param_count:
-            raise ValueError(f"damaged parameters ({params.size} values, the model needs {model._spec.param_count})")
-        return model
-
-
-def _check_text_params(model: Any) -> None:
-    _check_choice(model, "cell", _CELLS)
-    _check_number(model, "embedding_dim", 1, integer=True)
-    model._make_tokenizer()  # validates the tokenizer options
 
 
 def _topk(p: np.ndarray, k: int) -> np.ndarray:
@@ -560,155 +491,7 @@ def _windows(ids: np.ndarray, T: int, offset: int) -> tuple[np.ndarray, np.ndarr
     return x, y, lengths
 
 
-# ---------------------------------------------------------------------- classifier
-class TextClassifier(_TextModel, RNNClassifier):
-    """Text classifier: raw strings in, labels out (sentiment, topic, ...).
+# Pickles made before the classifier moved to classifier.py name it here.
+from .classifier import TextClassifier  # noqa: E402,F401
 
-    Each text is tokenized, its first ``max_length`` tokens are embedded and read by the
-    recurrent stack, and a softmax head classifies the final state (of both directions with
-    ``bidirectional``). It is an :class:`rnnkit.RNNClassifier` whose input is text: early
-    stopping, ``partial_fit``, ``warm_start`` and scikit-learn utilities work the same way.
-
-    Parameters
-    ----------
-    level, max_vocab, min_freq, lower, punctuation
-        Tokenizer options (see :class:`Tokenizer`); the vocabulary comes from the texts given
-        to the first ``fit``.
-    embedding_dim : int
-        Size of the learned token embeddings.
-    max_length : int or None
-        Tokens read per text (the first ones); None reads everything.
-    cell, hidden_size, num_layers, bidirectional, dropout, optimizer, learning_rate, momentum,
-    nesterov, weight_decay, batch_size, max_epochs, clip_norm, clip_value, early_stopping,
-    validation_fraction, n_iter_no_change, tol, warm_start, random_state, verbose, n_threads, device
-        As in :class:`rnnkit.RNNClassifier`.
-
-    Attributes
-    ----------
-    classes_ : ndarray
-    tokenizer_ : Tokenizer
-    loss_curve_, validation_scores_, n_iter_, rnn_, head_
-        As in :class:`rnnkit.RNNClassifier`.
-    """
-
-    output = "last"
-    dtype = "float32"
-    _fitted_attributes = ("loss_curve_", "validation_scores_", "n_iter_", "t_", "best_loss_",
-                          "best_validation_score_", "stopped_early_", "_best_loss", "_best_score",
-                          "_no_improvement", "_n_outputs", "_input_size", "_input_kind")
-
-    def __init__(
-        self,
-        level: str = "word",
-        cell: str = "lstm",
-        hidden_size: int = 64,
-        embedding_dim: int = 32,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        max_length: Optional[int] = 400,
-        max_vocab: Optional[int] = 20000,
-        min_freq: int = 1,
-        lower: bool = True,
-        punctuation: str = "split",
-        optimizer: str = "adam",
-        learning_rate: float = 3e-3,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        batch_size: int = 32,
-        max_epochs: int = 20,
-        clip_norm: Optional[float] = 1.0,
-        clip_value: Optional[float] = None,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 5,
-        tol: float = 1e-4,
-        warm_start: bool = False,
-        random_state: Optional[int] = None,
-        verbose: int = 0,
-        n_threads: Optional[int] = None,
-        device: str = "cpu",
-    ) -> None:
-        super().__init__(
-            cell=cell, hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
-            optimizer=optimizer, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
-            weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, clip_norm=clip_norm,
-            clip_value=clip_value, early_stopping=early_stopping, validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-            verbose=verbose, n_threads=n_threads, device=device,
-        )
-        del self.output, self.dtype  # fixed for text: the class attributes
-        self.level = level
-        self.embedding_dim = embedding_dim
-        self.max_length = max_length
-        self.max_vocab = max_vocab
-        self.min_freq = min_freq
-        self.lower = lower
-        self.punctuation = punctuation
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        _check_text_params(self)
-        _check_number(self, "max_length", 1, integer=True, none_ok=True)
-
-    # ------------------------------------------------------------------ hooks of RNNClassifier
-    def _check_X(self, X: Any, reset: bool) -> Sequences:
-        texts = check_texts(X, name="X")
-        if reset:
-            self.tokenizer_ = self._make_tokenizer().fit(texts)
-            self._input_kind = "text"
-            self._input_size = int(self.embedding_dim)
-        encoded = [self.tokenizer_.encode(t)[: self.max_length] for t in texts]
-        lengths = np.array([max(1, e.size) for e in encoded], dtype=np.int64)  # an empty text reads one <unk>
-        x = np.zeros((len(encoded), int(lengths.max())), dtype=np.int64)
-        for i, e in enumerate(encoded):
-            x[i, : e.size] = e
-        return Sequences(x, lengths if (lengths != x.shape[1]).any() else None, "text")
-
-    def _fit_scaler(self, seqs: Sequences) -> None:
-        """Token ids are not scaled."""
-
-    def _scale_X(self, seqs: Sequences) -> np.ndarray:
-        return seqs.x
-
-    def _model_spec(self, n_outputs: int) -> Any:
-        _checks.check_stack_size(_CELLS[self.cell], int(self._input_size), int(self.hidden_size),
-                                 int(self.num_layers), bool(self.bidirectional))
-        layer = core.LayerSpec(_CELLS[self.cell], int(self._input_size), int(self.hidden_size), int(self.num_layers),
-                               bool(self.bidirectional), True)
-        return core.ModelSpec(layer, n_outputs, self._loss, "last", len(self.tokenizer_))
-
-    def _restore_params(self, params: np.ndarray) -> None:
-        self.dtype_ = np.dtype(np.float32)
-        self._optimizer_state = None
-        self._random = self._rng()
-        self.__setstate__({"_params_flat": params})
-
-    def _export(self) -> tuple[dict, dict]:
-        meta, arrays = super()._export()
-        classes = self.classes_
-        if classes.dtype == object:
-            if not all(isinstance(c, str) for c in classes):
-                raise ValueError("save(): classes_ of mixed Python objects cannot be stored without pickle")
-            meta["classes_object"] = True
-            classes = classes.astype(str)
-        arrays["classes"] = classes
-        return meta, arrays
-
-    @classmethod
-    def _import(cls, meta: dict, arrays: dict) -> "TextClassifier":
-        classes = np.asarray(arrays["classes"])
-        model = super()._import(meta, arrays)
-        model.classes_ = classes.astype(object) if meta.get("classes_object") else classes
-        return model
-
-    def __sklearn_tags__(self) -> Any:
-        from sklearn.utils import InputTags
-
-        tags = super().__sklearn_tags__()
-        tags.input_tags = InputTags(one_d_array=True, two_d_array=False, string=True)
-        return tags
-
-
-__all__ = ["LanguageModel", "TextClassifier"]
+__all__ = ["LanguageModel"]

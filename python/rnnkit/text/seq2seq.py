@@ -36,7 +36,7 @@ from .._fitting import (
 )
 from ..exceptions import not_fitted_error
 from ..layers import _aligned_zeros, _Recurrent, layer_for_mode
-from .models import _TextModel
+from ._base import _TextModel
 from .tokenizer import Tokenizer, check_texts
 
 _BOS, _EOS = "<s>", "</s>"  # the decoder's two extra tokens, after the target vocabulary

@@ -1,0 +1,464 @@
+"""The shared body of :class:`~rnnkit.RNNClassifier` and :class:`~rnnkit.RNNRegressor`.
+
+:class:`_RNNBase` holds their parameters and their checks, builds the recurrent stack and the
+dense head as one C++ model over a flat parameter buffer, and runs the training loop
+(mini-batches, early stopping, warm starts), prediction in chunks, the streaming step, and
+pickling; the two estimators add their targets, losses and scores (:mod:`rnnkit.estimators`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import math
+import numbers
+import time
+import warnings
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import _checks, _threads, optim
+from . import cuda as _cuda
+from ._backend import core
+from ._fitting import (
+    _CELLS,
+    _Base,
+    _BatchStep,
+    _check_choice,
+    _check_device,
+    _check_number,
+    _device_index,
+    _init_params,
+    _make_rng,
+    _progress,
+    _report_epoch,
+    _warn_interrupted,
+)
+from ._sequences import Sequences, to_sequences
+from .exceptions import ConvergenceWarning, not_fitted_error
+from .layers import _aligned_zeros, layer_for_mode
+
+_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+_PREDICT_CHUNK = 4096  # sequences per C++ call at prediction time
+
+
+class _RNNBase(_Base):
+    _loss = ""
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        output: str = "last",
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        batch_size: int = 32,
+        max_epochs: int = 200,
+        clip_norm: Optional[float] = 1.0,
+        clip_value: Optional[float] = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        warm_start: bool = False,
+        random_state: Optional[int] = None,
+        verbose: int = 0,
+        n_threads: Optional[int] = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+    ) -> None:
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.output = output
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.dtype = dtype
+        self.device = device
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        choice = functools.partial(_check_choice, self)
+        number = functools.partial(_check_number, self)
+
+        choice("cell", _CELLS)
+        choice("output", ("last", "sequence"))
+        choice("optimizer", _OPTIMIZERS)
+        choice("dtype", ("float32", "float64"))
+        number("hidden_size", 1, integer=True)
+        number("num_layers", 1, integer=True)
+        number("dropout", 0.0, 1.0, high_open=True)
+        number("learning_rate", 0.0, low_open=True)
+        number("momentum", 0.0, 1.0)
+        number("weight_decay", 0.0)
+        number("batch_size", 1, integer=True)
+        number("max_epochs", 1, integer=True)
+        number("clip_norm", 0.0, low_open=True, none_ok=True)
+        number("clip_value", 0.0, low_open=True, none_ok=True)
+        number("validation_fraction", 0.0, 1.0, low_open=True, high_open=True)
+        number("n_iter_no_change", 1, integer=True)
+        number("tol", 0.0)
+        number("verbose", 0, integer=True)
+        number("n_threads", 1, integer=True, none_ok=True)
+        for flag in ("bidirectional", "nesterov", "early_stopping", "warm_start"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator)):
+            raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
+        _check_device(self)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_params_flat")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted_error(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments "
+                "before using this estimator."
+            )
+
+    def _check_X(self, X: Any, reset: bool) -> Sequences:
+        seqs = to_sequences(X, np.dtype(self.dtype if reset else self.dtype_))
+        if seqs.kind == "2d":
+            n_features = seqs.x.shape[1]  # univariate sequences: sklearn's "features" are the columns
+        else:
+            n_features = seqs.x.shape[2]
+        if reset:
+            self.n_features_in_ = n_features
+            self._input_kind = seqs.kind
+            self._input_size = seqs.x.shape[2]
+        else:
+            if (seqs.kind == "2d") != (self._input_kind == "2d") and seqs.x.shape[2] == self._input_size:
+                pass  # 2-D univariate and 3-D (n, T, 1) input are interchangeable
+            elif n_features != self.n_features_in_ or seqs.x.shape[2] != self._input_size:
+                raise ValueError(
+                    f"X has {n_features} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+        return seqs
+
+    # ------------------------------------------------------------------ model
+    def _rng(self) -> np.random.Generator:
+        return _make_rng(self.random_state)
+
+    def _model_spec(self, n_outputs: int) -> Any:
+        """The compiled model's spec (subclasses reading token ids add a vocabulary)."""
+        _checks.check_stack_size(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
+                                 bool(self.bidirectional))
+        rnn_spec = core.LayerSpec(_CELLS[self.cell], self._input_size, self.hidden_size, self.num_layers,
+                                  bool(self.bidirectional), True)
+        return core.ModelSpec(rnn_spec, n_outputs, self._loss, "last" if self.output == "last" else "sequence")
+
+    def _build(self, n_outputs: int, rng: np.random.Generator) -> None:
+        """Create the model spec and draw initial parameters (PyTorch's default schemes)."""
+        self.dtype_ = np.dtype(self.dtype)
+        self._spec = self._model_spec(n_outputs)
+        self._n_outputs = n_outputs
+        self._params_flat = _init_params(self._spec, self.hidden_size, self.dtype_, rng)
+        self._grads_flat = _aligned_zeros(self._params_flat.size, self.dtype_)
+        self._optimizer_state: Optional[dict] = None
+        self.loss_curve_: list[float] = []
+        self.validation_scores_: list[float] = []
+        self.n_iter_ = 0
+        self.t_ = 0
+        self._best_loss = math.inf
+        self._best_score = -math.inf
+        self._no_improvement = 0
+
+    def _make_optimizer(self) -> optim.Optimizer:
+        pair = [(self._params_flat, self._grads_flat)]
+        lr, wd = float(self.learning_rate), float(self.weight_decay)
+        if self.optimizer == "adam":
+            opt: optim.Optimizer = optim.Adam(pair, lr=lr, weight_decay=wd)
+        elif self.optimizer == "adamw":
+            opt = optim.AdamW(pair, lr=lr, weight_decay=wd)
+        elif self.optimizer == "sgd":
+            opt = optim.SGD(pair, lr=lr, momentum=float(self.momentum), nesterov=bool(self.nesterov) and self.momentum > 0,
+                            weight_decay=wd)
+        else:
+            opt = optim.RMSprop(pair, lr=lr, momentum=float(self.momentum), weight_decay=wd)
+        if self._optimizer_state is not None:
+            opt.load_state_dict(self._optimizer_state)
+        return opt
+
+    def _threads(self) -> int:
+        return self.n_threads if self.n_threads is not None else _threads.default_threads()
+
+    def _scale_X(self, seqs: Sequences) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = ((seqs.x - self._x_mean) / self._x_scale).astype(self.dtype_, copy=False)
+        if not np.isfinite(x).all():
+            raise ValueError(
+                f"Input X holds values too large for {self.dtype_} once standardised with the training data's mean "
+                f"and standard deviation"
+            )
+        return x
+
+    def _fit_scaler(self, seqs: Sequences) -> None:
+        valid = seqs.valid_mask()
+        values = seqs.x[valid].astype(np.float64)
+        self._x_mean, self._x_scale = _standardiser(values, "X")
+
+    def _model_calls(self) -> tuple:
+        """(predict, loss_and_grad) of the compiled model, on the CPU or on ``device``."""
+        return _cuda._model_calls(self, self._spec, self.dtype_.name, _device_index(self))
+
+    def _raw_outputs(self, seqs: Sequences) -> np.ndarray:
+        """Model outputs for every sequence: (n, n_outputs) or (n, T, n_outputs)."""
+        x = self._scale_X(seqs)
+        run = self._model_calls()[0]
+        parts = []
+        for start in range(0, x.shape[0], _PREDICT_CHUNK):
+            sl = slice(start, start + _PREDICT_CHUNK)
+            lengths = None if seqs.lengths is None else np.ascontiguousarray(seqs.lengths[sl])
+            parts.append(run(self._spec, self._params_flat, np.ascontiguousarray(x[sl]), lengths, self._threads()))
+        out = np.concatenate(parts, axis=0)
+        if not np.isfinite(out).all():
+            raise ValueError(
+                f"{type(self).__name__}: the model's outputs overflowed to NaN/Inf for this input (weights of "
+                f"magnitude up to {np.abs(self._params_flat).max():.3g}); training probably diverged: refit with a "
+                "lower learning_rate or with clip_norm / clip_value"
+            )
+        return out
+
+    # ------------------------------------------------------------------ training
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _validation_score(self, seqs: Sequences, targets: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> "_RNNBase":
+        self._validate_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
+        seqs = self._check_X(X, reset=fresh)
+        if fresh:
+            self._fit_scaler(seqs)
+        targets = self._encode_targets(y, seqs, reset=fresh, classes=classes)
+        if fresh:
+            self._random = self._rng()
+            self._build(self._n_outputs_for_fit, self._random)
+        rng = self._random
+
+        n = seqs.n
+        train_idx = np.arange(n)
+        val_idx = np.arange(0)
+        early = bool(self.early_stopping) and not incremental
+        if early:
+            n_val = max(1, int(round(self.validation_fraction * n)))
+            if n - n_val < 1:
+                raise ValueError(
+                    f"early_stopping needs at least 2 samples to hold out a validation set; got {n} sample(s) "
+                    f"(n_samples={n})"
+                )
+            perm = rng.permutation(n)
+            val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        x_all = self._scale_X(seqs)
+        lengths_all = seqs.lengths
+        val_seqs = Sequences(seqs.x[val_idx], None if lengths_all is None else lengths_all[val_idx], seqs.kind)
+
+        opt = self._make_optimizer()
+        step = _BatchStep(self._spec, self._params_flat, self._grads_flat, opt, dropout=float(self.dropout),
+                          clip_norm=self.clip_norm, clip_value=self.clip_value, n_threads=self._threads(),
+                          diverged=self._divergence_message, run=self._model_calls()[1])
+        labels = self._loss == "cross_entropy"
+        best_params = self._params_flat.copy() if early else None
+        epochs = 1 if incremental else int(self.max_epochs)
+        bar = _progress(epochs, self.verbose)
+        stopped_early = False
+        try:
+            for _ in range(epochs):
+                start_time = time.perf_counter()
+                order = train_idx[rng.permutation(train_idx.size)]
+                total = 0.0
+                for b0 in range(0, order.size, int(self.batch_size)):
+                    idx = np.sort(order[b0 : b0 + int(self.batch_size)])
+                    steps = x_all.shape[1] if lengths_all is None else int(lengths_all[idx].max())
+                    xb = np.ascontiguousarray(x_all[idx, :steps])
+                    lb = None if lengths_all is None else np.ascontiguousarray(lengths_all[idx])
+                    tb = np.ascontiguousarray(targets[idx][:, :steps] if self.output == "sequence" else targets[idx])
+                    key = int(rng.integers(0, 2**63 - 1)) if self.dropout > 0 else 0
+                    loss = step(xb, lb, tb if labels else None, None if labels else tb, key)
+                    total += loss * idx.size
+                self.n_iter_ += 1
+                self.t_ += order.size
+                epoch_loss = total / order.size
+                self.loss_curve_.append(epoch_loss)
+                message = f"Epoch {self.n_iter_}: loss {epoch_loss:.6f}"
+                if early:
+                    score = self._validation_score(val_seqs, targets[val_idx])
+                    self.validation_scores_.append(score)
+                    message += f", validation score {score:.6f}"
+                    improved = score > self._best_score + self.tol
+                    if score > self._best_score:
+                        self._best_score = score
+                        best_params[...] = self._params_flat
+                else:
+                    improved = epoch_loss < self._best_loss - self.tol
+                    self._best_loss = min(self._best_loss, epoch_loss)
+                self._no_improvement = 0 if improved else self._no_improvement + 1
+                if self.verbose:
+                    _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.2f} s", advance=1)
+                if not incremental and self._no_improvement > self.n_iter_no_change:
+                    stopped_early = True
+                    break
+            else:
+                if not incremental and epochs > 1:
+                    warnings.warn(
+                        f"{type(self).__name__}: max_epochs={self.max_epochs} reached and the loss is still improving; "
+                        "consider raising max_epochs.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+        except KeyboardInterrupt:
+            _warn_interrupted(self, stacklevel=4)
+        finally:
+            if bar is not None:
+                bar.close()
+            self._optimizer_state = opt.state_dict()
+        if early and best_params is not None and self.validation_scores_:
+            self._params_flat[...] = best_params
+        if not early:
+            self._no_improvement = self._no_improvement if incremental else 0
+        self.best_loss_ = None if early else (min(self.loss_curve_) if self.loss_curve_ else None)
+        self.best_validation_score_ = self._best_score if early else None
+        self.stopped_early_ = stopped_early
+        return self
+
+    def _divergence_message(self) -> str:
+        return (
+            f"{type(self).__name__}: training diverged (the loss or the weights became NaN/Inf in epoch "
+            f"{self.n_iter_ + 1}); the weights from before that step are kept. Lower learning_rate or set "
+            "clip_norm / clip_value."
+        )
+
+    # ------------------------------------------------------------------ inspection
+    def _stack_layer(self, n_threads: Optional[int] = None) -> Any:
+        return layer_for_mode(_CELLS[self.cell], self._input_size, self.hidden_size, num_layers=self.num_layers,
+                              bidirectional=bool(self.bidirectional), batch_first=True, dtype=self.dtype_.name,
+                              n_threads=n_threads)
+
+    @property
+    def rnn_(self) -> Any:
+        """The trained recurrent stack as an :class:`LSTM`/:class:`GRU`/:class:`RNN` (a copy)."""
+        self._check_fitted()
+        layer = self._stack_layer()
+        layer.flat_params[...] = self._params_flat[: self._spec.head_offset]
+        return layer
+
+    # ------------------------------------------------------------------ streaming
+    def _step_raw(self, x_t: Any, state: Any) -> tuple[np.ndarray, Any, bool]:
+        """Head outputs (scaled) after one more time step of each stream, the new state, and unbatched."""
+        self._check_fitted()
+        if self.bidirectional:
+            raise ValueError("predict_step needs a unidirectional model (bidirectional=False): the reverse "
+                             "direction reads the future")
+        if self._spec.vocab_size:
+            raise TypeError(f"{type(self).__name__} reads token ids: predict_step takes real-valued features only")
+        x = _checks.float_array(x_t, "x_t", np.dtype(np.float64))
+        unbatched = x.ndim == 1
+        if x.ndim not in (1, 2) or x.shape[-1] != self._input_size or x.size == 0:
+            raise ValueError(f"x_t must have shape (n_streams, {self._input_size}) or ({self._input_size},): one time "
+                             f"step of each stream's features, got {np.shape(x_t)}")
+        x = ((x - self._x_mean) / self._x_scale).astype(self.dtype_)
+        cache = self.__dict__.get("_stream")
+        if cache is None or cache[0] is not self._params_flat:
+            head = self._spec.head_offset
+            layer = self._stack_layer(self.n_threads)
+            layer._share_params(self._params_flat[:head])  # live: partial_fit's updates are seen
+            f, k = self._spec.features, self._n_outputs
+            weight = self._params_flat[head : head + k * f].reshape(k, f)
+            bias = self._params_flat[head + k * f : head + k * f + k]
+            cache = self.__dict__["_stream"] = (self._params_flat, layer, weight, bias)
+        _, layer, weight, bias = cache
+        y, state = layer.step(x, state)  # one stream: x (features,) and states (layers, hidden)
+        raw = y @ weight.T + bias
+        return (raw[None] if unbatched else raw), state, unbatched
+
+    @property
+    def head_(self) -> dict[str, np.ndarray]:
+        """The dense head: {"weight": (n_outputs, F), "bias": (n_outputs,)} (copies, nn.Linear layout)."""
+        self._check_fitted()
+        off, f, k = self._spec.head_offset, self._spec.features, self._n_outputs
+        return {"weight": self._params_flat[off : off + k * f].reshape(k, f).copy(),
+                "bias": self._params_flat[off + k * f : off + k * f + k].copy()}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_spec", "_stream", "_device_model", "_cpu_model"):  # native objects are rebuilt on load
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_params_flat" in state:
+            self._spec = self._model_spec(self._n_outputs)
+            flat = _aligned_zeros(self._params_flat.size, self._params_flat.dtype)
+            flat[...] = self._params_flat
+            self._params_flat = flat
+            self._grads_flat = _aligned_zeros(flat.size, flat.dtype)
+
+    def save(self, path: Any) -> None:
+        """Save the fitted model to ``path`` in rnnkit's portable format (npz + JSON, no pickle)."""
+        from .io import save
+
+        save(self, path)
+
+
+#: While set (by :mod:`rnnkit.distributed`): an in-place sum over processes of a float64 array,
+#: so that :func:`_standardiser` gives the statistics of every process's values together.
+_STATS_ALLREDUCE: contextvars.ContextVar[Optional[Callable[[np.ndarray], None]]] = contextvars.ContextVar(
+    "rnnkit_stats_allreduce", default=None)
+
+
+def _standardiser(values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and scale of ``values`` (n, k), float64; ValueError where they overflow.
+
+    A column with (almost) no spread gets scale 1. Under :data:`_STATS_ALLREDUCE` the mean and
+    standard deviation are those of all processes' values (count and sums, then the sums of
+    squared deviations from the global mean: two reductions).
+    """
+    allreduce = _STATS_ALLREDUCE.get()
+    with np.errstate(over="ignore", invalid="ignore"):
+        if allreduce is None:
+            mean = values.mean(axis=0)
+            std = values.std(axis=0)
+        else:
+            sums = np.concatenate([[float(values.shape[0])], values.sum(axis=0)]).astype(np.float64)
+            allreduce(sums)
+            mean = sums[1:] / sums[0]
+            squares = np.ascontiguousarray(((values - mean) ** 2).sum(axis=0), dtype=np.float64)
+            allreduce(squares)
+            std = np.sqrt(squares / sums[0])
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(
+            f"Input {name} holds values too large to standardise (their mean or standard deviation overflows "
+            "float64); rescale them first"
+        )
+    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
