@@ -51,6 +51,41 @@ def test_forward_equals_step_loop(p):
 
 
 @SETTINGS
+@given(problems(), st.booleans(), st.sampled_from([1, 2]))
+def test_omitted_state_equals_zero_state(p, training, n_threads):
+    """With no initial state the first step's recurrent product is skipped (it is zero); the
+    results equal those of an explicit zero state exactly, in both modes and at 1-2 threads."""
+    cell, D, H, layers, bi, seed, x, lengths = p
+    m = _layer(cell, D, H, layers, bi, seed)
+    m.n_threads = n_threads
+    zeros = np.zeros((layers * (2 if bi else 1), x.shape[1], H))
+    state = (zeros, zeros.copy()) if cell == "lstm" else zeros
+    for kw in ({}, {"lengths": lengths}):
+        out, final = m.forward(x, training=training, **kw)
+        out_z, final_z = m.forward(x, state, training=training, **kw)
+        assert np.array_equal(out, out_z)
+        for a, b in zip(final if cell == "lstm" else [final], final_z if cell == "lstm" else [final_z]):
+            assert np.array_equal(a, b)
+
+
+def test_omitted_state_equals_zero_state_on_every_loop():
+    """The same on the loops the small property shapes do not reach: the batch split between
+    two threads with the inputs projected in chunks, and the hidden units split (B=2, H=360)."""
+    rng = np.random.default_rng(5)
+    for cell in ("lstm", "gru", "rnn_tanh"):
+        for (B, T, D, H) in ((9, 11, 5, 6), (40, 5, 5, 6), (2, 40, 5, 360)):
+            m = _layer(cell, D, H, 1, seed=3)
+            m.n_threads = 2
+            x = rng.standard_normal((T, B, D))
+            zeros = np.zeros((1, B, H))
+            state = (zeros, zeros.copy()) if cell == "lstm" else zeros
+            for training in (False, True):
+                out, _ = m.forward(x, training=training)
+                out_z, _ = m.forward(x, state, training=training)
+                assert np.array_equal(out, out_z), (cell, B, T, H, training)
+
+
+@SETTINGS
 @given(problems())
 def test_ragged_batch_equals_sequences_one_by_one(p):
     cell, D, H, layers, bi, seed, x, lengths = p

@@ -73,6 +73,9 @@ struct DirectionContext {
   const T* b_hh;  // nullptr without bias
   const std::uint8_t* active;  // [T, B] or nullptr
   int n_threads;
+  /// The state before the first step is zero (no initial state given): that step's recurrent
+  /// product is zero, and the forward skips it.
+  bool zero_start = false;
 
   Index hidden() const noexcept { return spec.hidden_size; }
   Index gate_width() const noexcept { return spec.gate_width(); }

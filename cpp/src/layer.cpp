@@ -76,7 +76,11 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
     }
     const Index tape_row = t * batch + b0;
     T* const gates = buffered ? chunk_base + (t - cs.first) * rows * gh : tape.gates.data() + tape_row * gh;
-    recurrent_product(c, h_prev, rows, rec.data(), step_threads, w_hh, scratch.data());
+    if (s == 0 && c.zero_start) {
+      std::fill(rec.begin(), rec.end(), T(0));
+    } else {
+      recurrent_product(c, h_prev, rows, rec.data(), step_threads, w_hh, scratch.data());
+    }
 
     ForwardStep<T> step;
     step.batch = rows;
@@ -175,6 +179,10 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
       }
       if (nj > 0) {
         for (Index k = 0; k < gates; ++k) {  // rec[:, k*nj : (k+1)*nj] = h_{t-1} W_hh[k*H + j0 : k*H + j1]^T
+          if (s == 0 && c.zero_start) {
+            std::fill(rec.begin(), rec.end(), T(0));
+            break;
+          }
           if (packed.empty()) {
             dot_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, h, batch, rec.data() + k * nj, width);
           } else {
@@ -361,7 +369,8 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     if (active != nullptr) std::fill_n(out, output_size, T(0));  // past a length: zero
     if (options.training) tape.layers[static_cast<std::size_t>(l)].directions.resize(static_cast<std::size_t>(dirs));
     for (Index d = 0; d < dirs; ++d) {
-      const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, options.n_threads);
+      DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, options.n_threads);
+      c.zero_start = args.h0 == nullptr;
       auto& dir_tape =
           options.training ? tape.layers[static_cast<std::size_t>(l)].directions[static_cast<std::size_t>(d)]
                            : scratch.direction;
@@ -406,7 +415,11 @@ void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, 
       std::fill_n(args.h_n + l * state_size, state_size, T(0));  // zero state, read below
       h_prev = args.h_n + l * state_size;
     }
-    recurrent_product(c, h_prev, batch, ws.rec.data(), plan_loop(c).step_threads);
+    if (args.h0 == nullptr) {
+      std::fill(ws.rec.begin(), ws.rec.end(), T(0));  // a zero state's product
+    } else {
+      recurrent_product(c, h_prev, batch, ws.rec.data(), plan_loop(c).step_threads);
+    }
 
     ForwardStep<T> st;
     st.batch = batch;
