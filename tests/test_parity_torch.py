@@ -349,3 +349,20 @@ def test_one_sequence_long_enough_to_pack(cell, hidden, dtype):
     tm = make_torch(cell, D, hidden, 1, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
     p = make_problem(cell, steps, 1, D, hidden, 1, True, dtype, seed=42)
     compare_results(rnnkit_run(m, p), torch_run(tm, p), RTOL[dtype])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weights_packed_by_two_threads(cell, dtype):
+    """Weights of a million values or more are packed by several threads, a share of the row
+    blocks each (W_ih and W_hh of 2400 x 600 and 1800 x 600 here, and their transposes in
+    backward). Still torch's results at two threads, gradients included, and the second
+    inference call, which reuses the panels, equal to the first."""
+    steps, batch, size = 6, 8, 600
+    m = make_rnnkit(cell, size, size, 1, dtype=dtype, seed=51, n_threads=2)
+    tm = make_torch(cell, size, size, 1, dtype=dtype, state_dict=m.state_dict())
+    p = make_problem(cell, steps, batch, size, size, 1, False, dtype, seed=52)
+    compare_results(rnnkit_run(m, p), torch_run(tm, p), RTOL[dtype])
+    first = rnnkit_forward(m, p, training=False)
+    again = rnnkit_forward(m, p, training=False)
+    assert np.array_equal(first[0], again[0])

@@ -174,10 +174,11 @@ AlignedVector<T> lend_memory(std::optional<PackedRows<T>>& packed, AlignedVector
 
 /// `w` ([rows, depth] row-major) packed: `packed` itself when `reuse` and `source` shows it was
 /// packed from these very values, else repacked into its memory (or, where it has none, into
-/// `spare`'s), and `source` updated (or, without `reuse`, released).
+/// `spare`'s) by up to `threads`, and `source` updated (or, without `reuse`, released).
 template <class T>
 const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
-                                    Index rows, Index depth, bool reuse, AlignedVector<T>* spare = nullptr) {
+                                    Index rows, Index depth, bool reuse, AlignedVector<T>* spare = nullptr,
+                                    int threads = 1) {
   const auto n = static_cast<std::size_t>(rows * depth);
   if (reuse && packed && packed->rows() == rows && packed->depth() == depth && source.size() == n &&
       std::memcmp(source.data(), w, n * sizeof(T)) == 0) {
@@ -189,7 +190,7 @@ const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, Aligne
   } else {
     AlignedVector<T>().swap(source);
   }
-  packed.emplace(w, rows, depth, false, std::move(storage));
+  packed.emplace(w, rows, depth, false, std::move(storage), PackedRows<T>::pack_threads(rows, depth, threads));
   return *packed;
 }
 
@@ -216,7 +217,8 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
   // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
   std::optional<PackedRows<T>> local;
   const PackedRows<T>& w = cache != nullptr
-                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width, cache->reuse, &cache->ih_spare)
+                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width, cache->reuse, &cache->ih_spare,
+                                                c.n_threads)
                                : local.emplace(c.w_ih, gh, c.input_width);
   if (c.b_ih != nullptr) {
     for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);

@@ -265,7 +265,8 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   cache.reuse = !training;
   StepProjection<T> projection;
   if (project_in_loop) {
-    projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse, &cache.ih_spare);
+    projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse, &cache.ih_spare,
+                                        c.n_threads);
     projection.input = input;
     projection.keep = keep_gates;
   } else if (!units_project) {
@@ -297,7 +298,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     const PackedRows<T>* w_hh = nullptr;
     const Index rows = batch / plan.batch_threads;  // per thread, at least
     if (rows > kMaxGemvRows || worth_packing(steps, rows)) {
-      w_hh = &packed_weights(cache.hh, cache.hh_source, c.w_hh, gh, h, cache.reuse, &cache.hh_spare);
+      w_hh = &packed_weights(cache.hh, cache.hh_source, c.w_hh, gh, h, cache.reuse, &cache.hh_spare, c.n_threads);
     }
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
       forward_rows(c, tape, layout, output, b0, rows, plan.step_threads, w_hh, projection);

@@ -111,10 +111,12 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
   const Index rows_per_thread = batch / plan.batch_threads;
   if (rows_per_thread > kMaxGemvRows || worth_packing_transposed(steps, rows_per_thread)) {
-    w_hh_t.emplace(c.w_hh, h, gh, true, lend_memory(cache.hh, &cache.hh_spare));
+    w_hh_t.emplace(c.w_hh, h, gh, true, lend_memory(cache.hh, &cache.hh_spare),
+                   PackedRows<T>::pack_threads(h, gh, c.n_threads));
   }
   // dL/d(input) += dG_x W_ih, with W_ih^T packed (as the input projection packs W_ih).
-  PackedRows<T> w_ih_t(c.w_ih, c.input_width, gh, true, lend_memory(cache.ih, &cache.ih_spare));
+  PackedRows<T> w_ih_t(c.w_ih, c.input_width, gh, true, lend_memory(cache.ih, &cache.ih_spare),
+                       PackedRows<T>::pack_threads(c.input_width, gh, c.n_threads));
 
   const DirectionParams p = direction_params(c.spec, c.layer, c.reverse ? 1 : 0);
   MatrixMap<T> dw_ih(grad_params + p.weight_ih, gh, c.input_width);

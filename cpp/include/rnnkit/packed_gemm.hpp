@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "rnnkit/parallel.hpp"
 #include "rnnkit/tensor.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
@@ -30,15 +31,24 @@ class PackedRows {
 
   /// `a` holds A row-major ([rows, depth]), or with `transposed` A^T row-major ([depth, rows]).
   /// `storage` is memory to pack into (its capacity is reused; release() gives it back).
-  PackedRows(const T* a, Index rows, Index depth, bool transposed = false, AlignedVector<T> storage = {})
+  /// `threads` pack row blocks in parallel.
+  PackedRows(const T* a, Index rows, Index depth, bool transposed = false, AlignedVector<T> storage = {},
+             int threads = 1)
       : rows_(rows), depth_(depth), panels_(std::move(storage)) {
     if (transposed) {
-      pack_all<PackLhsColMajor>(ColMapper(a, rows));
+      pack_all<PackLhsColMajor>(ColMapper(a, rows), threads);
       find_groups<PackLhsColMajor, ColMapper>();
     } else {
-      pack_all<PackLhs>(LhsMapper(a, depth));
+      pack_all<PackLhs>(LhsMapper(a, depth), threads);
       find_groups<PackLhs, LhsMapper>();
     }
+  }
+
+  /// Threads worth packing a [rows, depth] matrix with, of `n_threads`: one per 512 K values
+  /// (packing runs at about 1 ns per value on one core, so a thread gets 0.5 ms or more).
+  static int pack_threads(Index rows, Index depth, int n_threads) noexcept {
+    constexpr Index kValuesPerThread = Index{1} << 19;
+    return static_cast<int>(std::clamp<Index>(rows * depth / kValuesPerThread, 1, n_threads));
   }
 
   /// The panels' memory, for the next PackedRows to pack into (this one is empty after).
@@ -184,7 +194,7 @@ class PackedRows {
   }
 
   template <class Pack, class Mapper>
-  void pack_all(const Mapper& lhs) {
+  void pack_all(const Mapper& lhs, int threads) {
     Index total = 0;
     for (Index i = 0; i < rows_; i += kBlockRows) {
       for (Index k = 0; k < depth_; k += kBlockDepth) {
@@ -193,14 +203,17 @@ class PackedRows {
       }
     }
     panels_.resize(static_cast<std::size_t>(total));
-    Pack pack;
-    std::size_t b = 0;
-    for (Index i = 0; i < rows_; i += kBlockRows) {
-      for (Index k = 0; k < depth_; k += kBlockDepth) {
-        pack(panels_.data() + offsets_[b++], lhs.getSubMapper(i, k), block_extent(k, depth_, kBlockDepth),
-             block_extent(i, rows_, kBlockRows));
+    const Index depth_blocks = (depth_ + kBlockDepth - 1) / kBlockDepth;
+    parallel_blocks(row_blocks(), threads, 1, [&](Index first, Index count) {
+      Pack pack;
+      for (Index ib = first; ib < first + count; ++ib) {
+        const Index i = ib * kBlockRows;
+        for (Index k = 0, kb = 0; k < depth_; k += kBlockDepth, ++kb) {
+          pack(panels_.data() + offsets_[static_cast<std::size_t>(ib * depth_blocks + kb)], lhs.getSubMapper(i, k),
+               block_extent(k, depth_, kBlockDepth), block_extent(i, rows_, kBlockRows));
+        }
       }
-    }
+    });
   }
 
   using Traits = Eigen::internal::gebp_traits<T, T>;
