@@ -10,7 +10,9 @@ ONNX Runtime runs the rnnkit layer exported by ``rnnkit.onnx.export`` (one ``LST
 ``RNN`` node) with the CPU provider, ``intra_op_num_threads`` = the row's thread count and all
 graph optimisations.
 
-GFLOP of a forward: 2*B*T*G*H*(D+H), G = 1/3/4 for RNN/GRU/LSTM; a training step counts 3x.
+GFLOP of a forward: 2*B*G*H*(T*D + (T-1)*H), G = 1/3/4 for RNN/GRU/LSTM (no initial state is
+given, and the first step's product with the zero state is skipped); a training step adds
+2 * 2*B*T*G*H*(D+H) for backward.
 
 Timing: each row builds the models on the same weights and inputs, checks rnnkit and ONNX
 Runtime against torch (1e-4 relative), warms them up, then runs blocks of each library's calls
@@ -431,8 +433,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "measured side by side in one run**.")
         print("- ONNX Runtime (inference rows): the rnnkit layer exported by rnnkit.onnx.export, CPU provider, "
               "intra_op_num_threads = threads, inter_op_num_threads = 1, all graph optimisations (ORT_ENABLE_ALL).")
-        print("- torch/rnnkit, ORT/rnnkit > 1: rnnkit is faster. GFLOP/s counts 2*B*T*G*H*(D+H) per forward "
-              "(G = 1/3/4 for RNN/GRU/LSTM), 3x for a training step (forward, backward incl. dL/dx, SGD update).")
+        print("- torch/rnnkit, ORT/rnnkit > 1: rnnkit is faster. GFLOP/s counts 2*B*G*H*(T*D + (T-1)*H) per "
+              "forward (G = 1/3/4 for RNN/GRU/LSTM; the first step's product with the zero initial state is "
+              "skipped), plus 2 * 2*B*T*G*H*(D+H) for a training step's backward (incl. dL/dx; and an SGD update).")
         print(f"- {noise_line}")
         if args.quick:
             print("- QUICK mode: tiny shapes, not a measurement.")

@@ -61,9 +61,14 @@ class Row:
 
     @property
     def gflop(self) -> float:
-        """GFLOP of one step: forward 2*B*T*G*H*(D+H); a training step counts 3x that."""
-        fwd = 2.0 * self.B * self.T * GATES[self.cell] * self.H * (self.D + self.H)
-        return (3.0 if self.mode == "train" else 1.0) * fwd / 1e9
+        """GFLOP of one call. Forward: 2*B*G*H*(T*D + (T-1)*H), the products with the inputs and
+        with the state; the rows give no initial state, and the first step's product with that
+        zero state is skipped, so not counted. Backward: twice 2*B*T*G*H*(D+H) (the weight
+        gradients, and dL/dx with dL/dh of every step). A training step is forward + backward."""
+        b_g_h = 2.0 * self.B * GATES[self.cell] * self.H
+        fwd = b_g_h * (self.T * self.D + (self.T - 1) * self.H)
+        bwd = 2.0 * b_g_h * self.T * (self.D + self.H)
+        return (fwd + (bwd if self.mode == "train" else 0.0)) / 1e9
 
     def quick(self) -> "Row":
         """The same row shrunk for the quick (CI smoke) mode."""
