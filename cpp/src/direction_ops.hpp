@@ -216,10 +216,9 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
   }
   // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
   std::optional<PackedRows<T>> local;
-  const PackedRows<T>& w = cache != nullptr
-                               ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width, cache->reuse, &cache->ih_spare,
-                                                c.n_threads)
-                               : local.emplace(c.w_ih, gh, c.input_width);
+  const PackedRows<T>& w = cache != nullptr ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width,
+                                                             cache->reuse, &cache->ih_spare, c.n_threads)
+                                            : local.emplace(c.w_ih, gh, c.input_width);
   if (c.b_ih != nullptr) {
     for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);
   }

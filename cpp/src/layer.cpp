@@ -265,8 +265,8 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   cache.reuse = !training;
   StepProjection<T> projection;
   if (project_in_loop) {
-    projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse, &cache.ih_spare,
-                                        c.n_threads);
+    projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse,
+                                      &cache.ih_spare, c.n_threads);
     projection.input = input;
     projection.keep = keep_gates;
   } else if (!units_project) {
