@@ -178,11 +178,10 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
         }
       }
       if (nj > 0) {
-        for (Index k = 0; k < gates; ++k) {  // rec[:, k*nj : (k+1)*nj] = h_{t-1} W_hh[k*H + j0 : k*H + j1]^T
-          if (s == 0 && c.zero_start) {
-            std::fill(rec.begin(), rec.end(), T(0));
-            break;
-          }
+        const bool zero_state = s == 0 && c.zero_start;  // its product is zero
+        if (zero_state) std::fill(rec.begin(), rec.end(), T(0));
+        for (Index k = 0; k < gates && !zero_state; ++k) {
+          // rec[:, k*nj : (k+1)*nj] = h_{t-1} W_hh[k*H + j0 : k*H + j1]^T
           if (packed.empty()) {
             dot_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, h, batch, rec.data() + k * nj, width);
           } else {
