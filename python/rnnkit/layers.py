@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _checks, _threads
 from . import cuda as _cuda
-from ._backend import core
+from ._backend import core, kernel
 from ._workspaces import WorkspacePool
 
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
@@ -274,7 +274,7 @@ class _Recurrent:
         state : h_n of shape (L*dirs, B, H), or for LSTM a tuple (h_n, c_n)
         """
         training = _checks.check_bool(training, "training")
-        x = _checks.float_array(x, "x", self.dtype)
+        x = _checks.float_array(x, "x", self.dtype, finite=False)  # NaN and Inf: ValueError from the C++ call
         unbatched = x.ndim == 2
         if unbatched:
             x = x[None] if self.batch_first else x[:, None]
@@ -297,20 +297,27 @@ class _Recurrent:
         if training and self.dropout > 0.0:
             seq = np.random.SeedSequence(self._entropy, spawn_key=(1, self._dropout_calls))
             dropout_key = int(seq.generate_state(1, np.uint64)[0])
-            self._dropout_calls += 1
         if self._device_index is not None:
             out, h_n, c_n, tape = self._device_stack().forward(
                 self._flat, x, self.batch_first, h0, c0, lengths_arr, training, self.dropout, dropout_key,
             )
         else:
-            run = getattr(core, f"forward_{self.dtype.name}")
+            run = kernel("forward", self.dtype)
             previous, self._tape = self._tape, None
-            out, h_n, c_n, tape = run(
-                self._spec, self._flat, x, self.batch_first, h0, c0, lengths_arr,
-                training, self.dropout, dropout_key, self._threads(), self._take_tape(previous),
-            )
+            try:
+                out, h_n, c_n, tape = run(
+                    self._spec, self._flat, x, self.batch_first, h0, c0, lengths_arr,
+                    training, self.dropout, dropout_key, self._threads(), self._take_tape(previous),
+                )
+            except (ValueError, TypeError):
+                # Rejected arguments (x holding NaN): raised before the call takes the previous
+                # tape, which still serves its backward.
+                self._tape = previous
+                raise
             if not training:
                 self._keep_tape(tape)
+        if training and self.dropout > 0.0:
+            self._dropout_calls += 1  # only a call that ran draws its masks
         self._tape = (tape, self._version, out.shape, unbatched) if training else None
         if unbatched:
             out = out[0] if self.batch_first else out[:, 0]
@@ -387,9 +394,9 @@ class _Recurrent:
         if local is None:
             local = self.__dict__.setdefault("_step_tls", threading.local())
         if getattr(local, "workspace", None) is None:
-            local.workspace = getattr(core, f"StepWorkspace_{self.dtype.name}")()
-            local.run = getattr(core, f"step_{self.dtype.name}")
-            local.fast = getattr(core, f"step_fast_{self.dtype.name}")
+            local.workspace = kernel("StepWorkspace", self.dtype)()
+            local.run = kernel("step", self.dtype)
+            local.fast = kernel("step_fast", self.dtype)
         return local
 
     def _step_run(self, x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray]) -> tuple:
@@ -439,7 +446,7 @@ class _Recurrent:
                 tape, self._flat, g_out, g_h, g_c, self._flat_grad, self.batch_first
             )
         else:
-            run = getattr(core, f"backward_{self.dtype.name}")
+            run = kernel("backward", self.dtype)
             grad_x, grad_h0, grad_c0 = run(tape, self._flat, g_out, g_h, g_c, self._flat_grad, self._threads())
         if unbatched:
             grad_x = grad_x[0] if self.batch_first else grad_x[:, 0]

@@ -15,7 +15,7 @@ from typing import Any, Sequence, Tuple
 
 import numpy as np
 
-from ._backend import core
+from ._backend import kernel
 
 Pair = Tuple[np.ndarray, np.ndarray]
 
@@ -82,7 +82,7 @@ class Optimizer:
         """Update every parameter from its gradient, in place."""
         self.step_count += 1
         for (p, g), state in zip(self._params, self.state):
-            self._update(p, g, state, getattr(core, f"{self._kernel}_{p.dtype.name}"))
+            self._update(p, g, state, kernel(self._kernel, p.dtype))
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, kernel: Any) -> None:
         raise NotImplementedError
