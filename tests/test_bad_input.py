@@ -132,6 +132,27 @@ def test_a_refused_forward_leaves_the_pending_backward_and_the_dropout_stream(ce
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_a_refused_backward_leaves_the_gradients_and_the_tape(cell, accumulate):
+    # grad_out is checked, and the gradients cleared, inside the C++ call: a refused call must
+    # leave both the gradients and the tape (a good backward afterwards gives the same result).
+    p = good(cell)
+    g = np.random.default_rng(5).standard_normal((T, B, DIRS * H))
+    bad = g.copy()
+    bad[T - 1, B - 1, 0] = np.inf
+    m = model(cell)
+    m.forward(p.x, training=True)
+    grad_x, _ = m.backward(g)
+    before = m.flat_grads.copy()
+    with pytest.raises(ValueError, match=word("grad_out") + " contains NaN or Inf"):
+        m.backward(bad, accumulate=accumulate)
+    np.testing.assert_array_equal(m.flat_grads, before)
+    again, _ = m.backward(g, accumulate=accumulate)
+    np.testing.assert_array_equal(again, grad_x)
+    np.testing.assert_array_equal(m.flat_grads, 2 * before if accumulate else before)
+
+
 # ------------------------------------------------------------------ state
 def _state_cases(cell):
     rng = np.random.default_rng(2)

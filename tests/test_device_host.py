@@ -251,6 +251,20 @@ def test_accumulate(device, cell, dtype):
     assert_close_rel(dev.flat_grads, first, rtol, name="grads after accumulate=False")
 
 
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_a_refused_backward_leaves_the_gradients(device, accumulate):
+    """The call clears the gradients only after its checks: NaN in grad_out changes nothing."""
+    dev = make_layer("lstm", device, 2, True, "float64", seed=15)
+    p = make_problem("lstm", T, B, D, H, 2, True, "float64", seed=16)
+    rnnkit_run(dev, p)
+    before = dev.flat_grads.copy()
+    bad = p.G.copy()
+    bad[-1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="grad_out contains NaN or Inf"):
+        dev.backward(bad, accumulate=accumulate)
+    np.testing.assert_array_equal(dev.flat_grads, before)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_several_kernel_blocks(device, cell, dtype):

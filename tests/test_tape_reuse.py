@@ -91,7 +91,7 @@ def test_the_core_refuses_backward_on_an_inference_tape():
     *_, same = run(*args, False, 0.0, 0, 1, tape)  # refills the same tape for inference
     assert same is tape
     with pytest.raises(ValueError, match="training forward"):
-        core.backward_float32(tape, layer._flat, None, None, None, layer._flat_grad, 1)
+        core.backward_float32(tape, layer._flat, None, None, None, layer._flat_grad, False, 1)
 
 
 def test_the_pool_is_bounded_in_count_and_size(monkeypatch):

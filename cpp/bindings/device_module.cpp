@@ -56,9 +56,9 @@ void register_stack(py::module_& m, const std::string& suffix) {
           "backward",
           [](Stack& stack, const DeviceTape& tape, const Array<T>& params, const std::optional<Array<T>>& grad_out,
              const std::optional<Array<T>>& grad_h_n, const std::optional<Array<T>>& grad_c_n,
-             Array<T>& grad_params, bool batch_first) {
+             Array<T>& grad_params, bool batch_first, bool accumulate) {
             BackwardCall<T> call(stack.spec(), tape.steps(), tape.batch(), batch_first, params, grad_out, grad_h_n,
-                                 grad_c_n, grad_params);
+                                 grad_c_n, grad_params, accumulate);
             {
               py::gil_scoped_release release;
               stack.set_params(params.data());
@@ -67,8 +67,9 @@ void register_stack(py::module_& m, const std::string& suffix) {
             return call.result();
           },
           py::arg("tape"), py::arg("params"), py::arg("grad_out"), py::arg("grad_h_n"), py::arg("grad_c_n"),
-          py::arg("grad_params").noconvert(), py::arg("batch_first"),
-          "Back-propagates through time on the device; adds parameter gradients into grad_params. "
+          py::arg("grad_params").noconvert(), py::arg("batch_first"), py::arg("accumulate"),
+          "Back-propagates through time on the device; adds parameter gradients into grad_params (cleared "
+          "first, once the arguments are checked, unless `accumulate`). "
           "Returns (grad_x, grad_h0, grad_c0 or None).");
 }
 

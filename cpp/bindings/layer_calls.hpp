@@ -3,6 +3,7 @@
 // the same numpy arrays and fill the same rnnkit::ForwardArgs / BackwardArgs.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -147,7 +148,7 @@ struct BackwardCall {
   BackwardCall(const rnnkit::LayerSpec& spec, rnnkit::Index steps, rnnkit::Index batch, bool batch_first,
                const Array<T>& params, const std::optional<Array<T>>& grad_out,
                const std::optional<Array<T>>& grad_h_n, const std::optional<Array<T>>& grad_c_n,
-               Array<T>& grad_params) {
+               Array<T>& grad_params, bool accumulate) {
     using rnnkit::Index;
     const Index h = spec.hidden_size, dirs = spec.directions(), states = spec.num_layers * dirs;
     expect_shape(params, {rnnkit::param_count(spec)}, "params");
@@ -158,6 +159,7 @@ struct BackwardCall {
       } else {
         expect_shape(*grad_out, {steps, batch, dirs * h}, "grad_out");
       }
+      expect_finite(*grad_out, "grad_out");
     }
     if (grad_h_n) expect_shape(*grad_h_n, {states, batch, h}, "grad_h_n");
     if (grad_c_n) expect_shape(*grad_c_n, {states, batch, h}, "grad_c_n");
@@ -176,6 +178,8 @@ struct BackwardCall {
     args.grad_h0 = grad_h0.mutable_data();
     args.grad_c0 = grad_c0 ? grad_c0->mutable_data() : nullptr;
     args.grad_params = grad_params.mutable_data();
+    // Cleared only once every argument passed its checks: a refused call leaves the gradients.
+    if (!accumulate) std::fill_n(args.grad_params, grad_params.size(), T(0));
   }
 
   /// (grad_x, grad_h0, grad_c0 or None)

@@ -164,9 +164,9 @@ void register_dtype(py::module_& m, const std::string& suffix) {
   m.def(("backward_" + suffix).c_str(),
         [](Tape& tape, const Array<T>& params, const std::optional<Array<T>>& grad_out,
            const std::optional<Array<T>>& grad_h_n, const std::optional<Array<T>>& grad_c_n,
-           Array<T>& grad_params, int n_threads) {
+           Array<T>& grad_params, bool accumulate, int n_threads) {
           BackwardCall<T> call(tape.spec, tape.steps, tape.batch, tape.batch_first, params, grad_out, grad_h_n,
-                               grad_c_n, grad_params);
+                               grad_c_n, grad_params, accumulate);
           {
             py::gil_scoped_release release;
             const std::lock_guard<std::mutex> lock(tape.busy);  // a forward may be refilling it
@@ -175,8 +175,9 @@ void register_dtype(py::module_& m, const std::string& suffix) {
           return call.result();
         },
         py::arg("tape"), py::arg("params"), py::arg("grad_out"), py::arg("grad_h_n"),
-        py::arg("grad_c_n"), py::arg("grad_params").noconvert(), py::arg("n_threads"),
-        "Back-propagates through time; adds parameter gradients into grad_params. "
+        py::arg("grad_c_n"), py::arg("grad_params").noconvert(), py::arg("accumulate"), py::arg("n_threads"),
+        "Back-propagates through time; adds parameter gradients into grad_params (cleared first, once "
+        "the arguments are checked, unless `accumulate`). "
         "Returns (grad_x, grad_h0, grad_c0 or None).");
 }
 

@@ -434,20 +434,21 @@ class _Recurrent:
         accumulate = _checks.check_bool(accumulate, "accumulate")
         g_out = None
         if grad_out is not None:
-            g_out = _checks.float_array(grad_out, "grad_out", self.dtype)
+            g_out = _checks.float_array(grad_out, "grad_out", self.dtype, finite=False)  # checked in C++
             if unbatched:
                 g_out = g_out[None] if self.batch_first else g_out[:, None]
             _checks.expect_shape(g_out, tuple(out_shape), "grad_out")
         g_h, g_c = self._state_arrays(grad_state, tape.batch, unbatched, "grad_state")
-        if not accumulate:
-            self._flat_grad.fill(0)
+        # The call clears the gradients (unless accumulating) once it has checked its arguments.
         if self._device_index is not None:
             grad_x, grad_h0, grad_c0 = self._device_stack().backward(
-                tape, self._flat, g_out, g_h, g_c, self._flat_grad, self.batch_first
+                tape, self._flat, g_out, g_h, g_c, self._flat_grad, self.batch_first, accumulate
             )
         else:
             run = kernel("backward", self.dtype)
-            grad_x, grad_h0, grad_c0 = run(tape, self._flat, g_out, g_h, g_c, self._flat_grad, self._threads())
+            grad_x, grad_h0, grad_c0 = run(
+                tape, self._flat, g_out, g_h, g_c, self._flat_grad, accumulate, self._threads()
+            )
         if unbatched:
             grad_x = grad_x[0] if self.batch_first else grad_x[:, 0]
             grad_h0 = grad_h0[:, 0]
