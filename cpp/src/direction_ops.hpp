@@ -194,6 +194,28 @@ const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, Aligne
   return *packed;
 }
 
+/// `groups` slices of `count` rows of `w` ([*, depth] row-major), slice k from row k * stride,
+/// packed as one [groups * count, depth] matrix: `packed` itself when `reuse` and `source` holds
+/// these very values, else gathered into `source` and repacked (without `reuse`, `source` is
+/// released after). One product then gives a thread the slice k of every gate in one pass.
+template <class T>
+const PackedRows<T>& packed_row_groups(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
+                                       Index groups, Index stride, Index count, Index depth, bool reuse) {
+  const Index slice = count * depth;
+  const auto n = static_cast<std::size_t>(groups * slice);
+  bool same = reuse && packed && packed->rows() == groups * count && packed->depth() == depth && source.size() == n;
+  for (Index k = 0; k < groups && same; ++k) {
+    same = std::memcmp(source.data() + k * slice, w + k * stride * depth, static_cast<std::size_t>(slice) * sizeof(T)) == 0;
+  }
+  if (same) return *packed;
+  AlignedVector<T> storage = lend_memory(packed, static_cast<AlignedVector<T>*>(nullptr));
+  source.resize(n);
+  for (Index k = 0; k < groups; ++k) std::copy_n(w + k * stride * depth, slice, source.data() + k * slice);
+  packed.emplace(source.data(), groups * count, depth, false, std::move(storage));
+  if (!reuse) AlignedVector<T>().swap(source);
+  return *packed;
+}
+
 /// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
 /// columns, so that each thread streams only its part of W_ih). Beyond a few rows W_ih is
 /// packed, kept in `cache` when given.

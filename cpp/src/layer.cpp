@@ -111,15 +111,17 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
 /// recurrent product (from its own rows of W_hh, packed once, or a matrix-vector product for one
 /// sequence) and its units' cell update; a barrier per step makes the new state whole. With
 /// `input` (else projected up front) each thread also projects its units' gates, about
-/// kPackedChunkRows rows at a time, from its own rows of W_ih, packed once.
+/// kPackedChunkRows rows at a time, from its own rows of W_ih, packed once. States go where
+/// `layout` puts them; only `training` writes the activated gates and GRU's extra values back.
 template <class T>
 void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int threads,
-                   typename Tape<T>::Packed& cache, const T* input) {
+                   typename Tape<T>::Packed& cache, const T* input, const StateLayout<T>& layout, bool training) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width(), gates = c.spec.gates();
   const Index dirs = c.spec.directions(), state_size = batch * h, blocks = (h + kUnitBlock - 1) / kUnitBlock;
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
-  cache.hh_units.resize(static_cast<std::size_t>(threads * gates));  // each thread fills its own entries
+  const bool keep_gates = training && !c.spec.simple_rnn();  // for backward, as forward_direction keeps them
+  cache.hh_units.resize(static_cast<std::size_t>(threads));  // each thread fills its own entry
   cache.hh_unit_sources.resize(cache.hh_units.size());
   if (input != nullptr) {
     cache.ih_units.resize(cache.hh_units.size());
@@ -137,69 +139,77 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
     const Index j0 = std::min(h, blocks * id / nt * kUnitBlock);
     const Index j1 = std::min(h, blocks * (id + 1) / nt * kUnitBlock);
     const Index nj = j1 - j0, width = gates * nj;
-    // This thread's rows of W_hh: gate k's units [j0, j1) are rows [k*H + j0, k*H + j1).
-    std::vector<const PackedRows<T>*> packed;
+    // This thread's rows of W_hh, gate by gate (gate k's units [j0, j1) are rows
+    // [k*H + j0, k*H + j1)), packed as one matrix: a step's slice of the recurrent product, laid
+    // out [B, gates * nj] as the cell takes it, is one product (bench/NOTES.md, 2026-11-27 late).
+    const PackedRows<T>* packed = nullptr;
     if (nj > 0 && (batch > kMaxGemvRows || worth_packing(steps, batch))) {
-      for (Index k = 0; k < gates; ++k) {
-        const auto i = static_cast<std::size_t>(id * gates + k);
-        packed.push_back(
-            &packed_weights(cache.hh_units[i], cache.hh_unit_sources[i], c.w_hh + (k * h + j0) * h, nj, h, cache.reuse));
-      }
+      packed = &packed_row_groups(cache.hh_units[static_cast<std::size_t>(id)],
+                                  cache.hh_unit_sources[static_cast<std::size_t>(id)], c.w_hh + j0 * h, gates, h, nj,
+                                  h, cache.reuse);
     }
-    AlignedVector<T> scratch(static_cast<std::size_t>(packed.empty() ? 0 : PackedRows<T>::scratch_size(batch) *
-                                                                               packed.front()->row_blocks()));
-    // This thread's rows of W_ih, the same units of each gate, for projecting `chunk` steps at a time.
-    std::vector<const PackedRows<T>*> packed_ih;
-    for (Index k = 0; k < gates && nj > 0 && input != nullptr; ++k) {
-      const auto i = static_cast<std::size_t>(id * gates + k);
-      packed_ih.push_back(&packed_weights(cache.ih_units[i], cache.ih_unit_sources[i],
-                                          c.w_ih + (k * h + j0) * c.input_width, nj, c.input_width, cache.reuse));
+    AlignedVector<T> scratch(static_cast<std::size_t>(packed == nullptr ? 0 : PackedRows<T>::scratch_size(batch)));
+    // The same rows of W_ih, for projecting `chunk` steps of this thread's gates at a time into
+    // a buffer of its own, [chunk * B, gates * nj]: each step's rows of it are that step's gates.
+    const PackedRows<T>* packed_ih = nullptr;
+    if (nj > 0 && input != nullptr) {
+      packed_ih = &packed_row_groups(cache.ih_units[static_cast<std::size_t>(id)],
+                                     cache.ih_unit_sources[static_cast<std::size_t>(id)], c.w_ih + j0 * c.input_width,
+                                     gates, h, nj, c.input_width, cache.reuse);
     }
     const Index chunk = std::max<Index>(1, kPackedChunkRows / batch);
-    AlignedVector<T> ih_scratch(packed_ih.empty() ? 0 : static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * batch)));
-    AlignedVector<T> gate_slice(static_cast<std::size_t>(batch * width)), rec(gate_slice.size());
+    AlignedVector<T> ih_scratch(packed_ih == nullptr ? 0 : static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * batch)));
+    AlignedVector<T> chunk_gates(packed_ih == nullptr ? 0 : static_cast<std::size_t>(chunk * batch * width));
+    AlignedVector<T> gate_slice(packed_ih == nullptr ? static_cast<std::size_t>(batch * width) : 0);
+    AlignedVector<T> rec(static_cast<std::size_t>(batch * width));
     AlignedVector<T> h_prev(static_cast<std::size_t>(batch * nj)), h_next(h_prev.size());
     AlignedVector<T> c_prev(lstm ? h_prev.size() : 0), c_next(c_prev.size()), extra(gru ? h_prev.size() : 0);
-    AlignedVector<T> bias(c.b_hh != nullptr ? static_cast<std::size_t>(width) : 0);
-    for (Index k = 0; k < gates && !bias.empty(); ++k) std::copy_n(c.b_hh + k * h + j0, nj, bias.data() + k * nj);
+    // The biases of this thread's gate columns, in the same order.
+    const auto gathered = [&](const T* b) {
+      AlignedVector<T> out(b != nullptr ? static_cast<std::size_t>(width) : 0);
+      for (Index k = 0; k < gates && b != nullptr; ++k) std::copy_n(b + k * h + j0, nj, out.data() + k * nj);
+      return out;
+    };
+    const AlignedVector<T> bias = gathered(c.b_hh), bias_ih = gathered(c.b_ih);
 
+    ChunkSteps cs{0, 0};
     for (Index s = 0; s < steps; ++s) {
       const Index t = c.reverse ? steps - 1 - s : s;
       const Slots slot = slots(c.reverse, t);
-      const T* states_prev = tape.states.data() + slot.prev * state_size;
+      const T* states_prev = tape.states.data() + layout.state(slot.prev);
       T* step_gates = tape.gates.data() + t * batch * gh;
       const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t);
-      if (!packed_ih.empty() && s % chunk == 0) {  // this thread's columns of the next chunk's gates
-        const ChunkSteps cs = chunk_steps(c.reverse, steps, s, chunk);
-        for (Index k = 0; k < gates; ++k) {
-          project_rows(*packed_ih[static_cast<std::size_t>(k)], c.b_ih != nullptr ? c.b_ih + k * h + j0 : nullptr,
-                       input + cs.first * batch * c.input_width, cs.count * batch,
-                       tape.gates.data() + cs.first * batch * gh + k * h + j0, gh, ih_scratch.data());
-        }
+      if (packed_ih != nullptr && s % chunk == 0) {  // this thread's columns of the next chunk's gates
+        cs = chunk_steps(c.reverse, steps, s, chunk);
+        project_rows(*packed_ih, bias_ih.empty() ? nullptr : bias_ih.data(),
+                     input + cs.first * batch * c.input_width, cs.count * batch, chunk_gates.data(), width,
+                     ih_scratch.data());
       }
       if (nj > 0) {
+        T* my_gates = packed_ih != nullptr ? chunk_gates.data() + (t - cs.first) * batch * width : gate_slice.data();
         const bool zero_state = s == 0 && c.zero_start;  // its product is zero
-        if (zero_state) std::fill(rec.begin(), rec.end(), T(0));
-        for (Index k = 0; k < gates && !zero_state; ++k) {
-          // rec[:, k*nj : (k+1)*nj] = h_{t-1} W_hh[k*H + j0 : k*H + j1]^T
-          if (packed.empty()) {
+        if (zero_state) {
+          std::fill(rec.begin(), rec.end(), T(0));
+        } else if (packed != nullptr) {  // rec = h_{t-1} (this thread's rows of W_hh)^T
+          packed->multiply(states_prev, batch, rec.data(), width, scratch.data(), 0, packed->row_blocks());
+        } else {
+          for (Index k = 0; k < gates; ++k) {
             dot_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, h, batch, rec.data() + k * nj, width);
-          } else {
-            const PackedRows<T>& p = *packed[static_cast<std::size_t>(k)];
-            p.multiply(states_prev, batch, rec.data() + k * nj, width, scratch.data(), 0, p.row_blocks());
           }
         }
         for (Index b = 0; b < batch; ++b) {
-          for (Index k = 0; k < gates; ++k) {
+          for (Index k = 0; k < gates && packed_ih == nullptr; ++k) {
             std::copy_n(step_gates + b * gh + k * h + j0, nj, gate_slice.data() + b * width + k * nj);
           }
           std::copy_n(states_prev + b * h + j0, nj, h_prev.data() + b * nj);
-          if (lstm) std::copy_n(tape.cells.data() + slot.prev * state_size + b * h + j0, nj, c_prev.data() + b * nj);
+          if (lstm) {
+            std::copy_n(tape.cells.data() + layout.state(slot.prev) + b * h + j0, nj, c_prev.data() + b * nj);
+          }
         }
         ForwardStep<T> step;
         step.batch = batch;
         step.hidden = nj;
-        step.gates = gate_slice.data();
+        step.gates = my_gates;
         step.recurrent = rec.data();
         step.bias_hh = bias.empty() ? nullptr : bias.data();
         step.h_prev = h_prev.data();
@@ -212,11 +222,11 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
         step.active = active;
         cell_forward(c.spec.cell, step);
         for (Index b = 0; b < batch; ++b) {
-          std::copy_n(h_next.data() + b * nj, nj, tape.states.data() + slot.next * state_size + b * h + j0);
-          if (lstm) std::copy_n(c_next.data() + b * nj, nj, tape.cells.data() + slot.next * state_size + b * h + j0);
-          if (gru) std::copy_n(extra.data() + b * nj, nj, tape.extra.data() + t * state_size + b * h + j0);
-          for (Index k = 0; k < gates; ++k) {
-            std::copy_n(gate_slice.data() + b * width + k * nj, nj, step_gates + b * gh + k * h + j0);
+          std::copy_n(h_next.data() + b * nj, nj, tape.states.data() + layout.state(slot.next) + b * h + j0);
+          if (lstm) std::copy_n(c_next.data() + b * nj, nj, tape.cells.data() + layout.state(slot.next) + b * h + j0);
+          if (gru && training) std::copy_n(extra.data() + b * nj, nj, tape.extra.data() + t * state_size + b * h + j0);
+          for (Index k = 0; k < gates && keep_gates; ++k) {
+            std::copy_n(my_gates + b * width + k * nj, nj, step_gates + b * gh + k * h + j0);
           }
           if (active != nullptr && active[b] == 0) continue;  // output stays zero
           std::copy_n(h_next.data() + b * nj, nj, output + (t * batch + b) * dirs * h + (c.reverse ? h : 0) + j0);
@@ -247,10 +257,11 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   // Split by hidden units, each thread projects its own units' gates (no pass of its own, no
   // thread waiting for another's half of the projection).
   const bool units_project = plan.unit_threads > 1 && steps * batch > kMaxGemvProjectionRows;
-  // Inference keeps a ring of state slots (the loop split by units uses the whole history). The
-  // gates are kept for backward, except a simple RNN's, whose activated gate is h itself; where
+  // Inference keeps a ring of state slots (two are enough for the loop split by units too: a
+  // slot is rewritten two steps after it was read, across the step's barrier). The gates are kept
+  // for backward, except a simple RNN's, whose activated gate is h itself; where
   // they are projected in the loop, gates not kept need no [T, B, GH] buffer.
-  const StateLayout<T> layout{state_size, !training && plan.unit_threads <= 1};
+  const StateLayout<T> layout{state_size, !training};
   const bool keep_gates = training && !c.spec.simple_rnn();
   if (keep_gates || !project_in_loop) tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
   tape.states.resize(layout.states_size(steps));
@@ -291,7 +302,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   }
 
   if (plan.unit_threads > 1) {
-    forward_units(c, tape, output, plan.unit_threads, cache, units_project ? input : nullptr);
+    forward_units(c, tape, output, plan.unit_threads, cache, units_project ? input : nullptr, layout, training);
   } else {
     // Over several steps the recurrent weights are packed once instead of by every step's product.
     const PackedRows<T>* w_hh = nullptr;

@@ -41,7 +41,7 @@ struct Tape {
   struct Packed {
     std::optional<PackedRows<T>> ih, hh;  // W_ih [GH, D], W_hh [GH, H]
     AlignedVector<T> ih_source, hh_source;
-    // The forward split by hidden units: thread i's rows of gate k of W_hh, at i * gates + k.
+    // The forward split by hidden units: thread i's rows of W_hh (its units of every gate), at i.
     std::vector<std::optional<PackedRows<T>>> hh_units;
     std::vector<AlignedVector<T>> hh_unit_sources;
     // The same for W_ih, where those threads project their own units' gates.
