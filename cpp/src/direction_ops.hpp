@@ -304,7 +304,7 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   LoopPlan plan;
   if (c.n_threads <= 1) return plan;
   constexpr Index kMinRowsPerThread = 4;
-  constexpr double kMinStepFlops = 4.0e6, kMinUnitStepFlops = 0.5e6;
+  constexpr double kMinStepFlops = 4.0e6, kMinUnitStepFlops = 0.25e6;
   const double step_flops = 2.0 * c.batch * c.gate_width() * c.hidden();
   if (c.batch >= 2 * kMinRowsPerThread) {
     plan.batch_threads = static_cast<int>(std::min<Index>(c.n_threads, c.batch / kMinRowsPerThread));
@@ -317,7 +317,8 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   // step, no parallel region per step, and the cell runs on every thread. A per-step barrier
   // stalls whenever a thread loses its core: on 2026-11-25, in the benchmark's process (other
   // thread pools alive), steps under 4 MFLOP were bimodal; on 2026-11-27, two alternating runs
-  // from 0.5 MFLOP were steady and up to 1.8x faster (bench/NOTES.md).
+  // from 0.5 MFLOP were steady and up to 1.8x faster; once each thread's gates were one product,
+  // from 0.25 MFLOP 1.4-1.8x faster, and slower at 0.13 for a tanh RNN (bench/NOTES.md).
   if (step_flops >= kMinUnitStepFlops) {
     plan.unit_threads = static_cast<int>(std::min<Index>(c.n_threads, c.hidden() / kUnitBlock));
   }
