@@ -251,6 +251,26 @@ def test_accumulate(device, cell, dtype):
     assert_close_rel(dev.flat_grads, first, rtol, name="grads after accumulate=False")
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_omitted_state_equals_zero_state(device, cell):
+    """With no initial state the driver skips the first step's recurrent GEMM (its product is
+    zero): outputs, final states and gradients equal an explicit zero state's exactly, in every
+    layer and direction, with and without lengths."""
+    dev = make_layer(cell, device, 2, True, "float64", seed=17)
+    p = make_problem(cell, T, B, D, H, 2, True, "float64", with_lengths=True, seed=18)
+    zeros = np.zeros((4, B, H))
+    state = (zeros, zeros.copy()) if cell == "lstm" else zeros
+    for lengths in (None, p.lengths):
+        runs = []
+        for s in (None, state):
+            out, final = dev.forward(p.x, s, lengths=lengths, training=True)
+            grad_x, _ = dev.backward(p.G)
+            finals = final if cell == "lstm" else (final,)
+            runs.append((out, *finals, grad_x, dev.flat_grads.copy()))
+        for a, b in zip(*runs):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_a_refused_backward_leaves_the_gradients(device, accumulate):
     """The call clears the gradients only after its checks: NaN in grad_out changes nothing."""

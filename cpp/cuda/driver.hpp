@@ -288,7 +288,11 @@ class Stack final : public DeviceStack<T> {
       const Index t = reverse ? steps - 1 - s : s;
       const Index prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
       const T* h_prev = dir.states.data() + prev * state;
-      exec_.gemm(false, true, batch, gh, h, T(1), h_prev, h, param(p.weight_hh), h, T(0), rec.data(), gh);
+      if (s == 0 && h0.size() == 0) {  // the product with the zero initial state: zeros, no GEMM
+        exec_.zero(rec.data(), batch * gh);
+      } else {
+        exec_.gemm(false, true, batch, gh, h, T(1), h_prev, h, param(p.weight_hh), h, T(0), rec.data(), gh);
+      }
       CellForward<T> f{};
       f.cell = spec_.cell;
       f.hidden = h;
