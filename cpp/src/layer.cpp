@@ -177,7 +177,8 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
       const Index t = c.reverse ? steps - 1 - s : s;
       const Slots slot = slots(c.reverse, t);
       const T* states_prev = tape.states.data() + layout.state(slot.prev);
-      T* step_gates = tape.gates.data() + t * batch * gh;
+      // The tape's gates of this step: projected up front, or kept for backward.
+      T* step_gates = packed_ih == nullptr || keep_gates ? tape.gates.data() + t * batch * gh : nullptr;
       const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t);
       if (packed_ih != nullptr && s % chunk == 0) {  // this thread's columns of the next chunk's gates
         cs = chunk_steps(c.reverse, steps, s, chunk);
@@ -263,7 +264,9 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   // they are projected in the loop, gates not kept need no [T, B, GH] buffer.
   const StateLayout<T> layout{state_size, !training};
   const bool keep_gates = training && !c.spec.simple_rnn();
-  if (keep_gates || !project_in_loop) tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
+  if (keep_gates || !(project_in_loop || units_project)) {
+    tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
+  }
   tape.states.resize(layout.states_size(steps));
   if (lstm) tape.cells.resize(tape.states.size());
   if (gru) tape.extra.resize(layout.extra_size(steps));
