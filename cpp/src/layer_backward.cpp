@@ -20,57 +20,113 @@ namespace {
 using namespace direction_ops;  // NOLINT: the direction's context and products, split out for length
 using namespace layer_ops;      // NOLINT: time-major copies and the cell dispatch
 
-/// Steps of the backward loop run over batch rows [b0, b0 + rows), s from s_end - 1 down to
-/// s_begin (t = s, or T-1-s in reverse); dh_carry, dc and dh ([rows, H] working memory) hold
-/// those rows, `scratch` the packed product's panels (sized here on the first chunk). dgx and
-/// dgh hold the gate gradients of the steps from t_first on.
+/// Threads that split each step's product with W_hh by hidden units (small batches, a thread's
+/// units [starts[i], starts[i+1]) and its rows of W_hh^T packed, parts[i]), in one parallel
+/// region over the steps: one thread runs the step's cell, then each adds its units' columns of
+/// dG W_hh to dL/dh_{t-1}. Two barriers a step, no parallel region per step.
 template <class T>
-void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
-                   const T* grad_output, T* dgx, T* dgh, T* dh_carry, T* dc, T* dh, AlignedVector<T>& scratch,
-                   Index b0, Index rows, int step_threads, const PackedRows<T>* w_hh_t, Index s_begin, Index s_end,
-                   Index t_first) {
+struct UnitTeam {
+  int threads = 1;
+  std::vector<Index> starts;
+  std::vector<std::optional<PackedRows<T>>> parts;
+};
+
+/// Step s's cell backward over batch rows [b0, b0 + rows): dh (working memory) = dh_carry plus
+/// the step's output gradient; the gate gradients go into dgx / dgh (from t_first on) and the
+/// non-recurrent part of dL/dh_{t-1} into dh_carry. Returns the step's rows of dgh.
+template <class T>
+T* backward_cell(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape, const T* grad_output,
+                 T* dgx, T* dgh, T* dh_carry, T* dc, T* dh, Index b0, Index rows, Index s, Index t_first) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const Index dirs = c.spec.directions(), state_size = batch * h;
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
-  if (w_hh_t != nullptr) {
-    scratch.resize(static_cast<std::size_t>(w_hh_t->row_blocks() * PackedRows<T>::scratch_size(rows)));
-  }
-  for (Index s = s_end - 1; s >= s_begin; --s) {
-    const Index t = c.reverse ? steps - 1 - s : s;
-    const Slots slot = slots(c.reverse, t);
-    const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
+  const Index t = c.reverse ? steps - 1 - s : s;
+  const Slots slot = slots(c.reverse, t);
+  const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t) + b0;
 
-    // Everything that reaches h_t: the carried gradient plus this step's output gradient.
-    std::copy_n(dh_carry, rows * h, dh);
-    if (grad_output != nullptr) {
-      for (Index r = 0; r < rows; ++r) {
-        if (active != nullptr && active[r] == 0) continue;
-        const T* g = grad_output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0);
-        ArrayMap<T>(dh + r * h, h) += ConstArrayMap<T>(g, h);
+  // Everything that reaches h_t: the carried gradient plus this step's output gradient.
+  std::copy_n(dh_carry, rows * h, dh);
+  if (grad_output != nullptr) {
+    for (Index r = 0; r < rows; ++r) {
+      if (active != nullptr && active[r] == 0) continue;
+      const T* g = grad_output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0);
+      ArrayMap<T>(dh + r * h, h) += ConstArrayMap<T>(g, h);
+    }
+  }
+
+  BackwardStep<T> step;
+  step.batch = rows;
+  step.hidden = h;
+  step.gates = c.spec.simple_rnn() ? nullptr : tape.gates.data() + (t * batch + b0) * gh;  // RNN: h_next
+  step.h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
+  step.h_next = tape.states.data() + slot.next * state_size + b0 * h;
+  if (lstm) {
+    step.c_prev = tape.cells.data() + slot.prev * state_size + b0 * h;
+    step.c_next = tape.cells.data() + slot.next * state_size + b0 * h;
+    step.grad_c = dc;
+  }
+  if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
+  step.grad_h = dh;
+  step.grad_gates_input = dgx + ((t - t_first) * batch + b0) * gh;
+  step.grad_gates_hidden = dgh + ((t - t_first) * batch + b0) * gh;
+  step.grad_h_prev = dh_carry;
+  step.active = active;
+  cell_backward(c.spec.cell, step);
+  return step.grad_gates_hidden;
+}
+
+/// Steps of the backward loop run over batch rows [b0, b0 + rows), s from s_end - 1 down to
+/// s_begin (t = s, or T-1-s in reverse); dh_carry, dc and dh ([rows, H] working memory) hold
+/// those rows, `scratch` the packed product's panels (sized here on the first chunk). dgx and
+/// dgh hold the gate gradients of the steps from t_first on. With a `team`, its threads split
+/// each step's product by hidden units (and step_threads, w_hh_t and scratch go unused).
+template <class T>
+void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
+                   const T* grad_output, T* dgx, T* dgh, T* dh_carry, T* dc, T* dh, AlignedVector<T>& scratch,
+                   Index b0, Index rows, int step_threads, const PackedRows<T>* w_hh_t, Index s_begin, Index s_end,
+                   Index t_first, const UnitTeam<T>* team = nullptr) {
+  if (team == nullptr || team->threads <= 1) {
+    if (w_hh_t != nullptr) {
+      scratch.resize(static_cast<std::size_t>(w_hh_t->row_blocks() * PackedRows<T>::scratch_size(rows)));
+    }
+    for (Index s = s_end - 1; s >= s_begin; --s) {
+      const T* g = backward_cell(c, tape, grad_output, dgx, dgh, dh_carry, dc, dh, b0, rows, s, t_first);
+      recurrent_product_backward(c, g, rows, dh_carry, step_threads, w_hh_t, scratch.data());
+    }
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(team->threads)
+  {
+    // A thread takes parts id, id + nt, ... (all of them, should the region get fewer threads).
+    const auto first = static_cast<std::size_t>(omp_get_thread_num());
+    const auto stride = static_cast<std::size_t>(omp_get_num_threads());
+    const Index h = c.hidden(), gh = c.gate_width();
+    AlignedVector<T> own_scratch(static_cast<std::size_t>(PackedRows<T>::scratch_size(rows)));
+    for (Index s = s_end - 1; s >= s_begin; --s) {
+      const Index t = c.reverse ? c.steps - 1 - s : s;
+#pragma omp single
+      backward_cell(c, tape, grad_output, dgx, dgh, dh_carry, dc, dh, b0, rows, s, t_first);
+      // (the single's implicit barrier: the step's gate gradients are whole)
+      for (std::size_t id = first; id < team->parts.size(); id += stride) {
+        const std::optional<PackedRows<T>>& part = team->parts[id];
+        if (!part) continue;
+        part->multiply(dgh + ((t - t_first) * c.batch + b0) * gh, rows, dh_carry + team->starts[id], h,
+                       own_scratch.data(), 0, part->row_blocks(), true);
       }
+#pragma omp barrier
     }
-
-    BackwardStep<T> step;
-    step.batch = rows;
-    step.hidden = h;
-    step.gates = c.spec.simple_rnn() ? nullptr : tape.gates.data() + (t * batch + b0) * gh;  // RNN: h_next
-    step.h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
-    step.h_next = tape.states.data() + slot.next * state_size + b0 * h;
-    if (lstm) {
-      step.c_prev = tape.cells.data() + slot.prev * state_size + b0 * h;
-      step.c_next = tape.cells.data() + slot.next * state_size + b0 * h;
-      step.grad_c = dc;
-    }
-    if (gru) step.extra = tape.extra.data() + t * state_size + b0 * h;
-    step.grad_h = dh;
-    step.grad_gates_input = dgx + ((t - t_first) * batch + b0) * gh;
-    step.grad_gates_hidden = dgh + ((t - t_first) * batch + b0) * gh;
-    step.grad_h_prev = dh_carry;
-    step.active = active;
-    cell_backward(c.spec.cell, step);
-    recurrent_product_backward(c, step.grad_gates_hidden, rows, dh_carry, step_threads, w_hh_t, scratch.data());
   }
+#else
+  (void)step_threads;
+  (void)w_hh_t;
+  (void)scratch;
+  (void)s_begin;
+  (void)s_end;
+  (void)t_first;
+  throw std::logic_error("backward_rows: a unit team needs OpenMP");
+#endif
 }
 
 /// Back-propagates one direction of one layer. Adds dL/d(input) into grad_input and the
@@ -110,7 +166,25 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
   std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
   const Index rows_per_thread = batch / plan.batch_threads;
-  if (rows_per_thread > kMaxGemvRows || worth_packing_transposed(steps, rows_per_thread)) {
+  const bool pack_hh = rows_per_thread > kMaxGemvRows || worth_packing_transposed(steps, rows_per_thread);
+  // Where the forward splits the hidden units between threads, so do the steps' products here:
+  // each thread packs its units' rows of W_hh^T (bench/NOTES.md, 2026-11-27 late).
+  UnitTeam<T> team;
+#ifdef _OPENMP
+  if (plan.batch_threads == 1 && plan.unit_threads > 1 && pack_hh) {
+    team.threads = plan.unit_threads;
+    const Index blocks = (h + kUnitBlock - 1) / kUnitBlock;
+    for (int i = 0; i <= team.threads; ++i) team.starts.push_back(std::min(h, blocks * i / team.threads * kUnitBlock));
+    team.parts.resize(static_cast<std::size_t>(team.threads));
+#pragma omp parallel for num_threads(team.threads) schedule(static, 1)
+    for (int i = 0; i < team.threads; ++i) {
+      const auto k = static_cast<std::size_t>(i);
+      const Index j0 = team.starts[k], nj = team.starts[k + 1] - j0;
+      if (nj > 0) team.parts[k].emplace(c.w_hh + j0, nj, gh, true, AlignedVector<T>{}, 1, h);
+    }
+  }
+#endif
+  if (pack_hh && team.threads <= 1) {
     w_hh_t.emplace(c.w_hh, h, gh, true, lend_memory(cache.hh, &cache.hh_spare),
                    PackedRows<T>::pack_threads(h, gh, c.n_threads));
   }
@@ -132,7 +206,7 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index n) {
       backward_rows(c, tape, grad_output, dgx, dgh, dh_carry.data() + b0 * h, lstm ? dc.data() + b0 * h : nullptr,
                     dh.data() + b0 * h, panels[static_cast<std::size_t>(b0)], b0, n, plan.step_threads,
-                    w_hh_t ? &*w_hh_t : nullptr, s_begin, s_end, t_first);
+                    w_hh_t ? &*w_hh_t : nullptr, s_begin, s_end, t_first, &team);
     });
 
     // Weight and bias gradients of the chunk's steps at once.

@@ -29,17 +29,18 @@ class PackedRows {
   static constexpr Index kBlockRows = 512 / static_cast<Index>(sizeof(T));  // 128 floats, 64 doubles
   static constexpr Index kBlockDepth = 256;
 
-  /// `a` holds A row-major ([rows, depth]), or with `transposed` A^T row-major ([depth, rows]).
-  /// `storage` is memory to pack into (its capacity is reused; release() gives it back).
-  /// `threads` pack row blocks in parallel.
+  /// `a` holds A row-major ([rows, depth]), or with `transposed` A^T row-major ([depth, rows]),
+  /// its rows `ld` values apart (0: packed tight, depth or rows), so that A can be a block of a
+  /// larger matrix. `storage` is memory to pack into (its capacity is reused; release() gives it
+  /// back). `threads` pack row blocks in parallel.
   PackedRows(const T* a, Index rows, Index depth, bool transposed = false, AlignedVector<T> storage = {},
-             int threads = 1)
+             int threads = 1, Index ld = 0)
       : rows_(rows), depth_(depth), panels_(std::move(storage)) {
     if (transposed) {
-      pack_all<PackLhsColMajor>(ColMapper(a, rows), threads);
+      pack_all<PackLhsColMajor>(ColMapper(a, ld > 0 ? ld : rows), threads);
       find_groups<PackLhsColMajor, ColMapper>();
     } else {
-      pack_all<PackLhs>(LhsMapper(a, depth), threads);
+      pack_all<PackLhs>(LhsMapper(a, ld > 0 ? ld : depth), threads);
       find_groups<PackLhs, LhsMapper>();
     }
   }
