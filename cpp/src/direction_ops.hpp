@@ -172,48 +172,41 @@ AlignedVector<T> lend_memory(std::optional<PackedRows<T>>& packed, AlignedVector
   return memory;
 }
 
-/// `w` ([rows, depth] row-major) packed: `packed` itself when `reuse` and `source` shows it was
-/// packed from these very values, else repacked into its memory (or, where it has none, into
-/// `spare`'s) by up to `threads`, and `source` updated (or, without `reuse`, released).
+/// `groups` slices of `count` rows of `w` ([*, depth] row-major), slice k from row k * stride,
+/// packed as one [groups * count, depth] matrix: `packed` itself when `reuse` and `source` holds
+/// these very values, else repacked into its memory (or, where it has none, into `spare`'s) by
+/// up to `threads`, and `source` updated (or, without `reuse`, released). One slice packs
+/// straight from `w`; several are gathered into `source` first, which gives a thread that owns
+/// some units of every gate one product for all of them.
+template <class T>
+const PackedRows<T>& packed_row_groups(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
+                                       Index groups, Index stride, Index count, Index depth, bool reuse,
+                                       AlignedVector<T>* spare = nullptr, int threads = 1) {
+  const Index rows = groups * count, slice = count * depth;
+  const auto n = static_cast<std::size_t>(groups * slice);
+  bool same = reuse && packed && packed->rows() == rows && packed->depth() == depth && source.size() == n;
+  for (Index k = 0; k < groups && same; ++k) {
+    const auto bytes = static_cast<std::size_t>(slice) * sizeof(T);
+    same = std::memcmp(source.data() + k * slice, w + k * stride * depth, bytes) == 0;
+  }
+  if (same) return *packed;
+  AlignedVector<T> storage = lend_memory(packed, spare);
+  if (reuse || groups > 1) {
+    source.resize(n);
+    for (Index k = 0; k < groups; ++k) std::copy_n(w + k * stride * depth, slice, source.data() + k * slice);
+  }
+  packed.emplace(groups > 1 ? source.data() : w, rows, depth, false, std::move(storage),
+                 PackedRows<T>::pack_threads(rows, depth, threads));
+  if (!reuse) AlignedVector<T>().swap(source);
+  return *packed;
+}
+
+/// `w` ([rows, depth] row-major) packed and kept as packed_row_groups keeps one slice.
 template <class T>
 const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
                                     Index rows, Index depth, bool reuse, AlignedVector<T>* spare = nullptr,
                                     int threads = 1) {
-  const auto n = static_cast<std::size_t>(rows * depth);
-  if (reuse && packed && packed->rows() == rows && packed->depth() == depth && source.size() == n &&
-      std::memcmp(source.data(), w, n * sizeof(T)) == 0) {
-    return *packed;
-  }
-  AlignedVector<T> storage = lend_memory(packed, spare);
-  if (reuse) {
-    source.assign(w, w + n);
-  } else {
-    AlignedVector<T>().swap(source);
-  }
-  packed.emplace(w, rows, depth, false, std::move(storage), PackedRows<T>::pack_threads(rows, depth, threads));
-  return *packed;
-}
-
-/// `groups` slices of `count` rows of `w` ([*, depth] row-major), slice k from row k * stride,
-/// packed as one [groups * count, depth] matrix: `packed` itself when `reuse` and `source` holds
-/// these very values, else gathered into `source` and repacked (without `reuse`, `source` is
-/// released after). One product then gives a thread the slice k of every gate in one pass.
-template <class T>
-const PackedRows<T>& packed_row_groups(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
-                                       Index groups, Index stride, Index count, Index depth, bool reuse) {
-  const Index slice = count * depth;
-  const auto n = static_cast<std::size_t>(groups * slice);
-  bool same = reuse && packed && packed->rows() == groups * count && packed->depth() == depth && source.size() == n;
-  for (Index k = 0; k < groups && same; ++k) {
-    same = std::memcmp(source.data() + k * slice, w + k * stride * depth, static_cast<std::size_t>(slice) * sizeof(T)) == 0;
-  }
-  if (same) return *packed;
-  AlignedVector<T> storage = lend_memory(packed, static_cast<AlignedVector<T>*>(nullptr));
-  source.resize(n);
-  for (Index k = 0; k < groups; ++k) std::copy_n(w + k * stride * depth, slice, source.data() + k * slice);
-  packed.emplace(source.data(), groups * count, depth, false, std::move(storage));
-  if (!reuse) AlignedVector<T>().swap(source);
-  return *packed;
+  return packed_row_groups(packed, source, w, 1, rows, rows, depth, reuse, spare, threads);
 }
 
 /// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate

@@ -158,7 +158,8 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
                                      gates, h, nj, c.input_width, cache.reuse);
     }
     const Index chunk = std::max<Index>(1, kPackedChunkRows / batch);
-    AlignedVector<T> ih_scratch(packed_ih == nullptr ? 0 : static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * batch)));
+    AlignedVector<T> ih_scratch(
+        packed_ih == nullptr ? 0 : static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * batch)));
     AlignedVector<T> chunk_gates(packed_ih == nullptr ? 0 : static_cast<std::size_t>(chunk * batch * width));
     AlignedVector<T> gate_slice(packed_ih == nullptr ? static_cast<std::size_t>(batch * width) : 0);
     AlignedVector<T> rec(static_cast<std::size_t>(batch * width));
