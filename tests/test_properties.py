@@ -85,6 +85,27 @@ def test_omitted_state_equals_zero_state_on_every_loop():
                 assert np.array_equal(out, out_z), (cell, B, T, H, training)
 
 
+def test_loops_split_by_units_match_one_thread():
+    """Two threads split small batches by hidden units, forward and backward (steps of 0.25
+    MFLOP or more: B=2 at H=180 for the LSTM and GRU, H=260 for the tanh RNN): results and
+    gradients equal one thread's to rounding, both directions, with lengths. (In the sanitizer
+    job: this is where its threads share the step's buffers.)"""
+    rng = np.random.default_rng(9)
+    for cell, H in (("lstm", 180), ("gru", 180), ("rnn_tanh", 260)):
+        B, T, D = 2, 20, 5
+        x = rng.standard_normal((T, B, D))
+        g = rng.standard_normal((T, B, 2 * H))
+        runs = []
+        for n_threads in (1, 2):
+            m = _layer(cell, D, H, 1, bidirectional=True, seed=4)
+            m.n_threads = n_threads
+            out, _ = m.forward(x, lengths=[T, T - 7], training=True)
+            grad_x, _ = m.backward(g)
+            runs.append((out, grad_x, m.flat_grads.copy()))
+        for a, b in zip(*runs):
+            assert_close_rel(b, a, 1e-12)
+
+
 @SETTINGS
 @given(problems())
 def test_ragged_batch_equals_sequences_one_by_one(p):
