@@ -5,7 +5,7 @@ Run it under the sanitizer build with ``ASAN_OPTIONS=detect_leaks=1`` and
 ``LSAN_OPTIONS=suppressions=tests/lsan.supp``; it prints "done" and exits 0 when no leak is found.
 (Not a pytest module: pytest's own allocations would only add noise.)
 """
-import io, os, tempfile, warnings
+import os, tempfile, warnings
 import numpy as np
 import rnnkit
 warnings.simplefilter("ignore")

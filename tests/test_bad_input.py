@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import CELLS, make_problem, make_rnnkit, rnnkit_forward, rnnkit_run
+from conftest import CELLS, make_problem, make_rnnkit, rnnkit_run
 
 T, B, D, H, L = 5, 3, 4, 6, 2
 BI = True

@@ -13,7 +13,6 @@ error 1e-5 in float32, 1e-10 in float64); do not loosen them.
 from __future__ import annotations
 
 import itertools
-import os
 import pickle
 
 import numpy as np

@@ -12,7 +12,6 @@ import pytest
 
 import rnnkit
 import rnnkit._fitting as fitting_mod
-import rnnkit._fitting as fitting_mod
 import rnnkit.optim
 
 pytestmark = pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
