@@ -18,7 +18,7 @@ import numpy as np
 
 from . import cuda as _cuda
 from . import optim
-from ._backend import core
+from ._backend import kernel
 from .clip import clip_grad_norm, clip_grad_value
 from .layers import _aligned_zeros
 
@@ -139,7 +139,7 @@ class _BatchStep:
         self.diverged = diverged
         self.grad_hook = grad_hook
         # the CPU core's loss_and_grad, or a device model's with the same signature
-        self.run = run if run is not None else getattr(core, f"model_loss_and_grad_{params.dtype.name}")
+        self.run = run if run is not None else kernel("model_loss_and_grad", params.dtype)
         self.backup = np.empty_like(params)
 
     def __call__(self, x: np.ndarray, lengths: Optional[np.ndarray], labels: Optional[np.ndarray],

@@ -7,7 +7,7 @@ from typing import Iterable, Mapping, Union
 
 import numpy as np
 
-from ._backend import core
+from ._backend import kernel
 
 Grads = Union[Mapping[str, np.ndarray], Iterable[np.ndarray], np.ndarray]
 
@@ -38,7 +38,7 @@ def _apply(arrays: list[np.ndarray], fn_name: str, *args: float) -> list[float]:
         if not group:
             continue
         staged = [a if a.flags.c_contiguous and a.flags.aligned else a.copy(order="C") for a in group]
-        results.append(getattr(core, f"{fn_name}_{np.dtype(dtype).name}")(staged, *args))
+        results.append(kernel(fn_name, np.dtype(dtype))(staged, *args))
         for original, copy in zip(group, staged):
             if copy is not original:
                 original[...] = copy
