@@ -191,3 +191,113 @@ def test_the_compiled_fast_path_matches_the_checked_one_and_declines_what_needs_
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="state|h0"):
         m.step(x, (bad, state[1]) if cell == "lstm" else bad)
+
+
+def _reference_step(est, x, state):
+    """An estimator's step from its public parts: scaling, rnn_.step, head_, softmax in float64."""
+    z = ((np.asarray(x, np.float64) - est._x_mean) / est._x_scale).astype(est.dtype_)
+    y, state = est.rnn_.step(z, state)
+    head = est.head_
+    raw = y.astype(np.float64) @ head["weight"].T.astype(np.float64) + head["bias"]
+    if isinstance(est, rnnkit.RNNClassifier):
+        e = np.exp(raw - raw.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True), state
+    return raw * est._y_scale + est._y_mean, state
+
+
+@pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_relu"])
+def test_the_fused_model_step_matches_its_parts_on_every_path(cell, dtype):
+    """predict_proba_step / predict_step run scaling, stack, head and softmax in one compiled
+    call. Against the same model assembled from its public parts, and for every form of x and
+    state (the fast path and the checked one that converts) the same numbers."""
+    rng = np.random.default_rng(2)
+    X = 1.5 + 3.0 * rng.standard_normal((12, 6, 4))
+    labels = (X[:, :, 0].sum(axis=1) > 9).astype(int) + (X[:, :, 1].sum(axis=1) > 9)
+    kw = dict(cell=cell, hidden_size=7, num_layers=2, max_epochs=2, random_state=0, dtype=dtype, n_threads=1)
+    rtol = RTOL[dtype] * 5
+    clf = rnnkit.RNNClassifier(**kw).fit(X, labels)
+    reg = rnnkit.RNNRegressor(**kw).fit(X, X[:, :, :2].sum(axis=1))
+    for est, step in ((clf, clf.predict_proba_step), (reg, reg.predict_step)):
+        state = ref_state = None
+        for t in range(X.shape[1]):
+            x_t = X[:, t]
+            out, new_state = step(x_t, state)
+            ref, ref_state = _reference_step(est, x_t, ref_state)
+            assert_close_rel(out, ref, rtol, f"{type(est).__name__} step {t}")
+            assert out.dtype == (np.float64 if est is reg else np.dtype(dtype))
+            # The same call through the checked path: x as a list, a strided view, float32; the
+            # state as lists: bit-identical.
+            forms = [x_t.tolist(), np.repeat(x_t, 2, axis=1)[:, ::2], x_t.astype(np.float32)]
+            for x_form in forms[: 2 if dtype == "float64" else 3]:
+                if x_form is forms[2]:
+                    ref32, _ = step(x_form.astype(np.float64), state)  # float32 values, read in float64
+                    np.testing.assert_array_equal(step(x_form, state)[0], ref32)
+                    continue
+                again, again_state = step(x_form, state)
+                np.testing.assert_array_equal(again, out)
+            if state is not None:
+                as_lists = [s.tolist() for s in state] if cell == "lstm" else state.tolist()
+                np.testing.assert_array_equal(step(x_t, as_lists)[0], out)
+            state = new_state
+        # One stream, unbatched: row 5 of the batch.
+        one = None
+        for t in range(X.shape[1]):
+            y1, one = step(X[5, t], one)
+        assert_close_rel(y1, out[5], rtol, "one stream")
+        h = one[0] if cell == "lstm" else one
+        assert h.shape == (2, 7)
+    if cell == "lstm":  # a missing cell state is zeros
+        h0 = np.full((2, 12, 7), 0.3, np.dtype(dtype))
+        zeros = np.zeros_like(h0)
+        np.testing.assert_array_equal(clf.predict_proba_step(X[:, 0], (h0, None))[0],
+                                      clf.predict_proba_step(X[:, 0], (h0, zeros))[0])
+
+
+@pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
+def test_the_fused_model_step_refuses_bad_state_and_overflow_and_follows_a_refit():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((8, 5, 2))
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    clf = rnnkit.RNNClassifier(cell="gru", hidden_size=6, max_epochs=1, random_state=0, n_threads=1).fit(X, y)
+    _, state = clf.predict_proba_step(X[:, 0])
+    bad = state.copy()
+    bad[0, 3, 2] = np.inf
+    with pytest.raises(ValueError, match="state"):
+        clf.predict_proba_step(X[:, 1], bad)
+    with pytest.raises(ValueError, match="state must have shape"):
+        clf.predict_proba_step(X[:, 1], state[:, :4])
+    with pytest.raises(ValueError, match="x_t.*overflow"):  # finite in float64, not in float32
+        clf.predict_proba_step(np.full((8, 2), 1e300), state)
+    with pytest.raises(ValueError, match="x_t contains NaN"):
+        clf.predict_proba_step([[np.nan, 0.0]] * 8, state)
+    # A refit in another dtype gets its own compiled step.
+    before, _ = clf.predict_proba_step(X[:, 0])
+    clf.set_params(dtype="float64").fit(X, y)
+    after, _ = clf.predict_proba_step(X[:, 0])
+    assert after.dtype == np.float64
+    assert_close_rel(after, clf.predict_proba(X[:, :1]), 1e-12, "after refit")
+    assert before.dtype == np.float32
+
+
+@pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
+def test_the_fused_model_step_from_8_threads_is_bit_identical():
+    """Each thread keeps its own workspace: concurrent streams give what one thread gives."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((8, 20, 3)).astype(np.float32)
+    reg = rnnkit.RNNRegressor(cell="lstm", hidden_size=16, max_epochs=1, random_state=0, n_threads=1)
+    reg.fit(X, X[:, :, 0].sum(axis=1))
+
+    def run(b):
+        state, outs = None, []
+        for t in range(X.shape[1]):
+            y_t, state = reg.predict_step(X[b : b + 1, t], state)
+            outs.append(y_t)
+        return np.concatenate(outs)
+
+    serial = [run(b) for b in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            for got, want in zip(pool.map(run, range(8)), serial):
+                np.testing.assert_array_equal(got, want)

@@ -53,6 +53,51 @@ inline rnnkit::LayerSpec layer_spec_of(const std::string& cell, rnnkit::Index in
   return s;
 }
 
+/// `obj` as a C-contiguous, aligned array of T, or nothing (it would need a conversion).
+template <class T>
+std::optional<Array<T>> plain_array(py::handle obj) {
+  if (!Array<T>::check_(obj)) return std::nullopt;
+  auto arr = py::reinterpret_borrow<Array<T>>(obj);
+  constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  if ((arr.flags() & kAligned) == 0) return std::nullopt;
+  return arr;
+}
+
+/// A streaming state's data: h, and c for an LSTM (nullptr: zeros).
+template <class T>
+struct PlainState {
+  const T* h = nullptr;
+  const T* c = nullptr;
+};
+
+/// The state a step call was given (None, an array, or for an LSTM a tuple (h, c)) when each
+/// array is a plain_array of exactly the shape `dims`, else nothing (it needs the checks and
+/// conversions of the Python side). The data stay alive through the caller's references.
+template <class T>
+std::optional<PlainState<T>> plain_state(py::handle state, bool lstm, std::initializer_list<rnnkit::Index> dims) {
+  PlainState<T> s;
+  if (state.is_none()) return s;
+  auto data = [&](py::handle a) -> const T* {
+    const std::optional<Array<T>> arr = plain_array<T>(a);
+    if (!arr || arr->ndim() != static_cast<py::ssize_t>(dims.size())) return nullptr;
+    py::ssize_t i = 0;
+    for (const rnnkit::Index d : dims) {
+      if (arr->shape(i++) != d) return nullptr;
+    }
+    return arr->data();
+  };
+  if (lstm) {
+    if (!PyTuple_CheckExact(state.ptr()) || PyTuple_GET_SIZE(state.ptr()) != 2) return std::nullopt;
+    s.h = data(PyTuple_GET_ITEM(state.ptr(), 0));
+    s.c = data(PyTuple_GET_ITEM(state.ptr(), 1));
+    if (s.h == nullptr || s.c == nullptr) return std::nullopt;
+  } else {
+    s.h = data(state);
+    if (s.h == nullptr) return std::nullopt;
+  }
+  return s;
+}
+
 /// Throws ValueError unless `a` has exactly the shape `dims`.
 template <class A>
 void expect_shape(const A& a, std::initializer_list<rnnkit::Index> dims, const char* name) {

@@ -18,16 +18,6 @@ using rnnkit::CellKind;
 using rnnkit::Index;
 using rnnkit::LayerSpec;
 
-/// `obj` as a C-contiguous, aligned array of T, or nothing (it would need a conversion).
-template <class T>
-std::optional<Array<T>> plain_array(py::handle obj) {
-  if (!Array<T>::check_(obj)) return std::nullopt;
-  auto arr = py::reinterpret_borrow<Array<T>>(obj);
-  constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
-  if ((arr.flags() & kAligned) == 0) return std::nullopt;
-  return arr;
-}
-
 /// The arrays one step returns.
 template <class T>
 struct StepResult {
@@ -130,29 +120,9 @@ void register_dtype(py::module_& m, const std::string& suffix) {
             return py::none();
           }
           const Index batch = x->shape(0);
-          const T* h0 = nullptr;
-          const T* c0 = nullptr;
-          if (!state_obj.is_none()) {
-            // The arrays stay alive through the caller's references to them.
-            auto state_array = [&](py::handle a) -> const T* {
-              const std::optional<Array<T>> arr = plain_array<T>(a);
-              if (!arr || arr->ndim() != 3 || arr->shape(0) != layers || arr->shape(1) != batch ||
-                  arr->shape(2) != h) {
-                return nullptr;
-              }
-              return arr->data();
-            };
-            if (lstm) {
-              if (!PyTuple_CheckExact(state_obj.ptr()) || PyTuple_GET_SIZE(state_obj.ptr()) != 2) return py::none();
-              h0 = state_array(PyTuple_GET_ITEM(state_obj.ptr(), 0));
-              c0 = state_array(PyTuple_GET_ITEM(state_obj.ptr(), 1));
-              if (h0 == nullptr || c0 == nullptr) return py::none();
-            } else {
-              h0 = state_array(state_obj);
-              if (h0 == nullptr) return py::none();
-            }
-          }
-          const StepResult<T> r = run_step(spec, params, *x, h0, c0, workspace, n_threads);
+          const std::optional<PlainState<T>> state = plain_state<T>(state_obj, lstm, {layers, batch, h});
+          if (!state) return py::none();
+          const StepResult<T> r = run_step(spec, params, *x, state->h, state->c, workspace, n_threads);
           if (lstm) return py::make_tuple(r.out, py::make_tuple(r.h_n, *r.c_n));
           return py::make_tuple(r.out, r.h_n);
         },

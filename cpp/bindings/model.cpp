@@ -1,10 +1,15 @@
 // The trainable model (stack + dense head + loss) used by the estimators.
 #include "rnnkit/model.hpp"
 
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <type_traits>
+#include <vector>
 #include <string>
 
 #include "bindings.hpp"
+#include "layer_calls.hpp"
 #include "model_calls.hpp"
 #include "workspaces.hpp"
 
@@ -15,8 +20,68 @@ namespace {
 using rnnkit::Index;
 using rnnkit::ModelSpec;
 
-template <class T>
-using Array = py::array_t<T, py::array::c_style>;
+/// One step of a model on plain arrays (see model_step_* below); None where the arguments need
+/// the Python side's conversions and checks.
+template <class T, class X>
+py::object model_step(const ModelSpec& spec, const Array<T>& params, const Array<X>& x, py::handle state_obj,
+                      const Array<double>& x_mean, const Array<double>& x_scale,
+                      const std::optional<Array<double>>& y_mean, const std::optional<Array<double>>& y_scale,
+                      rnnkit::ModelStepWorkspace<T>& workspace, int n_threads) {
+  const Index D = spec.rnn.input_size, H = spec.rnn.hidden_size, L = spec.rnn.num_layers, K = spec.n_outputs;
+  const bool unbatched = x.ndim() == 1, lstm = spec.rnn.cell == rnnkit::CellKind::Lstm;
+  if (x.ndim() < 1 || x.ndim() > 2 || x.shape(x.ndim() - 1) != D || x.size() == 0 || spec.rnn.bidirectional ||
+      spec.vocab_size > 0) {
+    return py::none();
+  }
+  expect_param_count(spec, params, "params");
+  expect_shape(x_mean, {D}, "x_mean");
+  expect_shape(x_scale, {D}, "x_scale");
+  if (y_mean) expect_shape(*y_mean, {K}, "y_mean");
+  if (y_scale) expect_shape(*y_scale, {K}, "y_scale");
+  const Index B = unbatched ? 1 : x.shape(0);
+  const std::optional<PlainState<T>> state =
+      unbatched ? plain_state<T>(state_obj, lstm, {L, H}) : plain_state<T>(state_obj, lstm, {L, B, H});
+  if (!state) return py::none();
+  if (state->h != nullptr) expect_finite(state->h, L * B * H, "state");
+  if (state->c != nullptr) expect_finite(state->c, L * B * H, "state");
+
+  using Shape = std::vector<py::ssize_t>;
+  Array<T> out(unbatched ? Shape{K} : Shape{B, K});
+  const Shape state_shape = unbatched ? Shape{L, H} : Shape{L, B, H};
+  Array<T> h_n(state_shape);
+  std::optional<Array<T>> c_n;
+  if (lstm) c_n.emplace(state_shape);
+  rnnkit::StepArgs<T> args;
+  args.batch = B;
+  args.h0 = state->h;
+  args.c0 = state->c;
+  args.h_n = h_n.mutable_data();
+  args.c_n = c_n ? c_n->mutable_data() : nullptr;
+  const rnnkit::StepInput<T, X> input{x.data(), x_mean.data(), x_scale.data()};
+  {
+    // Calls from other threads bring their own workspaces; should two share one, the second
+    // gets a fresh one instead of waiting with the GIL held.
+    std::unique_lock<std::mutex> lock(workspace.busy, std::try_to_lock);
+    std::unique_ptr<rnnkit::ModelStepWorkspace<T>> fresh;
+    if (!lock.owns_lock()) fresh = std::make_unique<rnnkit::ModelStepWorkspace<T>>();
+    py::gil_scoped_release release;
+    rnnkit::predict_step(spec, params.data(), input, args, out.mutable_data(), n_threads,
+                         fresh ? *fresh : workspace);
+  }
+  py::object result = out;
+  if (y_mean && y_scale) {  // back to the targets' scale, in double
+    Array<double> y(unbatched ? Shape{K} : Shape{B, K});
+    const T* raw = out.data();
+    double* v = y.mutable_data();
+    const double *scale = y_scale->data(), *shift = y_mean->data();
+    for (Index b = 0; b < B; ++b) {
+      for (Index k = 0; k < K; ++k) v[b * K + k] = static_cast<double>(raw[b * K + k]) * scale[k] + shift[k];
+    }
+    result = y;
+  }
+  py::object new_state = lstm ? py::object(py::make_tuple(h_n, *c_n)) : py::object(h_n);
+  return py::make_tuple(result, new_state);
+}
 
 template <class T>
 void register_dtype(py::module_& m, const std::string& suffix) {
@@ -44,6 +109,35 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("lengths"), py::arg("n_threads"),
         py::arg("workspace") = py::none(),
         "Model outputs; `workspace` (a ModelWorkspace or None) is memory to reuse.");
+
+  using StepWorkspace = rnnkit::ModelStepWorkspace<T>;
+  py::class_<StepWorkspace>(m, ("ModelStepWorkspace_" + suffix).c_str(), py::module_local(),
+                            "Memory reused by model_step calls (opaque).")
+      .def(py::init<>());
+
+  m.def(("model_step_" + suffix).c_str(),
+        [](const ModelSpec& spec, const Array<T>& params, py::handle x, py::handle state, const Array<double>& x_mean,
+           const Array<double>& x_scale, const std::optional<Array<double>>& y_mean,
+           const std::optional<Array<double>>& y_scale, StepWorkspace& workspace, int n_threads) -> py::object {
+          if (const auto xd = plain_array<double>(x)) {
+            return model_step<T, double>(spec, params, *xd, state, x_mean, x_scale, y_mean, y_scale, workspace,
+                                         n_threads);
+          }
+          if constexpr (!std::is_same_v<T, double>) {
+            if (const auto xt = plain_array<T>(x)) {
+              return model_step<T, T>(spec, params, *xt, state, x_mean, x_scale, y_mean, y_scale, workspace,
+                                      n_threads);
+            }
+          }
+          return py::none();
+        },
+        py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("state"), py::arg("x_mean"), py::arg("x_scale"),
+        py::arg("y_mean"), py::arg("y_scale"), py::arg("workspace"), py::arg("n_threads"),
+        "One more time step of each stream of a unidirectional real-valued-input model: x (B, D) or (D,) of "
+        "float64 or the model's dtype, standardised with x_mean / x_scale; state None, (L, B, H) / (L, H) arrays "
+        "or for LSTM a tuple of two. Returns (outputs, state): class probabilities in the model's dtype, or with "
+        "y_mean / y_scale the predictions on the targets' scale in float64. None for arguments that need "
+        "conversion. Raises ValueError for NaN/Inf.");
 
   m.def(("model_loss_and_grad_" + suffix).c_str(),
         [](const ModelSpec& spec, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,

@@ -111,6 +111,42 @@ void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* o
   std::copy(ws.head.begin(), ws.head.end(), out);
 }
 
+template <class T, class X>
+void predict_step(const ModelSpec& spec, const T* params, const StepInput<T, X>& input, StepArgs<T> args, T* out,
+                  int n_threads, ModelStepWorkspace<T>& ws) {
+  spec.validate();
+  if (spec.vocab_size > 0) throw std::invalid_argument("predict_step reads real-valued inputs, not token ids");
+  const Index B = args.batch, D = spec.rnn.input_size, H = spec.rnn.hidden_size;
+  ws.x.resize(static_cast<std::size_t>(B * D));
+  int bad = 0;  // branch-free, so that the loop vectorises
+  for (Index b = 0; b < B; ++b) {
+    for (Index k = 0; k < D; ++k) {
+      const Index i = b * D + k;
+      const double v = static_cast<double>(input.x[i]);
+      const T z = input.mean != nullptr ? static_cast<T>((v - input.mean[k]) / input.scale[k]) : static_cast<T>(v);
+      ws.x[static_cast<std::size_t>(i)] = z;
+      bad |= (z - z) != T(0);
+    }
+  }
+  if (bad) throw std::invalid_argument("x contains NaN or Inf (after standardisation)");
+  ws.top.resize(static_cast<std::size_t>(B * H));
+  args.params = params;
+  args.x = ws.x.data();
+  args.out = ws.top.data();
+  step(spec.rnn, args, ws.stack, n_threads);
+
+  // The head reads the top layer's new state, as predict() reads that step's row of the stack's
+  // outputs (Sequence) or the final state (Last); in an aligned buffer, as there.
+  ws.valid.assign(static_cast<std::size_t>(B), T(1));
+  Features<T> f;
+  f.values = ws.top.data();
+  f.valid = ws.valid.data();
+  f.rows = B;
+  ws.head.resize(static_cast<std::size_t>(B * spec.n_outputs));
+  head_forward(spec, params, f, ws.head.data());
+  std::copy(ws.head.begin(), ws.head.end(), out);
+}
+
 template <class T>
 double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& batch,
                      const Targets<T>& targets, T* grads, double dropout, std::uint64_t dropout_key,
@@ -184,6 +220,12 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
 }
 
 template void predict(const ModelSpec&, const float*, const Batch<float>&, float*, int, ModelWorkspace<float>&);
+template void predict_step(const ModelSpec&, const float*, const StepInput<float, float>&, StepArgs<float>, float*, int,
+                           ModelStepWorkspace<float>&);
+template void predict_step(const ModelSpec&, const float*, const StepInput<float, double>&, StepArgs<float>, float*,
+                           int, ModelStepWorkspace<float>&);
+template void predict_step(const ModelSpec&, const double*, const StepInput<double, double>&, StepArgs<double>,
+                           double*, int, ModelStepWorkspace<double>&);
 template void predict(const ModelSpec&, const double*, const Batch<double>&, double*, int, ModelWorkspace<double>&);
 template double loss_and_grad(const ModelSpec&, const float*, const Batch<float>&, const Targets<float>&, float*,
                               double, std::uint64_t, int, ModelWorkspace<float>&);

@@ -12,6 +12,7 @@ import contextvars
 import functools
 import math
 import numbers
+import threading
 import time
 import warnings
 from typing import Any, Callable, Optional
@@ -20,7 +21,7 @@ import numpy as np
 
 from . import _checks, _threads, optim
 from . import cuda as _cuda
-from ._backend import core
+from ._backend import core, kernel
 from ._fitting import (
     _CELLS,
     _Base,
@@ -373,8 +374,45 @@ class _RNNBase(_Base):
         return layer
 
     # ------------------------------------------------------------------ streaming
-    def _step_raw(self, x_t: Any, state: Any) -> tuple[np.ndarray, Any, bool]:
-        """Head outputs (scaled) after one more time step of each stream, the new state, and unbatched."""
+    def _step_outputs(self, x_t: Any, state: Any, unscale: bool) -> tuple[np.ndarray, Any]:
+        """The head's outputs after one more time step of each stream, and the new state.
+
+        One compiled call runs the input scaling, the stack's step, the head and the softmax
+        (the arithmetic of that step's row of :meth:`predict`). Returns class probabilities in
+        ``dtype_``, or with ``unscale`` the predictions on the targets' scale in float64: shaped
+        (n_streams, n_outputs), or (n_outputs,) for an unbatched ``x_t``.
+        """
+        # The streaming loop's path first: the compiled call takes plain float64 (or dtype_)
+        # arrays of the expected shapes, checks them for NaN/Inf and returns None for anything
+        # else; _step_checked then converts, checks and names the culprit.
+        local = self.__dict__.get("_stream")
+        params = self.__dict__.get("_params_flat")
+        if local is None or getattr(local, "params", None) is not params:  # unfitted, refitted, new thread
+            local = self._stream_local()
+        spec = self._spec
+        y_mean, y_scale = (self._y_mean, self._y_scale) if unscale else (None, None)
+        try:
+            result = local.run(spec, params, x_t, state, self._x_mean, self._x_scale, y_mean, y_scale,
+                               local.workspace, self._threads())
+        except ValueError:
+            result = None
+        if result is None:
+            result = self._step_checked(local, x_t, state, y_mean, y_scale)
+        return result
+
+    def _stream_local(self) -> Any:
+        """This thread's workspace of the compiled step (and the call), made on first use."""
+        self._check_fitted()
+        local = self.__dict__.get("_stream")
+        if local is None:
+            local = self.__dict__.setdefault("_stream", threading.local())
+        local.run = kernel("model_step", self.dtype_)
+        local.workspace = kernel("ModelStepWorkspace", self.dtype_)()
+        local.params = self._params_flat  # the buffer it was made for (a refit makes a new one)
+        return local
+
+    def _step_checked(self, local: Any, x_t: Any, state: Any, y_mean: Any, y_scale: Any) -> tuple[np.ndarray, Any]:
+        """:meth:`_step_outputs` for any arguments: conversions, checks and their messages."""
         self._check_fitted()
         if self.bidirectional:
             raise ValueError("predict_step needs a unidirectional model (bidirectional=False): the reverse "
@@ -386,20 +424,33 @@ class _RNNBase(_Base):
         if x.ndim not in (1, 2) or x.shape[-1] != self._input_size or x.size == 0:
             raise ValueError(f"x_t must have shape (n_streams, {self._input_size}) or ({self._input_size},): one time "
                              f"step of each stream's features, got {np.shape(x_t)}")
-        x = ((x - self._x_mean) / self._x_scale).astype(self.dtype_)
-        cache = self.__dict__.get("_stream")
-        if cache is None or cache[0] is not self._params_flat:
-            head = self._spec.head_offset
-            layer = self._stack_layer(self.n_threads)
-            layer._share_params(self._params_flat[:head])  # live: partial_fit's updates are seen
-            f, k = self._spec.features, self._n_outputs
-            weight = self._params_flat[head : head + k * f].reshape(k, f)
-            bias = self._params_flat[head + k * f : head + k * f + k]
-            cache = self.__dict__["_stream"] = (self._params_flat, layer, weight, bias)
-        _, layer, weight, bias = cache
-        y, state = layer.step(x, state)  # one stream: x (features,) and states (layers, hidden)
-        raw = y @ weight.T + bias
-        return (raw[None] if unbatched else raw), state, unbatched
+        try:  # x needed a conversion (a slice, a list): the state may be plain
+            result = local.run(self._spec, self._params_flat, x, state, self._x_mean, self._x_scale, y_mean, y_scale,
+                               local.workspace, self._threads())
+        except ValueError:
+            result = None
+        if result is not None:
+            return result
+        x = x.reshape(-1, self._input_size)
+        shape = (self.num_layers, x.shape[0], self.hidden_size)
+        if getattr(local, "layer", None) is None:
+            local.layer = self._stack_layer()  # for its state checks
+        h0, c0 = local.layer._state_arrays(state, x.shape[0], unbatched, "state")
+        h0 = np.zeros(shape, self.dtype_) if h0 is None else h0
+        lstm = _CELLS[self.cell] == "lstm"
+        state = (h0, np.zeros(shape, self.dtype_) if c0 is None else c0) if lstm else h0
+        if not np.isfinite(x).all():
+            raise ValueError("x_t contains NaN or Inf")
+        with np.errstate(over="ignore"):
+            scaled = ((x - self._x_mean) / self._x_scale).astype(self.dtype_)
+        if not np.isfinite(scaled).all():
+            raise ValueError("x_t holds values too large for the model's dtype once standardised (they overflow)")
+        out, state = local.run(self._spec, self._params_flat, x, state, self._x_mean, self._x_scale, y_mean,
+                               y_scale, local.workspace, self._threads())
+        if unbatched:
+            out = out[0]
+            state = (state[0][:, 0], state[1][:, 0]) if lstm else state[:, 0]
+        return out, state
 
     @property
     def head_(self) -> dict[str, np.ndarray]:

@@ -181,11 +181,7 @@ class RNNClassifier(_RNNBase):
             Pass it to the next call. For an LSTM a tuple (h, c), else h; each
             (num_layers, n_streams, hidden_size).
         """
-        raw, state, unbatched = self._step_raw(x_t, state)
-        raw = raw.astype(np.float64)
-        proba = np.exp(raw - raw.max(axis=1, keepdims=True))
-        proba = (proba / proba.sum(axis=1, keepdims=True)).astype(self.dtype_)
-        return (proba[0] if unbatched else proba), state
+        return self._step_outputs(x_t, state, unscale=False)
 
     def predict_step(self, x_t: Any, state: Any = None) -> tuple[Any, Any]:
         """Predicted labels after one more time step of each stream; see :meth:`predict_proba_step`."""
@@ -307,9 +303,8 @@ class RNNRegressor(_RNNBase):
             Pass it to the next call. For an LSTM a tuple (h, c), else h; each
             (num_layers, n_streams, hidden_size).
         """
-        raw, state, unbatched = self._step_raw(x_t, state)
-        y = self._unscale(raw)
-        return (y[0] if unbatched else y), state
+        y, state = self._step_outputs(x_t, state, unscale=True)
+        return (y[..., 0] if self._y_ndim == 1 else y), state
 
     def predict(self, X: Any) -> Any:
         """Predictions on the targets' scale: (n,) / (n, k); per step with output="sequence"."""

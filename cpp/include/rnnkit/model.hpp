@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 
 #include "rnnkit/layer.hpp"
 #include "rnnkit/model_spec.hpp"
@@ -23,6 +24,38 @@ struct ModelWorkspace {
   AlignedVector<T> head;        // [rows, n_outputs] outputs, or dL/dlogits
   AlignedVector<T> grad_features, grad_x, grad_h0, grad_c0, grad_h_n;
 };
+
+/// Memory of predict_step() calls, kept between them: later calls of the same batch size
+/// allocate nothing. One workspace serves one call at a time.
+template <class T>
+struct ModelStepWorkspace {
+  StepWorkspace<T> stack;
+  AlignedVector<T> x;      // [B, D] the standardised inputs
+  AlignedVector<T> top;    // [B, H] the top layer's new state
+  AlignedVector<T> valid;  // [B] ones
+  AlignedVector<T> head;   // [B, n_outputs]
+  std::mutex busy;         // held by the call using the workspace
+};
+
+/// The inputs of one step of a batch of streams, and the map from the caller's feature scale to
+/// the model's: x_model[b, k] = T((x[b, k] - mean[k]) / scale[k]), computed in double (X is T or
+/// double). mean and scale may be null (no map).
+template <class T, class X>
+struct StepInput {
+  const X* x = nullptr;  // [B, D]
+  const double* mean = nullptr;
+  const double* scale = nullptr;
+};
+
+/// One more time step of each stream through a unidirectional model: the stack's step (its
+/// state in and out as in step(); args.x and args.out are the workspace's), then the head on the
+/// top layer's new state: out [B, n_outputs], class probabilities for cross-entropy models, the
+/// (standardised) predictions for squared-error ones. The same arithmetic as the step's row of
+/// predict(). Throws std::invalid_argument for a bidirectional stack, an embedding model, or an
+/// input that is NaN/Inf once standardised.
+template <class T, class X>
+void predict_step(const ModelSpec& spec, const T* params, const StepInput<T, X>& input, StepArgs<T> args, T* out,
+                  int n_threads, ModelStepWorkspace<T>& workspace);
 
 /// Model outputs for a batch: [B, n_outputs] (Last) or [B, T, n_outputs] (Sequence), class
 /// probabilities for cross-entropy models and predictions for squared-error ones. Steps past a
