@@ -359,10 +359,27 @@ def step_table(args) -> int:
         lines.append(f"| {cell} H={hidden} | {ours:.1f} | {ort_cells[0]} | {us['torch']:.1f} | {ort_cells[1]} | "
                      f"{us['torch'] / ours:.1f} |")
         print(lines[-1], file=sys.stderr, flush=True)
+    est_rows = [(c, h) for c, h in rnnbench.ESTIMATOR_STEP_ROWS
+                if not args.filter or re.search(args.filter, f"estimator-{c}-H{h}")]
+    if args.quick:
+        est_rows = est_rows[:1]
+    est_lines = ["| RNNClassifier.predict_proba_step (one stream, 8 features, 3 classes, 1 thread) | rnnkit us | "
+                 "torch modules us | torch/rnnkit |", "|---|---:|---:|---:|"]
+    for cell, hidden in est_rows:
+        pair = rnnbench.EstimatorStepPair(cell, hidden)
+        pair.check()
+        med = time_side_by_side({lib: pair.step(lib) for lib in pair.libs}, args.budget, args.min_calls,
+                                max(args.max_calls, 2000), block_s=0.02)
+        ours, theirs = 1e6 * med["rnnkit"], 1e6 * med["torch"]
+        est_lines.append(f"| {cell} H={hidden} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.1f} |")
+        print(est_lines[-1], file=sys.stderr, flush=True)
     f = machine_facts()
     print(f"Streaming step, {f['date']}: {f['cpu']}, {f['cores']} cores; {f['rnnkit']}; {f['torch']}; {f['ort']}; "
           f"load average at end {loadavg()}. Median of single calls, libraries interleaved.\n")
     print("\n".join(lines))
+    if len(est_lines) > 2:
+        print("\nThe estimator's step (input scaling, stack, head and softmax; torch: the same modules under no_grad):\n")
+        print("\n".join(est_lines))
     return 0
 
 

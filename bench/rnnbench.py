@@ -367,3 +367,73 @@ class StepPair:
         if bad:
             raise AssertionError(f"step {self.cell} H={self.hidden}: states differ from torch's: {bad}")
         self.reset()
+
+
+# ---------------------------------------------------------------------- estimator-level step
+#: (cell, hidden) rows of the estimator step benchmark: one stream, 8 features, 3 classes.
+ESTIMATOR_STEP_ROWS: Tuple[Tuple[str, int], ...] = (("lstm", 64), ("gru", 64), ("rnn", 64), ("lstm", 128))
+
+
+class EstimatorStepPair:
+    """``RNNClassifier.predict_proba_step`` for one stream against what a PyTorch user writes for
+    the same model: standardise the features, the recurrent module on a one-step sequence, the
+    linear head and softmax, under ``no_grad``. Same fitted weights, same input."""
+
+    libs = ("rnnkit", "torch")
+
+    def __init__(self, cell: str, hidden: int, features: int = 8, classes: int = 3, seed: int = 0) -> None:
+        import warnings
+
+        import rnnkit
+        import torch
+
+        self.cell, self.hidden, self._torch = cell, hidden, torch
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((32, 10, features)).astype(np.float32)
+        y = rng.integers(0, classes, 32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.clf = rnnkit.RNNClassifier(cell=cell, hidden_size=hidden, max_epochs=1, random_state=seed,
+                                            n_threads=1).fit(X, y)
+        tcls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+        self.tm = tcls(features, hidden, batch_first=True)
+        self.tm.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.clf.rnn_.state_dict().items()})
+        head = self.clf.head_
+        self.head = torch.nn.Linear(hidden, classes)
+        self.head.load_state_dict({"weight": torch.from_numpy(head["weight"]), "bias": torch.from_numpy(head["bias"])})
+        self.mean = torch.from_numpy(self.clf._x_mean.astype(np.float32))
+        self.scale = torch.from_numpy(self.clf._x_scale.astype(np.float32))
+        self.x = rng.standard_normal(features).astype(np.float32)
+        self.xt = torch.from_numpy(self.x)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.tstate = None
+        self.proba = self.tproba = None
+
+    def rnnkit_step(self) -> None:
+        self.proba, self.state = self.clf.predict_proba_step(self.x, self.state)
+
+    def torch_step(self) -> None:
+        torch = self._torch
+        with torch.no_grad():
+            z = ((self.xt - self.mean) / self.scale).view(1, 1, -1)
+            out, self.tstate = self.tm(z, self.tstate)
+            self.tproba = torch.softmax(self.head(out[0, -1]), dim=-1)
+
+    def step(self, lib: str) -> Callable[[], None]:
+        if lib not in self.libs:
+            raise ValueError(f"lib must be one of {self.libs}, got {lib!r}")
+        return getattr(self, f"{lib}_step")
+
+    def check(self, steps: int = 20, rtol: float = PARITY_RTOL) -> None:
+        """Assert that ``steps`` steps of both end in the same probabilities, then reset."""
+        self._torch.set_num_threads(1)
+        self.reset()
+        for _ in range(steps):
+            self.rnnkit_step()
+            self.torch_step()
+        err = rel_err(self.proba, self.tproba.numpy())
+        if not err <= rtol:
+            raise AssertionError(f"estimator step {self.cell} H={self.hidden}: probabilities differ from torch's: {err}")
+        self.reset()

@@ -33,3 +33,22 @@ def test_bench_step(benchmark, cell, hidden, lib, quick):
     benchmark.name = f"{lib}[step-{cell}-H{hidden}]"
     benchmark.extra_info.update(lib=lib, cell=cell, B=1, D=hidden, H=hidden, threads=1)
     benchmark(step)
+
+
+ESTIMATOR_CASES = [(cell, h, lib) for cell, h in rnnbench.ESTIMATOR_STEP_ROWS for lib in rnnbench.EstimatorStepPair.libs]
+
+
+@pytest.mark.parametrize("cell,hidden,lib", ESTIMATOR_CASES,
+                         ids=[f"estimator-step-{c}-H{h}-{lib}" for c, h, lib in ESTIMATOR_CASES])
+def test_bench_estimator_step(benchmark, cell, hidden, lib, quick):
+    """One stream of RNNClassifier.predict_proba_step against the same model as torch modules."""
+    if quick and (cell, hidden) != ("lstm", 64):
+        pytest.skip("quick mode: the LSTM H=64 row only")
+    pair = rnnbench.EstimatorStepPair(cell, hidden)
+    pair.check()
+    step = pair.step(lib)
+    step()
+    benchmark.group = f"estimator-step-{cell}-H{hidden}"
+    benchmark.name = f"{lib}[estimator-step-{cell}-H{hidden}]"
+    benchmark.extra_info.update(lib=lib, cell=cell, B=1, D=8, H=hidden, threads=1)
+    benchmark(step)
