@@ -69,9 +69,11 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         [](const LayerSpec& spec, const Array<T>& params, const Array<T>& x, bool batch_first,
            const std::optional<Array<T>>& h0, const std::optional<Array<T>>& c0,
            const std::optional<Lengths>& lengths, bool training, double dropout,
-           std::uint64_t dropout_key, int n_threads, py::object tape_obj) {
+           std::uint64_t dropout_key, int n_threads, py::object tape_obj, bool frozen_weights) {
           ForwardCall<T> call(spec, params, x, batch_first, h0, c0, lengths, training, dropout, dropout_key);
           call.options.n_threads = n_threads;
+          // Only for a read-only array: a converted copy (writeable) is never trusted by address.
+          call.options.frozen_weights = frozen_weights && !params.writeable();
           auto [claimed, lock] = claim<Tape>(std::move(tape_obj));
           Tape& tape = claimed.template cast<Tape&>();
           {
@@ -84,9 +86,12 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("batch_first"), py::arg("h0"),
         py::arg("c0"), py::arg("lengths"), py::arg("training"), py::arg("dropout"),
         py::arg("dropout_key"), py::arg("n_threads"), py::arg("tape") = py::none(),
+        py::arg("frozen_weights") = false,
         "Runs the stack into `tape` (a Tape to reuse, whose memory is kept between calls, or None "
         "for a new one). Returns (out, h_n, c_n or None, tape); the tape serves backward when "
-        "`training`. A tape must not be used by two calls at once.");
+        "`training`. A tape must not be used by two calls at once. `frozen_weights`: the caller "
+        "promises that `params` (read-only) never changes, so that an inference call trusts the "
+        "tape's packed weights by their address instead of comparing them with a copy.");
 
   using Workspace = rnnkit::StepWorkspace<T>;
   py::class_<Workspace>(m, ("StepWorkspace_" + suffix).c_str(), py::module_local(),

@@ -33,12 +33,10 @@ std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
     n += vector_bytes(*v);
   }
   for (const auto& p : s.packed) {
-    n += vector_bytes(p.ih_source) + vector_bytes(p.hh_source) + vector_bytes(p.ih_spare) + vector_bytes(p.hh_spare);
-    n += (p.ih ? p.ih->bytes() : 0) + (p.hh ? p.hh->bytes() : 0);
-    for (const auto& u : p.hh_units) n += u ? u->bytes() : 0;
-    for (const auto& u : p.hh_unit_sources) n += vector_bytes(u);
-    for (const auto& u : p.ih_units) n += u ? u->bytes() : 0;
-    for (const auto& u : p.ih_unit_sources) n += vector_bytes(u);
+    n += vector_bytes(p.ih_spare) + vector_bytes(p.hh_spare) + p.ih.bytes() + p.hh.bytes();
+    for (const auto* units : {&p.hh_units, &p.ih_units}) {
+      for (const auto& u : *units) n += u.bytes();
+    }
   }
   for (const auto& layer : t.layers) {
     n += vector_bytes(layer.input) + vector_bytes(layer.dropout_scale);

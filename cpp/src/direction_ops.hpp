@@ -159,54 +159,62 @@ constexpr Index kGradChunkRows = 256;
 /// W 2048 x 512, dot_rows 515 us, packing 272 + packed product 348 us).
 constexpr Index kMaxGemvProjectionRows = 16;
 
-/// The memory of `packed` (left empty), or where it has none, `spare`'s.
+/// The memory of `kept`'s packed weights (left empty), or where it has none, `spare`'s.
 template <class T>
-AlignedVector<T> lend_memory(std::optional<PackedRows<T>>& packed, AlignedVector<T>* spare) {
+AlignedVector<T> lend_memory(KeptPacking<T>& kept, AlignedVector<T>* spare) {
   AlignedVector<T> memory;
-  if (packed) {
-    memory = std::move(*packed).release();
-    packed.reset();
+  if (kept.packed) {
+    memory = std::move(*kept.packed).release();
+    kept.packed.reset();
   } else if (spare != nullptr) {
     memory.swap(*spare);
   }
+  kept.frozen_at = nullptr;
   return memory;
 }
 
 /// `groups` slices of `count` rows of `w` ([*, depth] row-major), slice k from row k * stride,
-/// packed as one [groups * count, depth] matrix: `packed` itself when `reuse` and `source` holds
-/// these very values, else repacked into its memory (or, where it has none, into `spare`'s) by
-/// up to `threads`, and `source` updated (or, without `reuse`, released). One slice packs
-/// straight from `w`; several are gathered into `source` first, which gives a thread that owns
+/// packed as one [groups * count, depth] matrix: `kept`'s when it still holds these values (as
+/// `keep` tells: compared with its copy, or for frozen weights, from the same address), else
+/// repacked into its memory (or, where it has none, into `spare`'s) by up to `threads`. One
+/// slice packs straight from `w`; several are gathered first, which gives a thread that owns
 /// some units of every gate one product for all of them.
 template <class T>
-const PackedRows<T>& packed_row_groups(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
-                                       Index groups, Index stride, Index count, Index depth, bool reuse,
-                                       AlignedVector<T>* spare = nullptr, int threads = 1) {
+const PackedRows<T>& packed_row_groups(KeptPacking<T>& kept, const T* w, Index groups, Index stride, Index count,
+                                       Index depth, KeepPacked keep, AlignedVector<T>* spare = nullptr,
+                                       int threads = 1) {
   const Index rows = groups * count, slice = count * depth;
   const auto n = static_cast<std::size_t>(groups * slice);
-  bool same = reuse && packed && packed->rows() == rows && packed->depth() == depth && source.size() == n;
+  const bool shaped = kept.packed && kept.packed->rows() == rows && kept.packed->depth() == depth;
+  if (keep == KeepPacked::Frozen && shaped && kept.frozen_at == w && kept.frozen_stride == stride) {
+    return *kept.packed;
+  }
+  bool same = keep == KeepPacked::Checked && shaped && kept.frozen_at == nullptr && kept.source.size() == n;
   for (Index k = 0; k < groups && same; ++k) {
     const auto bytes = static_cast<std::size_t>(slice) * sizeof(T);
-    same = std::memcmp(source.data() + k * slice, w + k * stride * depth, bytes) == 0;
+    same = std::memcmp(kept.source.data() + k * slice, w + k * stride * depth, bytes) == 0;
   }
-  if (same) return *packed;
-  AlignedVector<T> storage = lend_memory(packed, spare);
-  if (reuse || groups > 1) {
-    source.resize(n);
-    for (Index k = 0; k < groups; ++k) std::copy_n(w + k * stride * depth, slice, source.data() + k * slice);
+  if (same) return *kept.packed;
+  AlignedVector<T> storage = lend_memory(kept, spare);
+  if (keep == KeepPacked::Checked || groups > 1) {
+    kept.source.resize(n);
+    for (Index k = 0; k < groups; ++k) std::copy_n(w + k * stride * depth, slice, kept.source.data() + k * slice);
   }
-  packed.emplace(groups > 1 ? source.data() : w, rows, depth, false, std::move(storage),
-                 PackedRows<T>::pack_threads(rows, depth, threads));
-  if (!reuse) AlignedVector<T>().swap(source);
-  return *packed;
+  kept.packed.emplace(groups > 1 ? kept.source.data() : w, rows, depth, false, std::move(storage),
+                      PackedRows<T>::pack_threads(rows, depth, threads));
+  if (keep != KeepPacked::Checked) AlignedVector<T>().swap(kept.source);
+  if (keep == KeepPacked::Frozen) {
+    kept.frozen_at = w;
+    kept.frozen_stride = stride;
+  }
+  return *kept.packed;
 }
 
 /// `w` ([rows, depth] row-major) packed and kept as packed_row_groups keeps one slice.
 template <class T>
-const PackedRows<T>& packed_weights(std::optional<PackedRows<T>>& packed, AlignedVector<T>& source, const T* w,
-                                    Index rows, Index depth, bool reuse, AlignedVector<T>* spare = nullptr,
-                                    int threads = 1) {
-  return packed_row_groups(packed, source, w, 1, rows, rows, depth, reuse, spare, threads);
+const PackedRows<T>& packed_weights(KeptPacking<T>& kept, const T* w, Index rows, Index depth, KeepPacked keep,
+                                    AlignedVector<T>* spare = nullptr, int threads = 1) {
+  return packed_row_groups(kept, w, 1, rows, rows, depth, keep, spare, threads);
 }
 
 /// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
@@ -231,8 +239,8 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
   }
   // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
   std::optional<PackedRows<T>> local;
-  const PackedRows<T>& w = cache != nullptr ? packed_weights(cache->ih, cache->ih_source, c.w_ih, gh, c.input_width,
-                                                             cache->reuse, &cache->ih_spare, c.n_threads)
+  const PackedRows<T>& w = cache != nullptr ? packed_weights(cache->ih, c.w_ih, gh, c.input_width, cache->keep,
+                                                             &cache->ih_spare, c.n_threads)
                                             : local.emplace(c.w_ih, gh, c.input_width);
   if (c.b_ih != nullptr) {
     for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);

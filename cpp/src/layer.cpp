@@ -122,11 +122,7 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
   const bool gru = c.spec.cell == CellKind::Gru;
   const bool keep_gates = training && !c.spec.simple_rnn();  // for backward, as forward_direction keeps them
   cache.hh_units.resize(static_cast<std::size_t>(threads));  // each thread fills its own entry
-  cache.hh_unit_sources.resize(cache.hh_units.size());
-  if (input != nullptr) {
-    cache.ih_units.resize(cache.hh_units.size());
-    cache.ih_unit_sources.resize(cache.hh_units.size());
-  }
+  if (input != nullptr) cache.ih_units.resize(cache.hh_units.size());
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -144,18 +140,16 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
     // out [B, gates * nj] as the cell takes it, is one product (bench/NOTES.md, 2026-11-27 late).
     const PackedRows<T>* packed = nullptr;
     if (nj > 0 && (batch > kMaxGemvRows || worth_packing(steps, batch))) {
-      packed = &packed_row_groups(cache.hh_units[static_cast<std::size_t>(id)],
-                                  cache.hh_unit_sources[static_cast<std::size_t>(id)], c.w_hh + j0 * h, gates, h, nj,
-                                  h, cache.reuse);
+      packed = &packed_row_groups(cache.hh_units[static_cast<std::size_t>(id)], c.w_hh + j0 * h, gates, h, nj, h,
+                                  cache.keep);
     }
     AlignedVector<T> scratch(static_cast<std::size_t>(packed == nullptr ? 0 : PackedRows<T>::scratch_size(batch)));
     // The same rows of W_ih, for projecting `chunk` steps of this thread's gates at a time into
     // a buffer of its own, [chunk * B, gates * nj]: each step's rows of it are that step's gates.
     const PackedRows<T>* packed_ih = nullptr;
     if (nj > 0 && input != nullptr) {
-      packed_ih = &packed_row_groups(cache.ih_units[static_cast<std::size_t>(id)],
-                                     cache.ih_unit_sources[static_cast<std::size_t>(id)], c.w_ih + j0 * c.input_width,
-                                     gates, h, nj, c.input_width, cache.reuse);
+      packed_ih = &packed_row_groups(cache.ih_units[static_cast<std::size_t>(id)], c.w_ih + j0 * c.input_width,
+                                     gates, h, nj, c.input_width, cache.keep);
     }
     const Index chunk = std::max<Index>(1, kPackedChunkRows / batch);
     AlignedVector<T> ih_scratch(
@@ -246,7 +240,7 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
 template <class T>
 void forward_direction(const DirectionContext<T>& c, const T* input, const ForwardArgs<T>& args,
                        T* output, typename Tape<T>::Direction& tape, typename Tape<T>::Scratch& scratch,
-                       bool training) {
+                       bool training, bool frozen_weights) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
@@ -276,11 +270,11 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     scratch.packed.resize(static_cast<std::size_t>(c.state_index() + 1));
   }
   auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
-  cache.reuse = !training;
+  cache.keep = training ? KeepPacked::No : frozen_weights ? KeepPacked::Frozen : KeepPacked::Checked;
   StepProjection<T> projection;
   if (project_in_loop) {
-    projection.w_ih = &packed_weights(cache.ih, cache.ih_source, c.w_ih, gh, c.input_width, cache.reuse,
-                                      &cache.ih_spare, c.n_threads);
+    projection.w_ih = &packed_weights(cache.ih, c.w_ih, gh, c.input_width, cache.keep, &cache.ih_spare,
+                                      c.n_threads);
     projection.input = input;
     projection.keep = keep_gates;
   } else if (!units_project) {
@@ -312,7 +306,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     const PackedRows<T>* w_hh = nullptr;
     const Index rows = batch / plan.batch_threads;  // per thread, at least
     if (rows > kMaxGemvRows || worth_packing(steps, rows)) {
-      w_hh = &packed_weights(cache.hh, cache.hh_source, c.w_hh, gh, h, cache.reuse, &cache.hh_spare, c.n_threads);
+      w_hh = &packed_weights(cache.hh, c.w_hh, gh, h, cache.keep, &cache.hh_spare, c.n_threads);
     }
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
       forward_rows(c, tape, layout, output, b0, rows, plan.step_threads, w_hh, projection);
@@ -389,7 +383,7 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
       auto& dir_tape =
           options.training ? tape.layers[static_cast<std::size_t>(l)].directions[static_cast<std::size_t>(d)]
                            : scratch.direction;
-      forward_direction(c, input, args, out, dir_tape, scratch, options.training);
+      forward_direction(c, input, args, out, dir_tape, scratch, options.training, options.frozen_weights);
     }
     if (options.training && !top) {
       auto& scale = tape.layers[static_cast<std::size_t>(l + 1)].dropout_scale;

@@ -4,7 +4,7 @@ from . import optim
 from ._config import config, show_config
 from ._version import __version__
 from .clip import clip_grad_norm, clip_grad_value
-from .layers import GRU, LSTM, RNN
+from .layers import GRU, LSTM, RNN, freeze
 
 _LAZY = {"RNNClassifier": "estimators", "RNNRegressor": "estimators", "load": "io"}
 _SUBMODULES = ("text", "forecast", "datasets", "onnx", "music")
@@ -36,6 +36,7 @@ __all__ = [
     "clip_grad_norm",
     "clip_grad_value",
     "config",
+    "freeze",
     "load",
     "optim",
     "show_config",

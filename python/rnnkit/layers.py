@@ -101,6 +101,7 @@ class _Recurrent:
         For models that keep a stack inside a larger flat buffer (the estimators' stack + head):
         the layer then sees every in-place update of that buffer, with no copy.
         """
+        self._check_not_frozen("_share_params")
         if flat.dtype != self.dtype or flat.shape != self._flat.shape or not flat.flags.c_contiguous:
             raise ValueError(f"_share_params: need a contiguous {self.dtype} buffer of {self._flat.size} values")
         self._flat = flat
@@ -139,10 +140,40 @@ class _Recurrent:
 
     def reset_parameters(self) -> None:
         """Draw every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch does, seeded."""
+        self._check_not_frozen("reset_parameters")
         rng = np.random.default_rng(np.random.SeedSequence(self._entropy))
         bound = 1.0 / math.sqrt(self.hidden_size)
         self._flat[:] = rng.uniform(-bound, bound, size=self._flat.size)
         self._version += 1
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the weights are read-only and fixed (a copy made by :func:`freeze`)."""
+        owner = self.__dict__.get("_frozen_owner")
+        return owner is not None and not owner.flags.writeable
+
+    def _check_not_frozen(self, what: str) -> None:
+        if "_frozen_owner" in self.__dict__:
+            raise ValueError(f"{what}: this {type(self).__name__} is frozen (made by rnnkit.freeze), its weights "
+                             "cannot change; change the layer it was frozen from and freeze that again")
+
+    def _freeze_buffer(self) -> None:
+        """Move the parameters into a read-only buffer that numpy will not make writeable again."""
+        flat = _aligned_zeros(self._flat.size, self.dtype)
+        flat[...] = self._flat
+        owner = flat
+        while isinstance(owner.base, np.ndarray):  # the array that owns the memory
+            owner = owner.base
+        owner.flags.writeable = False
+        flat.flags.writeable = False
+        # Private: numpy refuses to make a view writeable while the array owning its memory is
+        # read-only, so this one flag guards every view of the buffer.
+        self._frozen_owner = owner
+        self._flat = flat
+        self._params = self._views(self._flat)
+        self._version += 1
+        self._tape = None
+        self.__dict__.pop("_tape_pool", None)
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -177,6 +208,7 @@ class _Recurrent:
         TypeError
             A value is not a real floating-point array.
         """
+        self._check_not_frozen("load_state_dict")
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of name -> array, got {type(state_dict).__name__}")
         missing = [k for k in self._params if k not in state_dict]
@@ -307,7 +339,7 @@ class _Recurrent:
             try:
                 out, h_n, c_n, tape = run(
                     self._spec, self._flat, x, self.batch_first, h0, c0, lengths_arr,
-                    training, self.dropout, dropout_key, self._threads(), self._take_tape(previous),
+                    training, self.dropout, dropout_key, self._threads(), self._take_tape(previous), self.frozen,
                 )
             except (ValueError, TypeError):
                 # Rejected arguments (x holding NaN): raised before the call takes the previous
@@ -499,6 +531,7 @@ class _Recurrent:
             "flat_grad": self._flat_grad.copy(),
             "entropy": self._entropy,
             "dropout_calls": self._dropout_calls,
+            "frozen": "_frozen_owner" in self.__dict__,
         }
 
     def __setstate__(self, state: dict) -> None:
@@ -507,6 +540,8 @@ class _Recurrent:
         self._flat_grad[:] = state["flat_grad"]
         self._entropy = state["entropy"]
         self._dropout_calls = state["dropout_calls"]
+        if state.get("frozen", False):
+            self._freeze_buffer()
 
     def _init_params(self) -> dict:
         return {
@@ -522,6 +557,40 @@ class _Recurrent:
             "n_threads": self.n_threads,
             "device": self.device,
         }
+
+
+def freeze(layer: _Recurrent) -> _Recurrent:
+    """A frozen copy of ``layer`` for inference: the same model, whose weights can no longer change.
+
+    What an ONNX Runtime session or ``torch.jit.freeze`` gives: a copy to deploy. Its weights
+    are read-only arrays (numpy refuses to write to them or to make them writeable again), so
+    the engine keeps their packed form between calls by address, without comparing the weights
+    with a copy of them at every call as a trainable layer must. That comparison reads the
+    weights twice per call: 7% of an LSTM B=4 T=25 H=512 forward, and a second copy of the
+    weights in memory (bench/NOTES.md, 2026-11-27). ``layer`` itself is left as it was and stays
+    trainable.
+
+    The copy runs ``forward`` (inference and training, whose ``backward`` fills its gradients),
+    ``step``, pickles, and exports as the layer does. Changing its weights
+    (``load_state_dict``, ``reset_parameters``, writing into ``params``, an optimizer) raises.
+
+    Parameters
+    ----------
+    layer : RNN, LSTM or GRU
+
+    Returns
+    -------
+    RNN, LSTM or GRU
+        A new layer with ``frozen == True``.
+    """
+    if not isinstance(layer, _Recurrent):
+        raise TypeError(f"layer must be an rnnkit RNN, LSTM or GRU, got {type(layer).__name__}")
+    import copy
+
+    frozen = copy.deepcopy(layer)
+    if not frozen.frozen:
+        frozen._freeze_buffer()
+    return frozen
 
 
 def layer_for_mode(mode: str, input_size: int, hidden_size: int, **kwargs: Any) -> "_Recurrent":

@@ -33,6 +33,9 @@ def _pairs(params: Any) -> list[Pair]:
     pairs: list[Pair] = []
     for i, item in enumerate(items):
         if hasattr(item, "flat_params") and hasattr(item, "flat_grads"):
+            if getattr(item, "frozen", False):
+                raise ValueError(f"params[{i}] is a frozen layer (made by rnnkit.freeze): its weights cannot be "
+                                 "trained; train the layer it was frozen from")
             p, g = item.flat_params, item.flat_grads
         elif _is_pair(item):
             p, g = item

@@ -15,6 +15,27 @@
 
 RNNKIT_BEGIN_NAMESPACE
 
+/// How a call's packed weights are kept for later calls.
+enum class KeepPacked {
+  No,       // repacked by every call (training: the weights change between calls)
+  Checked,  // kept with a copy of the values packed; a call repacks when its weights differ
+  Frozen,   // kept with the address of the values packed, which the caller promises never change
+};
+
+/// Weights packed for products and kept between calls, with what tells a later call whether
+/// they still hold its weights (see KeepPacked).
+template <class T>
+struct KeptPacking {
+  std::optional<PackedRows<T>> packed;
+  AlignedVector<T> source;        // Checked: a copy of the values packed
+  const T* frozen_at = nullptr;   // Frozen: where the values packed lie, and their row stride
+  Index frozen_stride = 0;
+
+  std::size_t bytes() const noexcept {
+    return (packed ? packed->bytes() : 0) + source.capacity() * sizeof(T);
+  }
+};
+
 /// What a training forward keeps for the backward pass. Opaque to callers.
 template <class T>
 struct Tape {
@@ -34,26 +55,23 @@ struct Tape {
   /// same tape again allocates nothing for the same sizes: fresh memory costs a page fault per
   /// 4 KiB on first touch, which took a third of an LSTM forward of 26 MB of buffers
   /// (bench/NOTES.md, 2026-11-27).
-  /// One (layer, direction)'s packed weights, kept with a copy of the weights they were packed
-  /// from: a later call repacks only when its weights differ (bit for bit) from that copy.
-  /// Comparing reads the weights twice; packing them cost 7% of an LSTM B=16 T=25 H=512
-  /// forward and 22% at B=4 (bench/NOTES.md, 2026-11-27).
+  /// One (layer, direction)'s packed weights, kept for later calls (KeptPacking says how a call
+  /// knows they still hold its weights). Comparing with a copy reads the weights twice; packing
+  /// them cost 7% of an LSTM B=16 T=25 H=512 forward and 22% at B=4, and the comparison 7% at
+  /// B=4 (bench/NOTES.md, 2026-11-27).
   struct Packed {
-    std::optional<PackedRows<T>> ih, hh;  // W_ih [GH, D], W_hh [GH, H]
-    AlignedVector<T> ih_source, hh_source;
+    KeptPacking<T> ih, hh;  // W_ih [GH, D], W_hh [GH, H]
     // The forward split by hidden units: thread i's rows of W_hh (its units of every gate), at i.
-    std::vector<std::optional<PackedRows<T>>> hh_units;
-    std::vector<AlignedVector<T>> hh_unit_sources;
+    std::vector<KeptPacking<T>> hh_units;
     // The same for W_ih, where those threads project their own units' gates.
-    std::vector<std::optional<PackedRows<T>>> ih_units;
-    std::vector<AlignedVector<T>> ih_unit_sources;
+    std::vector<KeptPacking<T>> ih_units;
     // Backward packs W_ih^T and W_hh^T into the memory of ih and hh (a training forward repacks
     // those on its next call anyway) and leaves it here, for the next forward to pack into.
     AlignedVector<T> ih_spare, hh_spare;
-    // Whether the packed weights are kept for the next call (with a copy of their source to
-    // check it against): inference. Training updates the weights between calls, so a training
-    // forward repacks into the kept memory and keeps no copy.
-    bool reuse = true;
+    // How the packed weights are kept for the next call: checked against a copy (inference),
+    // trusted by address (inference on frozen weights), or not at all (training updates the
+    // weights between calls, so a training forward repacks into the kept memory).
+    KeepPacked keep = KeepPacked::Checked;
   };
 
   struct Scratch {

@@ -18,6 +18,10 @@ struct ForwardOptions {
   /// Selects the dropout masks: the same key gives the same masks.
   std::uint64_t dropout_key = 0;
   int n_threads = 1;
+  /// The caller's promise that the weights at this address never change (a frozen layer's
+  /// read-only buffer): inference then keeps packed weights by their address, with no copy to
+  /// compare them with at every call.
+  bool frozen_weights = false;
 };
 
 /// Arrays of a forward call; all dense row-major, owned by the caller.
