@@ -2,9 +2,11 @@
 """Print one side-by-side table of rnnkit against PyTorch and ONNX Runtime (RNN tanh, LSTM, GRU).
 
 Per row (cell, mode, B, T, D, H) and thread count: torch ms, ONNX Runtime ms (inference rows;
-"-" for training rows or without onnxruntime), rnnkit ms, the ratios torch/rnnkit and
-ORT/rnnkit (> 1: rnnkit is faster), rnnkit's GFLOP/s and its fraction of this machine's sgemm
-rate (numpy float32 2048x2048 matmul, best of several, at the same thread count).
+"-" for training rows or without onnxruntime), rnnkit ms (the trainable layer), frozen ms
+(inference rows: ``rnnkit.freeze(layer)``, the deployed copy whose packed weights are kept by
+address, as ORT's session keeps its own), the ratios torch/rnnkit, ORT/rnnkit and ORT/frozen
+(> 1: rnnkit is faster), rnnkit's GFLOP/s and its fraction of this machine's sgemm rate (numpy
+float32 2048x2048 matmul, best of several, at the same thread count).
 
 ONNX Runtime runs the rnnkit layer exported by ``rnnkit.onnx.export`` (one ``LSTM``/``GRU``/
 ``RNN`` node) with the CPU provider, ``intra_op_num_threads`` = the row's thread count and all
@@ -207,7 +209,7 @@ def measure_row(row: rnnbench.Row, threads: int, args) -> Dict[str, object]:
         if busy0 is not None and busy1 is not None:
             other = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9)
         res = dict(row=row, threads=threads, torch_s=med["torch"], rnnkit_s=med["rnnkit"], ort_s=med.get("ort"),
-                   max_err=max(errs.values()), other=other)
+                   frozen_s=med.get("frozen"), max_err=max(errs.values()), other=other)
         if best is None or (other is not None and other < best["other"]):
             best = res
         if other is None or other <= args.noise:
@@ -271,10 +273,10 @@ def sgemm_line(sgemm: Dict[int, Dict[str, object]]) -> str:
 
 
 # ------------------------------------------------------------------------------- table
-COLUMNS = ("cell", "mode", "B", "T", "D", "H", "threads", "torch ms", "ORT ms", "rnnkit ms", "torch/rnnkit",
-           "ORT/rnnkit", "rnnkit GFLOP/s", "of sgemm", "set")
-RIGHT = {"B", "T", "D", "H", "threads", "torch ms", "ORT ms", "rnnkit ms", "torch/rnnkit", "ORT/rnnkit",
-         "rnnkit GFLOP/s", "of sgemm"}
+COLUMNS = ("cell", "mode", "B", "T", "D", "H", "threads", "torch ms", "ORT ms", "rnnkit ms", "frozen ms",
+           "torch/rnnkit", "ORT/rnnkit", "ORT/frozen", "rnnkit GFLOP/s", "of sgemm", "set")
+RIGHT = {"B", "T", "D", "H", "threads", "torch ms", "ORT ms", "rnnkit ms", "frozen ms", "torch/rnnkit", "ORT/rnnkit",
+         "ORT/frozen", "rnnkit GFLOP/s", "of sgemm"}
 
 
 def fmt_ms(seconds: float) -> str:
@@ -287,12 +289,14 @@ def table_cells(res: Dict[str, object], sgemm: Dict[int, Dict[str, object]]) -> 
     gflops = row.gflop / res["rnnkit_s"]
     peak = sgemm.get(res["threads"], {}).get("gflops")
     noisy = "*" if res.get("noisy") else ""
-    ort_s = res.get("ort_s")
+    ort_s, frozen_s = res.get("ort_s"), res.get("frozen_s")
     return [
         "RNN-tanh" if row.cell == "rnn" else row.cell.upper(), row.mode,
         str(row.B), str(row.T), str(row.D), str(row.H), str(res["threads"]),
         fmt_ms(res["torch_s"]), "-" if ort_s is None else fmt_ms(ort_s), fmt_ms(res["rnnkit_s"]),
+        "-" if frozen_s is None else fmt_ms(frozen_s),
         f"{res['torch_s'] / res['rnnkit_s']:.2f}x{noisy}", "-" if ort_s is None else f"{ort_s / res['rnnkit_s']:.2f}x{noisy}",
+        "-" if ort_s is None or frozen_s is None else f"{ort_s / frozen_s:.2f}x{noisy}",
         f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%" if peak else "?",
         "" if row.source == "grid" else row.source.replace("deepbench:", "DeepBench "),
     ]
@@ -423,8 +427,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results.append(res)
             other = "?" if res["other"] is None else f"{res['other']:.2f}"
             ort_ms = "" if res["ort_s"] is None else f"ORT {fmt_ms(res['ort_s'])} ms, "
+            frozen_ms = "" if res["frozen_s"] is None else f", frozen {fmt_ms(res['frozen_s'])} ms"
             log(f"[{i + 1}/{len(rows)}] {row.id} threads={t}: torch {fmt_ms(res['torch_s'])} ms, {ort_ms}"
-                f"rnnkit {fmt_ms(res['rnnkit_s'])} ms (max rel err {res['max_err']:.1e}; "
+                f"rnnkit {fmt_ms(res['rnnkit_s'])} ms{frozen_ms} (max rel err {res['max_err']:.1e}; "
                 f"other processes {other} cores{', NOISY' if res['noisy'] else ''})")
     elapsed = time.perf_counter() - t_start
     noisy = sum(1 for r in results if r["noisy"])
@@ -450,7 +455,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "measured side by side in one run**.")
         print("- ONNX Runtime (inference rows): the rnnkit layer exported by rnnkit.onnx.export, CPU provider, "
               "intra_op_num_threads = threads, inter_op_num_threads = 1, all graph optimisations (ORT_ENABLE_ALL).")
-        print("- torch/rnnkit, ORT/rnnkit > 1: rnnkit is faster. GFLOP/s counts 2*B*G*H*(T*D + (T-1)*H) per "
+        print("- rnnkit: the trainable layer, which compares its weights with a copy of those it packed at every "
+              "call; frozen (inference rows): its rnnkit.freeze copy, read-only, whose packed weights are kept by "
+              "address (what ORT's session does with its own), same outputs bit for bit (checked first).")
+        print("- torch/rnnkit, ORT/rnnkit, ORT/frozen > 1: rnnkit is faster. GFLOP/s counts 2*B*G*H*(T*D + (T-1)*H) per "
               "forward (G = 1/3/4 for RNN/GRU/LSTM; the first step's product with the zero initial state is "
               "skipped), plus 2 * 2*B*T*G*H*(D+H) for a training step's backward (incl. dL/dx; and an SGD update).")
         print(f"- {noise_line}")

@@ -27,7 +27,8 @@ import numpy as np
 CELLS: Tuple[str, ...] = ("rnn", "lstm", "gru")  # "rnn" is the tanh RNN
 GATES: Dict[str, int] = {"rnn": 1, "gru": 3, "lstm": 4}
 MODES: Tuple[str, ...] = ("inference", "train")
-LIBS: Tuple[str, ...] = ("torch", "rnnkit", "ort")  # "ort": ONNX Runtime, inference rows only
+# "ort": ONNX Runtime; "frozen": rnnkit.freeze(layer), the deployed copy; both inference rows only
+LIBS: Tuple[str, ...] = ("torch", "rnnkit", "ort", "frozen")
 
 #: Relative (norm-inf) tolerance of the parity check run once per row before timing.
 PARITY_RTOL = 1e-4
@@ -128,8 +129,8 @@ def ort_available() -> bool:
 
 
 def libs_for(row: Row) -> Tuple[str, ...]:
-    """The libraries timed on ``row``: ONNX Runtime runs inference only."""
-    return tuple(lib for lib in LIBS if lib != "ort" or row.mode == "inference")
+    """The libraries timed on ``row``: ONNX Runtime and the frozen layer run inference only."""
+    return tuple(lib for lib in LIBS if lib not in ("ort", "frozen") or row.mode == "inference")
 
 
 def ort_session(model, threads: int):
@@ -159,7 +160,9 @@ class Pair:
     """An rnnkit layer and a torch layer with the same weights, inputs and thread count.
 
     For an inference row, ``ort`` is also an ONNX Runtime session on the rnnkit layer's ONNX
-    export where onnxruntime is installed (else None); :attr:`libs` lists what can be timed.
+    export where onnxruntime is installed (else None), and ``frozen`` the layer's
+    :func:`rnnkit.freeze` copy (its packed weights kept by address, as ORT's session keeps its
+    own); :attr:`libs` lists what can be timed.
 
     ``torch.set_num_threads`` is process-wide: :meth:`use_threads` sets it for this pair; call it
     again after another pair changed it.
@@ -198,6 +201,7 @@ class Pair:
 
             self.ort = ort_session(rnnkit.onnx.export(self.m), threads)
             self._ort_feeds = {"input": self.x}
+        self.frozen = rnnkit.freeze(self.m) if row.mode == "inference" else None
         self.libs = tuple(lib for lib in libs_for(row) if lib != "ort" or self.ort is not None)
         self.use_threads()
 
@@ -225,6 +229,10 @@ class Pair:
                 t_out, t_st = self.tm(self.xt)
         t_h = t_st[0] if self.row.cell == "lstm" else t_st
         errs["out"] = rel_err(out, t_out.detach().numpy())
+        if self.frozen is not None:
+            frozen_out = self.frozen.forward(self.x)[0]
+            if not np.array_equal(frozen_out, out):
+                raise AssertionError(f"{self.row.id}: the frozen layer's output differs from the layer's")
         errs["h_n"] = rel_err(h_n, t_h.detach().numpy())
         if self.ort is not None:
             o_out, o_h = self.ort.run(["output", "h_n"], self._ort_feeds)
@@ -260,6 +268,9 @@ class Pair:
 
     def _rnnkit_inference(self) -> None:
         self.m.forward(self.x)
+
+    def _frozen_inference(self) -> None:
+        self.frozen.forward(self.x)
 
     def _ort_inference(self) -> None:
         self.ort.run(None, self._ort_feeds)
