@@ -92,6 +92,13 @@ def test_classifier_fit_on_the_device_reproduces_the_cpu_fit(device, cell):
     assert_close_rel(dev._params_flat, cpu._params_flat, 1e-9, "weights after fitting")
     assert_close_rel(dev.predict_proba(X), cpu.predict_proba(X), 1e-9, "predict_proba")
     assert dev.score(X, y) == cpu.score(X, y)
+    # Streaming reads the same weights (the step runs on the host for either device).
+    state_dev = state_cpu = None
+    for t in range(X.shape[1]):
+        p_dev, state_dev = dev.predict_proba_step(X[:, t], state_dev)
+        p_cpu, state_cpu = cpu.predict_proba_step(X[:, t], state_cpu)
+    assert_close_rel(p_dev, p_cpu, 1e-9, "predict_proba_step")
+    assert_close_rel(p_dev, dev.predict_proba(X), 1e-9, "the stream's last step")
 
 
 def test_regressor_sequence_output_with_dropout_and_ragged_input(device):
