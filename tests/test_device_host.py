@@ -270,6 +270,41 @@ def test_omitted_state_equals_zero_state(device, cell):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_frozen_layer_on_the_device(device, cell):
+    """rnnkit.freeze on the device: the same results as the trainable layer, training included;
+    the parameters are copied to the device once, not at every call, and only for a read-only
+    array: a writeable one passed as frozen is copied at every call."""
+    m = make_layer(cell, device, 2, True, "float64", seed=21)
+    frozen = rnnkit.freeze(m)
+    assert frozen.device == device
+    p = make_problem(cell, T, B, D, H, 2, True, "float64", with_lengths=True, seed=22)
+    for _ in range(2):
+        for a, b in zip(rnnkit_run(frozen, p).values(), rnnkit_run(m, p).values()):
+            if isinstance(a, dict):
+                for k in a:
+                    np.testing.assert_array_equal(a[k], b[k])
+            elif a is not None:
+                np.testing.assert_array_equal(a, b)
+    stack = frozen._device_stack()
+    args = (p.x, False, None, None, None, False, 0.0, 0)
+    first = stack.forward(frozen.flat_params, *args, True)[0]
+    # Break the promise on purpose (the private owner made writeable, a weight changed): the
+    # resident copy is not refreshed from the same address, which shows that none is made.
+    owner = frozen._frozen_owner
+    owner.flags.writeable = True
+    frozen.flat_params.flags.writeable = True
+    frozen.flat_params[: frozen.flat_params.size // 2] *= 0.5
+    frozen.flat_params.flags.writeable = False
+    np.testing.assert_array_equal(stack.forward(frozen.flat_params, *args, True)[0], first)
+    # A writeable array passed as frozen is copied at every call.
+    writeable = frozen.flat_params.copy()
+    stack.forward(writeable, *args, True)
+    writeable[: writeable.size // 3] *= -1.0
+    m.flat_params[...] = writeable
+    np.testing.assert_array_equal(stack.forward(writeable, *args, True)[0], m.forward(p.x)[0])
+
+
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_a_refused_backward_leaves_the_gradients(device, accumulate):
     """The call clears the gradients only after its checks: NaN in grad_out changes nothing."""

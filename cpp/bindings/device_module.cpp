@@ -38,20 +38,27 @@ void register_stack(py::module_& m, const std::string& suffix) {
           "forward",
           [](Stack& stack, const Array<T>& params, const Array<T>& x, bool batch_first,
              const std::optional<Array<T>>& h0, const std::optional<Array<T>>& c0,
-             const std::optional<Lengths>& lengths, bool training, double dropout, std::uint64_t dropout_key) {
+             const std::optional<Lengths>& lengths, bool training, double dropout, std::uint64_t dropout_key,
+             bool frozen_weights) {
             ForwardCall<T> call(stack.spec(), params, x, batch_first, h0, c0, lengths, training, dropout, dropout_key);
             std::unique_ptr<DeviceTape> tape;
             {
               py::gil_scoped_release release;
-              stack.set_params(params.data());
+              // As on the CPU, trusted only for a read-only array (a converted copy is writeable).
+              if (frozen_weights && !params.writeable()) {
+                stack.set_frozen_params(params.data());
+              } else {
+                stack.set_params(params.data());
+              }
               tape = stack.forward(call.args, call.options);
             }
             py::object tape_obj = tape ? py::cast(std::move(tape)) : py::object(py::none());
             return call.result(std::move(tape_obj));
           },
           py::arg("params"), py::arg("x"), py::arg("batch_first"), py::arg("h0"), py::arg("c0"), py::arg("lengths"),
-          py::arg("training"), py::arg("dropout"), py::arg("dropout_key"),
-          "Copies params to the device and runs the stack. Returns (out, h_n, c_n or None, tape or None).")
+          py::arg("training"), py::arg("dropout"), py::arg("dropout_key"), py::arg("frozen_weights") = false,
+          "Copies params to the device (not again for `frozen_weights` from the same read-only array) and runs "
+          "the stack. Returns (out, h_n, c_n or None, tape or None).")
       .def(
           "backward",
           [](Stack& stack, const DeviceTape& tape, const Array<T>& params, const std::optional<Array<T>>& grad_out,

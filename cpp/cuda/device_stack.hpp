@@ -46,12 +46,29 @@ class DeviceStack {
   virtual ~DeviceStack() = default;
   virtual const LayerSpec& spec() const noexcept = 0;
   /// Copies the flat parameter buffer (param_layout order) to the device.
-  virtual void set_params(const T* host_params) = 0;
+  void set_params(const T* host_params) {
+    frozen_source_ = nullptr;
+    upload_params(host_params);
+  }
+  /// set_params for frozen weights (the caller's promise that the values at `host_params` never
+  /// change, ForwardOptions::frozen_weights): no copy where the resident ones came from there.
+  void set_frozen_params(const T* host_params) {
+    if (host_params == frozen_source_) return;
+    frozen_source_ = nullptr;  // stays unset should the copy throw
+    upload_params(host_params);
+    frozen_source_ = host_params;
+  }
   /// Runs the stack with the resident parameters (args.params is ignored: call set_params).
   /// Host arrays in and out, as rnnkit::forward. Returns the tape when options.training.
   virtual std::unique_ptr<DeviceTape> forward(const ForwardArgs<T>& args, const ForwardOptions& options) = 0;
   /// BPTT from `tape`; parameter gradients are added to args.grad_params (host).
   virtual void backward(const DeviceTape& tape, const BackwardArgs<T>& args) = 0;
+
+ protected:
+  virtual void upload_params(const T* host_params) = 0;
+
+ private:
+  const T* frozen_source_ = nullptr;  // where the resident parameters came from, if frozen
 };
 
 /// A stack with a dense head and a loss (what the estimators train), on the device: the

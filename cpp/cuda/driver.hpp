@@ -63,7 +63,7 @@ class Stack final : public DeviceStack<T> {
 
   const LayerSpec& spec() const noexcept override { return spec_; }
 
-  void set_params(const T* host_params) override {
+  void upload_params(const T* host_params) override {
     exec_.activate();
     exec_.upload(params_.data(), host_params, params_.size());
     exec_.synchronize();

@@ -331,7 +331,7 @@ class _Recurrent:
             dropout_key = int(seq.generate_state(1, np.uint64)[0])
         if self._device_index is not None:
             out, h_n, c_n, tape = self._device_stack().forward(
-                self._flat, x, self.batch_first, h0, c0, lengths_arr, training, self.dropout, dropout_key,
+                self._flat, x, self.batch_first, h0, c0, lengths_arr, training, self.dropout, dropout_key, self.frozen,
             )
         else:
             run = kernel("forward", self.dtype)
