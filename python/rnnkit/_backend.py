@@ -51,6 +51,11 @@ core, simd_available = _select()
 _SUFFIXES: dict[np.dtype, str] = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
 
+def dtype_suffix(dtype: np.dtype) -> str:
+    """"float32" or "float64" for a float dtype, without computing ``dtype.name``."""
+    return _SUFFIXES[dtype]
+
+
 def kernel(name: str, dtype: np.dtype) -> Any:
     """The compiled function ``{name}_{dtype}`` of the selected core, looked up at each call
     (so that a replaced core attribute is seen)."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _checks, _threads, optim
 from . import cuda as _cuda
-from ._backend import core, kernel
+from ._backend import core, dtype_suffix, kernel
 from ._fitting import (
     _CELLS,
     _Base,
@@ -226,7 +226,7 @@ class _RNNBase(_Base):
 
     def _model_calls(self) -> tuple:
         """(predict, loss_and_grad) of the compiled model, on the CPU or on ``device``."""
-        return _cuda._model_calls(self, self._spec, self.dtype_.name, _device_index(self))
+        return _cuda._model_calls(self, self._spec, dtype_suffix(self.dtype_), _device_index(self))
 
     def _raw_outputs(self, seqs: Sequences) -> np.ndarray:
         """Model outputs for every sequence: (n, n_outputs) or (n, T, n_outputs)."""

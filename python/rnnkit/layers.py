@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _checks, _threads
 from . import cuda as _cuda
-from ._backend import core, kernel
+from ._backend import core, dtype_suffix, kernel
 from ._workspaces import WorkspacePool
 
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
@@ -110,7 +110,7 @@ class _Recurrent:
 
     def _device_stack(self) -> Any:
         """The device-side stack of this layer (created on first use, kept between calls)."""
-        key = (self._device_index, self.dtype.name, _cuda._simulated())
+        key = (self._device_index, dtype_suffix(self.dtype), _cuda._simulated())
         cached = self.__dict__.get("_device_cache")
         if cached is None or cached[0] != key:
             module = _cuda._require(self._device_index)
