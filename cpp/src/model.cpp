@@ -144,6 +144,10 @@ void predict_step(const ModelSpec& spec, const T* params, const StepInput<T, X>&
   f.rows = B;
   ws.head.resize(static_cast<std::size_t>(B * spec.n_outputs));
   head_forward(spec, params, f, ws.head.data());
+  for (const T v : ws.head) bad |= (v - v) != T(0);
+  if (bad) {
+    throw std::invalid_argument("the model's outputs overflowed to NaN/Inf for this input: training probably diverged");
+  }
   std::copy(ws.head.begin(), ws.head.end(), out);
 }
 

@@ -436,7 +436,27 @@ def t_estimator(r: Reader) -> None:
         if classifier and r.bool():
             _check_finite(est.predict_proba(X2), None)
     if r.chance(2):
+        _stream(r, est, classifier, D)
+    if r.chance(2):
         est.partial_fit(X, y)
+
+
+def _stream(r: Reader, est: Any, classifier: bool, D: int) -> None:
+    """predict_step / predict_proba_step on fuzzed steps and states (the fused compiled step)."""
+    layer = est.rnn_  # for the state's shapes
+    state: Any = None
+    for _ in range(r.int(1, 3)):
+        B = r.int(1, 3)
+        unbatched = r.chance(3)
+        shape = (D if r.chance(6) else D + 1,) if unbatched else (B, D)
+        x_t = make_array(r, shape, r.choice((np.float64, np.float32, est.dtype_)))
+        if state is None or r.chance(2):
+            state = make_state(r, layer, B, unbatched=unbatched)
+        step = est.predict_proba_step if classifier and r.bool() else est.predict_step
+        moderate = _moderate(x_t, state)
+        out, state = step(x_t, state)
+        if moderate:
+            _check_finite(out, state)
 
 
 def _estimator_X(r: Reader, n: int, T: int, D: int) -> Any:

@@ -51,8 +51,8 @@ struct StepInput {
 /// state in and out as in step(); args.x and args.out are the workspace's), then the head on the
 /// top layer's new state: out [B, n_outputs], class probabilities for cross-entropy models, the
 /// (standardised) predictions for squared-error ones. The same arithmetic as the step's row of
-/// predict(). Throws std::invalid_argument for a bidirectional stack, an embedding model, or an
-/// input that is NaN/Inf once standardised.
+/// predict(). Throws std::invalid_argument for a bidirectional stack, an embedding model, an
+/// input that is NaN/Inf once standardised, or outputs that overflow (as predict's callers do).
 template <class T, class X>
 void predict_step(const ModelSpec& spec, const T* params, const StepInput<T, X>& input, StepArgs<T> args, T* out,
                   int n_threads, ModelStepWorkspace<T>& workspace);
