@@ -1,4 +1,5 @@
 """The streaming step API: a loop of step() calls is forward(), one step at a time."""
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -272,6 +273,14 @@ def test_the_fused_model_step_refuses_bad_state_and_overflow_and_follows_a_refit
         clf.predict_proba_step(np.full((8, 2), 1e300), state)
     with pytest.raises(ValueError, match="x_t contains NaN"):
         clf.predict_proba_step([[np.nan, 0.0]] * 8, state)
+    # Weights that overflow on an input: predict and predict_step both refuse, with the same words.
+    broken = pickle.loads(pickle.dumps(clf))
+    bias = broken._spec.head_offset + broken._spec.n_outputs * broken._spec.features
+    broken._params_flat[bias] = np.inf  # a logit of +inf: its softmax is NaN
+    with pytest.raises(ValueError, match="overflowed to NaN/Inf"):
+        broken.predict_proba(X[:, :1])
+    with pytest.raises(ValueError, match="overflowed to NaN/Inf"):
+        broken.predict_proba_step(X[:, 0])
     # A refit in another dtype gets its own compiled step.
     before, _ = clf.predict_proba_step(X[:, 0])
     clf.set_params(dtype="float64").fit(X, y)
