@@ -92,7 +92,7 @@ def test_a_frozen_layer_refuses_every_change_of_its_weights():
         frozen.reset_parameters()
     with pytest.raises(ValueError, match=r"params\[0\] is a frozen layer"):
         rnnkit.optim.Adam(frozen)
-    with pytest.raises(TypeError, match="layer must be"):
+    with pytest.raises(TypeError, match="model must be an rnnkit RNN"):
         rnnkit.freeze(np.zeros(3))
     for name, value in frozen.state_dict().items():
         np.testing.assert_array_equal(value, state[name])
@@ -154,3 +154,47 @@ def test_a_frozen_layer_keeps_no_copy_of_its_weights():
         (tape,) = layer._tape_pool._idle
         sizes.append(tape.nbytes)
     assert sizes[0] - sizes[1] >= 2 * 256 * 64 * 4
+
+
+@pytest.mark.filterwarnings("ignore::rnnkit.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("cls", ["RNNClassifier", "RNNRegressor"])
+def test_a_frozen_estimator_predicts_what_its_original_does_and_refuses_to_fit(cls, tmp_path):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((24, 12, 40)).astype(np.float32)  # W_ih and W_hh packed, and kept
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int) if cls == "RNNClassifier" else X[:, :, :2].sum(axis=1)
+    est = getattr(rnnkit, cls)(hidden_size=48, max_epochs=2, random_state=0, n_threads=1).fit(X, y)
+    frozen = rnnkit.freeze(est)
+    assert frozen.frozen and not est.frozen
+    methods = ["predict", "predict_proba"] if cls == "RNNClassifier" else ["predict"]
+    for _ in range(2):
+        for name in methods:
+            np.testing.assert_array_equal(getattr(frozen, name)(X), getattr(est, name)(X))
+            np.testing.assert_array_equal(getattr(frozen, name)(X[:3]), getattr(est, name)(X[:3]))
+    assert frozen.score(X, y) == est.score(X, y)
+    np.testing.assert_array_equal(frozen.predict_step(X[:, 0])[0], est.predict_step(X[:, 0])[0])
+    # The flag reaches the engine: the frozen model's kept workspace holds no copy of the weights
+    # (against a trainable twin whose workspaces, like the frozen copy's, have only predicted).
+    pair = (pickle.loads(pickle.dumps(est)), rnnkit.freeze(est))
+    for m in pair:
+        m.predict(X)
+    sizes = [m.__dict__["_cpu_model"][1].pool._idle[0].nbytes for m in pair]
+    assert sizes[0] - sizes[1] == 4 * 48 * (40 + 48) * 4  # W_ih and W_hh, float32
+    with pytest.raises(ValueError, match="frozen"):
+        frozen.fit(X, y)
+    with pytest.raises(ValueError, match="frozen"):
+        frozen.partial_fit(X, y)
+    with pytest.raises(ValueError, match="read-only"):
+        frozen._params_flat[0] = 0.0
+    for clone in (pickle.loads(pickle.dumps(frozen)), rnnkit.freeze(frozen)):
+        assert clone.frozen
+        np.testing.assert_array_equal(clone.predict(X), est.predict(X))
+    frozen.save(tmp_path / "m.rnnkit")
+    loaded = rnnkit.load(tmp_path / "m.rnnkit")  # a model file is a trainable model
+    assert not loaded.frozen
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    sklearn = pytest.importorskip("sklearn")
+    fresh = sklearn.base.clone(frozen)
+    assert not fresh.frozen and not hasattr(fresh, "_params_flat")
+    fresh.fit(X, y)
+    with pytest.raises(rnnkit.exceptions.NotFittedError):
+        rnnkit.freeze(getattr(rnnkit, cls)())

@@ -93,22 +93,25 @@ void register_dtype(py::module_& m, const std::string& suffix) {
 
   m.def(("model_predict_" + suffix).c_str(),
         [](const ModelSpec& spec, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,
-           int n_threads, py::object workspace) {
+           int n_threads, py::object workspace, bool frozen_weights) {
           expect_param_count(spec, params, "params");
           const auto b = batch_of<T>(spec, x, lengths);
           Array<T> out(output_shape(spec, b));
           T* o = out.mutable_data();
+          // Only for a read-only array: a converted copy (writeable) is never trusted by address.
+          const bool frozen = frozen_weights && !params.writeable();
           auto [claimed, lock] = claim<Workspace>(std::move(workspace));
           Workspace& ws = claimed.template cast<Workspace&>();
           {
             py::gil_scoped_release release;
-            rnnkit::predict(spec, params.data(), b, o, n_threads, ws);
+            rnnkit::predict(spec, params.data(), b, o, n_threads, ws, frozen);
           }
           return out;
         },
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("lengths"), py::arg("n_threads"),
-        py::arg("workspace") = py::none(),
-        "Model outputs; `workspace` (a ModelWorkspace or None) is memory to reuse.");
+        py::arg("workspace") = py::none(), py::arg("frozen_weights") = false,
+        "Model outputs; `workspace` (a ModelWorkspace or None) is memory to reuse; `frozen_weights`: the "
+        "caller promises that `params` (read-only) never changes (its packed weights are kept by address).");
 
   using StepWorkspace = rnnkit::ModelStepWorkspace<T>;
   py::class_<StepWorkspace>(m, ("ModelStepWorkspace_" + suffix).c_str(), py::module_local(),

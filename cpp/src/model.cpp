@@ -21,7 +21,7 @@ struct Features {
 /// Runs the stack (its record in ws.tape when training) and gathers the head's input rows.
 template <class T>
 Features<T> run_stack(const ModelSpec& spec, const T* params, const Batch<T>& batch, bool training, double dropout,
-                      std::uint64_t key, int n_threads, ModelWorkspace<T>& ws) {
+                      std::uint64_t key, int n_threads, ModelWorkspace<T>& ws, bool frozen_weights = false) {
   const LayerSpec& rnn = spec.rnn;
   const Index B = batch.batch, steps = batch.steps, H = rnn.hidden_size, dirs = rnn.directions();
   const Index F = spec.features(), states = rnn.num_layers * dirs;
@@ -50,6 +50,7 @@ Features<T> run_stack(const ModelSpec& spec, const T* params, const Batch<T>& ba
   options.dropout = dropout;
   options.dropout_key = key;
   options.n_threads = n_threads;
+  options.frozen_weights = frozen_weights;
   forward(rnn, args, options, ws.tape);
 
   Features<T> f;
@@ -101,9 +102,9 @@ void head_forward(const ModelSpec& spec, const T* params, const Features<T>& f, 
 
 template <class T>
 void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads,
-             ModelWorkspace<T>& ws) {
+             ModelWorkspace<T>& ws, bool frozen_weights) {
   spec.validate();
-  const Features<T> f = run_stack(spec, params, batch, false, 0.0, 0, n_threads, ws);
+  const Features<T> f = run_stack(spec, params, batch, false, 0.0, 0, n_threads, ws, frozen_weights);
   // Computed in an aligned buffer, not in `out` (the caller's, aligned anyhow): the vectorised exp
   // rounds differently from its scalar head, so results would depend on where `out` lies.
   ws.head.resize(static_cast<std::size_t>(f.rows * spec.n_outputs));
@@ -223,14 +224,16 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
   return loss;
 }
 
-template void predict(const ModelSpec&, const float*, const Batch<float>&, float*, int, ModelWorkspace<float>&);
+template void predict(const ModelSpec&, const float*, const Batch<float>&, float*, int, ModelWorkspace<float>&,
+                      bool);
 template void predict_step(const ModelSpec&, const float*, const StepInput<float, float>&, StepArgs<float>, float*, int,
                            ModelStepWorkspace<float>&);
 template void predict_step(const ModelSpec&, const float*, const StepInput<float, double>&, StepArgs<float>, float*,
                            int, ModelStepWorkspace<float>&);
 template void predict_step(const ModelSpec&, const double*, const StepInput<double, double>&, StepArgs<double>,
                            double*, int, ModelStepWorkspace<double>&);
-template void predict(const ModelSpec&, const double*, const Batch<double>&, double*, int, ModelWorkspace<double>&);
+template void predict(const ModelSpec&, const double*, const Batch<double>&, double*, int, ModelWorkspace<double>&,
+                      bool);
 template double loss_and_grad(const ModelSpec&, const float*, const Batch<float>&, const Targets<float>&, float*,
                               double, std::uint64_t, int, ModelWorkspace<float>&);
 template double loss_and_grad(const ModelSpec&, const double*, const Batch<double>&, const Targets<double>&,

@@ -38,7 +38,7 @@ from ._fitting import (
 )
 from ._sequences import Sequences, to_sequences
 from .exceptions import ConvergenceWarning, not_fitted_error
-from .layers import _aligned_zeros, layer_for_mode
+from .layers import _aligned_zeros, _read_only_copy, frozen_flag, layer_for_mode
 
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 _PREDICT_CHUNK = 4096  # sequences per C++ call at prediction time
@@ -134,6 +134,26 @@ class _RNNBase(_Base):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_params_flat")
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the fitted weights are read-only and fixed (a copy made by :func:`rnnkit.freeze`)."""
+        return frozen_flag(self.__dict__.get("_frozen_owner"))
+
+    def _frozen_copy(self) -> "_RNNBase":
+        """rnnkit.freeze for a fitted estimator."""
+        import copy
+
+        self._check_fitted()
+        frozen = copy.deepcopy(self)  # through __getstate__ / __setstate__: no native objects shared
+        if not frozen.frozen:
+            frozen._freeze_params()
+        return frozen
+
+    def _freeze_params(self) -> None:
+        self._params_flat, self._frozen_owner = _read_only_copy(self._params_flat)
+        for key in ("_stream", "_cpu_model", "_device_model"):  # made for the old buffer
+            self.__dict__.pop(key, None)
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
@@ -236,7 +256,8 @@ class _RNNBase(_Base):
         for start in range(0, x.shape[0], _PREDICT_CHUNK):
             sl = slice(start, start + _PREDICT_CHUNK)
             lengths = None if seqs.lengths is None else np.ascontiguousarray(seqs.lengths[sl])
-            parts.append(run(self._spec, self._params_flat, np.ascontiguousarray(x[sl]), lengths, self._threads()))
+            parts.append(run(self._spec, self._params_flat, np.ascontiguousarray(x[sl]), lengths, self._threads(),
+                             self.frozen))
         out = np.concatenate(parts, axis=0)
         if not np.isfinite(out).all():
             raise ValueError(
@@ -254,6 +275,9 @@ class _RNNBase(_Base):
         raise NotImplementedError
 
     def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> "_RNNBase":
+        if "_frozen_owner" in self.__dict__:
+            raise ValueError(f"{type(self).__name__} is frozen (made by rnnkit.freeze): it cannot be fitted again; fit "
+                             "the estimator it was frozen from, or a clone (sklearn.base.clone)")
         self._validate_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
@@ -464,6 +488,8 @@ class _RNNBase(_Base):
         state = self.__dict__.copy()
         for key in ("_spec", "_stream", "_device_model", "_cpu_model"):  # native objects are rebuilt on load
             state.pop(key, None)
+        if state.pop("_frozen_owner", None) is not None:
+            state["_frozen"] = True  # frozen again on load, without pickling the owner's copy
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -474,6 +500,8 @@ class _RNNBase(_Base):
             flat[...] = self._params_flat
             self._params_flat = flat
             self._grads_flat = _aligned_zeros(flat.size, flat.dtype)
+        if self.__dict__.pop("_frozen", False):
+            self._freeze_params()
 
     def save(self, path: Any) -> None:
         """Save the fitted model to ``path`` in rnnkit's portable format (npz + JSON, no pickle)."""

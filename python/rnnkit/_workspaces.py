@@ -61,10 +61,10 @@ class CpuModelCalls:
         workspace = self.pool.take()
         return workspace if workspace is not None else self._new()
 
-    def predict(self, spec: Any, params: Any, x: Any, lengths: Any, n_threads: int) -> Any:
+    def predict(self, spec: Any, params: Any, x: Any, lengths: Any, n_threads: int, frozen: bool = False) -> Any:
         workspace = self._workspace()
         try:
-            return self._predict(spec, params, x, lengths, n_threads, workspace)
+            return self._predict(spec, params, x, lengths, n_threads, workspace, frozen)
         finally:
             self.pool.give(workspace)
 

@@ -179,8 +179,8 @@ class _DeviceModelCalls:
             spec.n_outputs, spec.loss, spec.readout, spec.vocab_size, index,
         )
 
-    def predict(self, spec: Any, params: Any, x: Any, lengths: Any, n_threads: int) -> Any:
-        return self._model.predict(params, x, lengths)
+    def predict(self, spec: Any, params: Any, x: Any, lengths: Any, n_threads: int, frozen: bool = False) -> Any:
+        return self._model.predict(params, x, lengths)  # the device model copies the parameters per call
 
     def loss_and_grad(self, spec: Any, params: Any, x: Any, lengths: Any, labels: Any, values: Any, grads: Any,
                       dropout: float, key: int, n_threads: int) -> float:

@@ -31,6 +31,25 @@ def _aligned_zeros(size: int, dtype: np.dtype, alignment: int = 64) -> np.ndarra
     return raw[start : start + size * dtype.itemsize].view(dtype)
 
 
+def _read_only_copy(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An aligned copy of ``values`` that numpy will not write to or make writeable again, and the
+    array owning its memory (read-only too; keep it private: numpy refuses to make a view
+    writeable while its owner is read-only, so its one flag guards every view of the copy)."""
+    copy = _aligned_zeros(values.size, values.dtype)
+    copy[...] = values.reshape(-1)
+    owner = copy
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    owner.flags.writeable = False
+    copy.flags.writeable = False
+    return copy, owner
+
+
+def frozen_flag(owner: Optional[np.ndarray]) -> bool:
+    """Whether a buffer made by :func:`_read_only_copy` (``owner``; None: none) is still read-only."""
+    return owner is not None and not owner.flags.writeable
+
+
 class _Recurrent:
     """Shared machinery of RNN, LSTM and GRU (a stack of layers of one cell)."""
 
@@ -149,8 +168,7 @@ class _Recurrent:
     @property
     def frozen(self) -> bool:
         """Whether the weights are read-only and fixed (a copy made by :func:`freeze`)."""
-        owner = self.__dict__.get("_frozen_owner")
-        return owner is not None and not owner.flags.writeable
+        return frozen_flag(self.__dict__.get("_frozen_owner"))
 
     def _check_not_frozen(self, what: str) -> None:
         if "_frozen_owner" in self.__dict__:
@@ -159,21 +177,20 @@ class _Recurrent:
 
     def _freeze_buffer(self) -> None:
         """Move the parameters into a read-only buffer that numpy will not make writeable again."""
-        flat = _aligned_zeros(self._flat.size, self.dtype)
-        flat[...] = self._flat
-        owner = flat
-        while isinstance(owner.base, np.ndarray):  # the array that owns the memory
-            owner = owner.base
-        owner.flags.writeable = False
-        flat.flags.writeable = False
-        # Private: numpy refuses to make a view writeable while the array owning its memory is
-        # read-only, so this one flag guards every view of the buffer.
-        self._frozen_owner = owner
-        self._flat = flat
+        self._flat, self._frozen_owner = _read_only_copy(self._flat)
         self._params = self._views(self._flat)
         self._version += 1
         self._tape = None
         self.__dict__.pop("_tape_pool", None)
+
+    def _frozen_copy(self) -> "_Recurrent":
+        """rnnkit.freeze for a layer."""
+        import copy
+
+        frozen = copy.deepcopy(self)
+        if not frozen.frozen:
+            frozen._freeze_buffer()
+        return frozen
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -559,38 +576,36 @@ class _Recurrent:
         }
 
 
-def freeze(layer: _Recurrent) -> _Recurrent:
-    """A frozen copy of ``layer`` for inference: the same model, whose weights can no longer change.
+def freeze(model: Any) -> Any:
+    """A frozen copy of ``model`` for inference: the same model, whose weights can no longer change.
 
     What an ONNX Runtime session or ``torch.jit.freeze`` gives: a copy to deploy. Its weights
     are read-only arrays (numpy refuses to write to them or to make them writeable again), so
     the engine keeps their packed form between calls by address, without comparing the weights
-    with a copy of them at every call as a trainable layer must. That comparison reads the
-    weights twice per call: 7% of an LSTM B=4 T=25 H=512 forward, and a second copy of the
-    weights in memory (bench/NOTES.md, 2026-11-27). ``layer`` itself is left as it was and stays
-    trainable.
+    with a copy of them at every call as a trainable model must. That comparison reads the
+    weights twice per call: 7% of an LSTM B=4 T=25 H=512 forward and 20% at B=1, and a second
+    copy of the weights in memory (bench/NOTES.md, 2026-11-27). ``model`` itself is left as it
+    was and stays trainable.
 
-    The copy runs ``forward`` (inference and training, whose ``backward`` fills its gradients),
-    ``step``, pickles, and exports as the layer does. Changing its weights
-    (``load_state_dict``, ``reset_parameters``, writing into ``params``, an optimizer) raises.
+    A frozen layer runs ``forward`` (inference and training, whose ``backward`` fills its
+    gradients) and ``step``; a frozen estimator ``predict``, ``predict_proba``, ``score`` and
+    the streaming steps. Both pickle (staying frozen) and export to ONNX. Changing the weights
+    (``load_state_dict``, ``reset_parameters``, writing into ``params``, an optimizer, ``fit``,
+    ``partial_fit``) raises; ``sklearn.base.clone`` gives a new, unfitted estimator as usual.
 
     Parameters
     ----------
-    layer : RNN, LSTM or GRU
+    model : RNN, LSTM or GRU, or a fitted RNNClassifier / RNNRegressor
 
     Returns
     -------
-    RNN, LSTM or GRU
-        A new layer with ``frozen == True``.
+    The same kind of object, with ``frozen == True``.
     """
-    if not isinstance(layer, _Recurrent):
-        raise TypeError(f"layer must be an rnnkit RNN, LSTM or GRU, got {type(layer).__name__}")
-    import copy
-
-    frozen = copy.deepcopy(layer)
-    if not frozen.frozen:
-        frozen._freeze_buffer()
-    return frozen
+    make = getattr(model, "_frozen_copy", None)
+    if make is None:
+        raise TypeError("model must be an rnnkit RNN, LSTM or GRU layer or a fitted RNNClassifier / RNNRegressor, "
+                        f"got {type(model).__name__}")
+    return make()
 
 
 def layer_for_mode(mode: str, input_size: int, hidden_size: int, **kwargs: Any) -> "_Recurrent":

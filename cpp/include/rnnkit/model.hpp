@@ -60,9 +60,11 @@ void predict_step(const ModelSpec& spec, const T* params, const StepInput<T, X>&
 /// Model outputs for a batch: [B, n_outputs] (Last) or [B, T, n_outputs] (Sequence), class
 /// probabilities for cross-entropy models and predictions for squared-error ones. Steps past a
 /// sequence's length are zero.
+/// `frozen_weights`: the caller's promise that the parameters at `params` never change (a
+/// frozen model's read-only buffer; ForwardOptions::frozen_weights).
 template <class T>
 void predict(const ModelSpec& spec, const T* params, const Batch<T>& batch, T* out, int n_threads,
-             ModelWorkspace<T>& workspace);
+             ModelWorkspace<T>& workspace, bool frozen_weights = false);
 
 /// Mean loss of the batch (cross-entropy, or half the mean squared error over outputs) and
 /// its gradient, written into grads (same layout as params; overwritten). Dropout between
