@@ -581,6 +581,21 @@ def test_values_overflowing_float32_rejected():
         RNNClassifier(**FAST).fit(X, y)
 
 
+@pytest.mark.parametrize("device", ["cpu", "simulated"])
+def test_inputs_overflowing_once_standardised_are_refused_by_predict(device, monkeypatch):
+    """predict scales the inputs inside the compiled call (numpy's arithmetic, in C++): a value
+    finite in float32 that overflows once standardised is refused with the estimator's message."""
+    X, y = cls_data()
+    if device == "simulated":
+        monkeypatch.setenv("RNNKIT_CUDA_SIMULATE", "1")
+    clf = RNNClassifier(**FAST, device="cpu" if device == "cpu" else "cuda").fit(1e-3 * X, y)  # scale ~1e-3
+    bad = X.astype(np.float32)
+    bad[1, 2, 0] = 1e36  # fine in float32, 1e39 once scaled
+    with pytest.raises(ValueError, match="once standardised"):
+        clf.predict(bad)
+    np.testing.assert_array_equal(clf.predict(1e-3 * X), clf.predict((1e-3 * X).astype(np.float32)))
+
+
 def test_single_class():
     X, _ = cls_data()
     with pytest.raises(ValueError, match="class"):

@@ -92,9 +92,23 @@ void register_dtype(py::module_& m, const std::string& suffix) {
       .def_property_readonly("nbytes", &workspace_bytes<T>, "Memory the workspace holds, in bytes.");
 
   m.def(("model_predict_" + suffix).c_str(),
-        [](const ModelSpec& spec, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,
-           int n_threads, py::object workspace, bool frozen_weights) {
+        [](const ModelSpec& spec, const Array<T>& params, const py::array& x_in, const std::optional<Ints>& lengths,
+           int n_threads, py::object workspace, bool frozen_weights, const std::optional<Array<double>>& x_mean,
+           const std::optional<Array<double>>& x_scale) -> py::object {
           expect_param_count(spec, params, "params");
+          py::array x = x_in;
+          if (x_mean && x_scale) {  // the estimators' input scaling, here rather than in numpy
+            const auto b = batch_of<T>(spec, x_in, lengths);  // checks x: (B, T, D) of T
+            const Index D = spec.rnn.input_size;
+            expect_shape(*x_mean, {D}, "x_mean");
+            expect_shape(*x_scale, {D}, "x_scale");
+            Array<T> scaled(std::vector<py::ssize_t>{b.batch, b.steps, D});
+            if (!rnnkit::standardise(b.x, b.batch * b.steps, D, x_mean->data(), x_scale->data(),
+                                     scaled.mutable_data())) {
+              return py::none();  // not finite once scaled: the caller says why
+            }
+            x = std::move(scaled);
+          }
           const auto b = batch_of<T>(spec, x, lengths);
           Array<T> out(output_shape(spec, b));
           T* o = out.mutable_data();
@@ -106,12 +120,15 @@ void register_dtype(py::module_& m, const std::string& suffix) {
             py::gil_scoped_release release;
             rnnkit::predict(spec, params.data(), b, o, n_threads, ws, frozen);
           }
-          return out;
+          return std::move(out);
         },
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("lengths"), py::arg("n_threads"),
-        py::arg("workspace") = py::none(), py::arg("frozen_weights") = false,
+        py::arg("workspace") = py::none(), py::arg("frozen_weights") = false, py::arg("x_mean") = py::none(),
+        py::arg("x_scale") = py::none(),
         "Model outputs; `workspace` (a ModelWorkspace or None) is memory to reuse; `frozen_weights`: the "
-        "caller promises that `params` (read-only) never changes (its packed weights are kept by address).");
+        "caller promises that `params` (read-only) never changes (its packed weights are kept by address). "
+        "With x_mean and x_scale, x is first standardised ((x - mean) / scale in float64, then the dtype), "
+        "and None is returned where a value is not finite after that.");
 
   using StepWorkspace = rnnkit::ModelStepWorkspace<T>;
   py::class_<StepWorkspace>(m, ("ModelStepWorkspace_" + suffix).c_str(), py::module_local(),

@@ -119,17 +119,9 @@ void predict_step(const ModelSpec& spec, const T* params, const StepInput<T, X>&
   if (spec.vocab_size > 0) throw std::invalid_argument("predict_step reads real-valued inputs, not token ids");
   const Index B = args.batch, D = spec.rnn.input_size, H = spec.rnn.hidden_size;
   ws.x.resize(static_cast<std::size_t>(B * D));
-  int bad = 0;  // branch-free, so that the loop vectorises
-  for (Index b = 0; b < B; ++b) {
-    for (Index k = 0; k < D; ++k) {
-      const Index i = b * D + k;
-      const double v = static_cast<double>(input.x[i]);
-      const T z = input.mean != nullptr ? static_cast<T>((v - input.mean[k]) / input.scale[k]) : static_cast<T>(v);
-      ws.x[static_cast<std::size_t>(i)] = z;
-      bad |= (z - z) != T(0);
-    }
+  if (!standardise(input.x, B, D, input.mean, input.scale, ws.x.data())) {
+    throw std::invalid_argument("x contains NaN or Inf (after standardisation)");
   }
-  if (bad) throw std::invalid_argument("x contains NaN or Inf (after standardisation)");
   ws.top.resize(static_cast<std::size_t>(B * H));
   args.params = params;
   args.x = ws.x.data();
@@ -145,6 +137,7 @@ void predict_step(const ModelSpec& spec, const T* params, const StepInput<T, X>&
   f.rows = B;
   ws.head.resize(static_cast<std::size_t>(B * spec.n_outputs));
   head_forward(spec, params, f, ws.head.data());
+  int bad = 0;
   for (const T v : ws.head) bad |= (v - v) != T(0);
   if (bad) {
     throw std::invalid_argument("the model's outputs overflowed to NaN/Inf for this input: training probably diverged");

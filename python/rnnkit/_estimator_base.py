@@ -233,11 +233,16 @@ class _RNNBase(_Base):
         with np.errstate(over="ignore", invalid="ignore"):
             x = ((seqs.x - self._x_mean) / self._x_scale).astype(self.dtype_, copy=False)
         if not np.isfinite(x).all():
-            raise ValueError(
-                f"Input X holds values too large for {self.dtype_} once standardised with the training data's mean "
-                f"and standard deviation"
-            )
+            raise self._unscalable_X()
         return x
+
+    def _input_scaling(self) -> tuple:
+        """(mean, scale) the compiled predict standardises the inputs with, or (None, None)."""
+        return self._x_mean, self._x_scale
+
+    def _unscalable_X(self) -> ValueError:
+        return ValueError(f"Input X holds values too large for {self.dtype_} once standardised with the training "
+                          "data's mean and standard deviation")
 
     def _fit_scaler(self, seqs: Sequences) -> None:
         valid = seqs.valid_mask()
@@ -250,15 +255,20 @@ class _RNNBase(_Base):
 
     def _raw_outputs(self, seqs: Sequences) -> np.ndarray:
         """Model outputs for every sequence: (n, n_outputs) or (n, T, n_outputs)."""
-        x = self._scale_X(seqs)
         run = self._model_calls()[0]
-        parts = []
+        mean, scale = self._input_scaling()
+        x, parts = seqs.x, []
         for start in range(0, x.shape[0], _PREDICT_CHUNK):
             sl = slice(start, start + _PREDICT_CHUNK)
             lengths = None if seqs.lengths is None else np.ascontiguousarray(seqs.lengths[sl])
-            parts.append(run(self._spec, self._params_flat, np.ascontiguousarray(x[sl]), lengths, self._threads(),
-                             self.frozen))
-        out = np.concatenate(parts, axis=0)
+            # The input scaling runs in the compiled call (a numpy pass per operation cost more
+            # than the forward for one short sequence); None: not finite once scaled.
+            part = run(self._spec, self._params_flat, np.ascontiguousarray(x[sl]), lengths, self._threads(),
+                       self.frozen, mean, scale)
+            if part is None:
+                raise self._unscalable_X()
+            parts.append(part)
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
         if not np.isfinite(out).all():
             raise ValueError(
                 f"{type(self).__name__}: the model's outputs overflowed to NaN/Inf for this input (weights of "

@@ -61,10 +61,11 @@ class CpuModelCalls:
         workspace = self.pool.take()
         return workspace if workspace is not None else self._new()
 
-    def predict(self, spec: Any, params: Any, x: Any, lengths: Any, n_threads: int, frozen: bool = False) -> Any:
+    def predict(self, spec: Any, params: Any, x: Any, lengths: Any, n_threads: int, frozen: bool = False,
+                x_mean: Any = None, x_scale: Any = None) -> Any:
         workspace = self._workspace()
         try:
-            return self._predict(spec, params, x, lengths, n_threads, workspace, frozen)
+            return self._predict(spec, params, x, lengths, n_threads, workspace, frozen, x_mean, x_scale)
         finally:
             self.pool.give(workspace)
 

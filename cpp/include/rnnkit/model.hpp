@@ -38,8 +38,7 @@ struct ModelStepWorkspace {
 };
 
 /// The inputs of one step of a batch of streams, and the map from the caller's feature scale to
-/// the model's: x_model[b, k] = T((x[b, k] - mean[k]) / scale[k]), computed in double (X is T or
-/// double). mean and scale may be null (no map).
+/// the model's (standardise(), model_spec.hpp; X is T or double).
 template <class T, class X>
 struct StepInput {
   const X* x = nullptr;  // [B, D]

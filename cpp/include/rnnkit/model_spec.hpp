@@ -62,6 +62,22 @@ Index valid_steps(const Batch<T>& batch, Index b) noexcept {
   return batch.lengths != nullptr ? static_cast<Index>(batch.lengths[b]) : batch.steps;
 }
 
+/// The estimators' input scaling: out[r, k] = T((x[r, k] - mean[k]) / scale[k]) for `rows` rows
+/// of `cols` values, computed in double as numpy computes it (X is T or double). Returns whether
+/// every result is finite (a NaN/Inf input, or one too large for T once scaled, is not).
+template <class T, class X>
+bool standardise(const X* x, Index rows, Index cols, const double* mean, const double* scale, T* out) noexcept {
+  int bad = 0;  // an int accumulator, branch-free: the loop vectorises (a bool one stays scalar)
+  for (Index r = 0; r < rows; ++r) {
+    for (Index k = 0; k < cols; ++k) {
+      const T z = static_cast<T>((static_cast<double>(x[r * cols + k]) - mean[k]) / scale[k]);
+      out[r * cols + k] = z;
+      bad |= (z - z) != T(0);
+    }
+  }
+  return bad == 0;
+}
+
 /// Looks token ids up in the embedding table: out [B, T, D], padding steps left as zeros.
 /// Throws std::invalid_argument for an id outside [0, vocab_size).
 template <class T>

@@ -126,6 +126,9 @@ class TextClassifier(_TextModel, RNNClassifier):
     def _scale_X(self, seqs: Sequences) -> np.ndarray:
         return seqs.x
 
+    def _input_scaling(self) -> tuple:
+        return None, None  # token ids
+
     def _model_spec(self, n_outputs: int) -> Any:
         _checks.check_stack_size(_CELLS[self.cell], int(self._input_size), int(self.hidden_size),
                                  int(self.num_layers), bool(self.bidirectional))
