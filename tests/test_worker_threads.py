@@ -36,7 +36,16 @@ def test_omp_num_threads_set_after_import_is_respected(monkeypatch):
     assert _estimator_threads() == core.default_threads()
 
 
-@pytest.mark.parametrize("value", ["", "0", "-2", "many"])
+@pytest.mark.parametrize("value,expected", [("3", 3), (" 4 ", 4), ("+2", 2), ("5,1", 5), ("6, 2", 6), ("07", 7)])
+def test_omp_num_threads_is_read_as_openmp_reads_it(monkeypatch, value, expected):
+    """Read through getenv (the C++ module), which os.environ's assignments reach."""
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert _threads.env_threads() == expected
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _threads.env_threads() is None
+
+
+@pytest.mark.parametrize("value", ["", "0", "-2", "many", "7x", "2.5", ",3"])
 def test_an_invalid_omp_num_threads_is_ignored(monkeypatch, value):
     monkeypatch.setenv("OMP_NUM_THREADS", value)
     assert _threads.env_threads() is None

@@ -27,7 +27,6 @@ worker. Note that a Dask ``LocalCluster(processes=True)`` started in this proces
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from typing import Optional
@@ -43,11 +42,9 @@ def env_threads() -> Optional[int]:
     int or None
         The first entry of a list such as ``"4,2"`` (OpenMP's outermost level).
     """
-    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    try:
-        n = int(value)
-    except ValueError:
-        return None
+    # Read by the C++ module (getenv, which os.environ's assignments update too): every call
+    # with n_threads=None asks, and os.environ.get costs 1 us where the variable is unset.
+    n = int(core.env_threads())
     return n if n >= 1 else None
 
 
