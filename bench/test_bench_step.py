@@ -25,14 +25,7 @@ def test_bench_step(benchmark, cell, hidden, lib, quick):
         pytest.skip(rnnbench.ORT_MISSING_REASON)
     if quick and hidden != 64:
         pytest.skip("quick mode: the H=64 rows only")
-    pair = rnnbench.StepPair(cell, hidden)
-    pair.check()
-    step = pair.step(lib)
-    step()
-    benchmark.group = f"step-{cell}-H{hidden}"
-    benchmark.name = f"{lib}[step-{cell}-H{hidden}]"
-    benchmark.extra_info.update(lib=lib, cell=cell, B=1, D=hidden, H=hidden, threads=1)
-    benchmark(step)
+    _time(benchmark, rnnbench.StepPair(cell, hidden), lib, f"step-{cell}-H{hidden}", cell=cell, D=hidden, H=hidden)
 
 
 ESTIMATOR_CASES = [(cell, h, lib) for cell, h in rnnbench.ESTIMATOR_STEP_ROWS for lib in rnnbench.EstimatorStepPair.libs]
@@ -44,11 +37,16 @@ def test_bench_estimator_step(benchmark, cell, hidden, lib, quick):
     """One stream of RNNClassifier.predict_proba_step against the same model as torch modules."""
     if quick and (cell, hidden) != ("lstm", 64):
         pytest.skip("quick mode: the LSTM H=64 row only")
-    pair = rnnbench.EstimatorStepPair(cell, hidden)
+    _time(benchmark, rnnbench.EstimatorStepPair(cell, hidden), lib, f"estimator-step-{cell}-H{hidden}", cell=cell,
+          D=8, H=hidden)
+
+
+def _time(benchmark, pair, lib: str, group: str, **info) -> None:
+    """Check the pair's libraries agree, warm ``lib`` up, then time one step of it (batch 1, one thread)."""
     pair.check()
     step = pair.step(lib)
     step()
-    benchmark.group = f"estimator-step-{cell}-H{hidden}"
-    benchmark.name = f"{lib}[estimator-step-{cell}-H{hidden}]"
-    benchmark.extra_info.update(lib=lib, cell=cell, B=1, D=8, H=hidden, threads=1)
+    benchmark.group = group
+    benchmark.name = f"{lib}[{group}]"
+    benchmark.extra_info.update(lib=lib, B=1, threads=1, **info)
     benchmark(step)
