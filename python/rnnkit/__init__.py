@@ -1,10 +1,11 @@
 """rnnkit: small, fast recurrent networks (RNN, LSTM, GRU) with BPTT in C++, exact to PyTorch."""
 
 from . import optim
+from ._buffers import freeze
 from ._config import config, show_config
 from ._version import __version__
 from .clip import clip_grad_norm, clip_grad_value
-from .layers import GRU, LSTM, RNN, freeze
+from .layers import GRU, LSTM, RNN
 
 _LAZY = {"RNNClassifier": "estimators", "RNNRegressor": "estimators", "load": "io"}
 _SUBMODULES = ("text", "forecast", "datasets", "onnx", "music")

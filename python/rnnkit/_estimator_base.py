@@ -38,7 +38,8 @@ from ._fitting import (
 )
 from ._sequences import Sequences, to_sequences
 from .exceptions import ConvergenceWarning, not_fitted_error
-from .layers import _aligned_zeros, _read_only_copy, frozen_flag, layer_for_mode
+from ._buffers import _aligned_zeros, _read_only_copy, frozen_flag
+from .layers import layer_for_mode
 
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 _PREDICT_CHUNK = 4096  # sequences per C++ call at prediction time

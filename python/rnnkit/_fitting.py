@@ -19,8 +19,8 @@ import numpy as np
 from . import cuda as _cuda
 from . import optim
 from ._backend import kernel
+from ._buffers import _aligned_zeros
 from .clip import clip_grad_norm, clip_grad_value
-from .layers import _aligned_zeros
 
 #: The estimators' ``cell`` names and the compiled stack's modes they stand for.
 _CELLS = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh", "rnn_relu": "rnn_relu"}

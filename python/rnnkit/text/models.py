@@ -33,7 +33,8 @@ from .._fitting import (
     _warn_interrupted,
 )
 from ..exceptions import not_fitted_error
-from ..layers import _aligned_zeros, layer_for_mode
+from .._buffers import _aligned_zeros
+from ..layers import layer_for_mode
 from ._base import _TextModel, _check_text_params
 from .tokenizer import check_texts
 

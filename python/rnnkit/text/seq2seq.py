@@ -35,7 +35,8 @@ from .._fitting import (
     _warn_interrupted,
 )
 from ..exceptions import not_fitted_error
-from ..layers import _aligned_zeros, _Recurrent, layer_for_mode
+from .._buffers import _aligned_zeros
+from ..layers import _Recurrent, layer_for_mode
 from ._base import _TextModel
 from .tokenizer import Tokenizer, check_texts
 
