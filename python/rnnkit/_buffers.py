@@ -63,8 +63,15 @@ def freeze(model: Any) -> Any:
     -------
     The same kind of object, with ``frozen == True``.
     """
-    make = getattr(model, "_frozen_copy", None)
-    if make is None:
+    if not hasattr(model, "_freeze_in_place"):
         raise TypeError("model must be an rnnkit RNN, LSTM or GRU layer or a fitted RNNClassifier / RNNRegressor, "
                         f"got {type(model).__name__}")
-    return make()
+    check_fitted = getattr(model, "_check_fitted", None)
+    if check_fitted is not None:
+        check_fitted()  # before copying an unfitted estimator
+    import copy
+
+    frozen = copy.deepcopy(model)  # through __getstate__ / __setstate__: no native objects shared
+    if not frozen.frozen:  # (a frozen model's copy is frozen already)
+        frozen._freeze_in_place()
+    return frozen

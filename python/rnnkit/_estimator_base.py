@@ -36,7 +36,7 @@ from ._fitting import (
     _report_epoch,
     _warn_interrupted,
 )
-from ._sequences import Sequences, to_sequences
+from ._sequences import Sequences, standardised, to_sequences
 from .exceptions import ConvergenceWarning, not_fitted_error
 from ._buffers import _aligned_zeros, _read_only_copy, frozen_flag
 from .layers import layer_for_mode
@@ -141,17 +141,9 @@ class _RNNBase(_Base):
         """Whether the fitted weights are read-only and fixed (a copy made by :func:`rnnkit.freeze`)."""
         return frozen_flag(self.__dict__.get("_frozen_owner"))
 
-    def _frozen_copy(self) -> "_RNNBase":
-        """rnnkit.freeze for a fitted estimator."""
-        import copy
-
+    def _freeze_in_place(self) -> None:
+        """Move the fitted parameters into a read-only buffer (rnnkit.freeze, on its copy)."""
         self._check_fitted()
-        frozen = copy.deepcopy(self)  # through __getstate__ / __setstate__: no native objects shared
-        if not frozen.frozen:
-            frozen._freeze_params()
-        return frozen
-
-    def _freeze_params(self) -> None:
         self._params_flat, self._frozen_owner = _read_only_copy(self._params_flat)
         for key in ("_stream", "_cpu_model", "_device_model"):  # made for the old buffer
             self.__dict__.pop(key, None)
@@ -231,9 +223,8 @@ class _RNNBase(_Base):
         return self.n_threads if self.n_threads is not None else _threads.default_threads()
 
     def _scale_X(self, seqs: Sequences) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):
-            x = ((seqs.x - self._x_mean) / self._x_scale).astype(self.dtype_, copy=False)
-        if not np.isfinite(x).all():
+        x = standardised(seqs.x, self._x_mean, self._x_scale, self.dtype_)
+        if x is None:
             raise self._unscalable_X()
         return x
 
@@ -476,9 +467,7 @@ class _RNNBase(_Base):
         state = (h0, np.zeros(shape, self.dtype_) if c0 is None else c0) if lstm else h0
         if not np.isfinite(x).all():
             raise ValueError("x_t contains NaN or Inf")
-        with np.errstate(over="ignore"):
-            scaled = ((x - self._x_mean) / self._x_scale).astype(self.dtype_)
-        if not np.isfinite(scaled).all():
+        if standardised(x, self._x_mean, self._x_scale, self.dtype_) is None:
             raise ValueError("x_t holds values too large for the model's dtype once standardised (they overflow)")
         out, state = local.run(self._spec, self._params_flat, x, state, self._x_mean, self._x_scale, y_mean,
                                y_scale, local.workspace, self._threads())
@@ -512,7 +501,7 @@ class _RNNBase(_Base):
             self._params_flat = flat
             self._grads_flat = _aligned_zeros(flat.size, flat.dtype)
         if self.__dict__.pop("_frozen", False):
-            self._freeze_params()
+            self._freeze_in_place()
 
     def save(self, path: Any) -> None:
         """Save the fitted model to ``path`` in rnnkit's portable format (npz + JSON, no pickle)."""

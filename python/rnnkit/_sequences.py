@@ -111,6 +111,15 @@ def to_sequences(X: Any, dtype: np.dtype, name: str = "X") -> Sequences:
     return Sequences(np.ascontiguousarray(arr), None, kind)
 
 
+def standardised(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, dtype: np.dtype) -> Optional[np.ndarray]:
+    """``((x - mean) / scale)`` in float64, cast to ``dtype``; None where a value is not finite then
+    (NaN/Inf in x, or too large for ``dtype`` once scaled). The compiled calls do the same
+    arithmetic (``standardise`` in model_spec.hpp)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = ((x - mean) / scale).astype(dtype, copy=False)
+    return out if np.isfinite(out).all() else None
+
+
 def per_step_targets(y: Any, seqs: Sequences, name: str = "y") -> np.ndarray:
     """Per-time-step targets as an (n, T, ...) array aligned with the padded X (padding zeros)."""
     data = _as_array_or_list(y)

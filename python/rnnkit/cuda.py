@@ -21,8 +21,6 @@ import os
 from types import ModuleType
 from typing import Any, Optional
 
-import numpy as np
-
 __all__ = ["device_count", "get_device_name", "is_available", "parse_device", "runtime_info", "unavailable_reason"]
 
 _SIMULATE_ENV = "RNNKIT_CUDA_SIMULATE"
@@ -184,9 +182,10 @@ class _DeviceModelCalls:
     def predict(self, spec: Any, params: Any, x: Any, lengths: Any, n_threads: int, frozen: bool = False,
                 x_mean: Any = None, x_scale: Any = None) -> Any:
         if x_mean is not None:  # the CPU core's input scaling, in numpy here; None where not finite
-            with np.errstate(over="ignore", invalid="ignore"):
-                x = ((x - x_mean) / x_scale).astype(params.dtype)
-            if not np.isfinite(x).all():
+            from ._sequences import standardised
+
+            x = standardised(x, x_mean, x_scale, params.dtype)
+            if x is None:
                 return None
         return self._model.predict(params, x, lengths)  # the device model copies the parameters per call
 

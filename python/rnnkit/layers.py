@@ -146,22 +146,13 @@ class _Recurrent:
             raise ValueError(f"{what}: this {type(self).__name__} is frozen (made by rnnkit.freeze), its weights "
                              "cannot change; change the layer it was frozen from and freeze that again")
 
-    def _freeze_buffer(self) -> None:
-        """Move the parameters into a read-only buffer that numpy will not make writeable again."""
+    def _freeze_in_place(self) -> None:
+        """Move the parameters into a read-only buffer (rnnkit.freeze, on its copy)."""
         self._flat, self._frozen_owner = _read_only_copy(self._flat)
         self._params = self._views(self._flat)
         self._version += 1
         self._tape = None
         self.__dict__.pop("_tape_pool", None)
-
-    def _frozen_copy(self) -> "_Recurrent":
-        """rnnkit.freeze for a layer."""
-        import copy
-
-        frozen = copy.deepcopy(self)
-        if not frozen.frozen:
-            frozen._freeze_buffer()
-        return frozen
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -529,7 +520,7 @@ class _Recurrent:
         self._entropy = state["entropy"]
         self._dropout_calls = state["dropout_calls"]
         if state.get("frozen", False):
-            self._freeze_buffer()
+            self._freeze_in_place()
 
     def _init_params(self) -> dict:
         return {
