@@ -113,7 +113,9 @@ def test_beam_never_scores_below_greedy(reverser, alpha):
     """On sources longer than any in training (an unsure model), width 4 never ends below greedy's score.
 
     (Regression: an early version stopped a sentence once k hypotheses had finished, however
-    improbable, and lost to greedy on 2 of these 400.)
+    improbable, and lost to greedy on 2 of these 400.) Compared where the two outputs differ:
+    where they are the same string, the two ``log_probability`` calls score it in batches of
+    other lengths, which may round it differently in float32 (by 1e-7).
     """
     X, _ = reverse_pairs(400, 5, max_len=7)
     reverser.length_penalty = alpha
@@ -125,8 +127,9 @@ def test_beam_never_scores_below_greedy(reverser, alpha):
             return reverser.log_probability(X, outputs) / lengths ** alpha
 
         greedy, beam = reverser.predict(X, beam_width=1), reverser.predict(X, beam_width=4)
-        assert sum(g != b for g, b in zip(greedy, beam)) > 5  # the beam does change some outputs
-        assert (normalised(beam) >= normalised(greedy) - 1e-9).all()
+        differ = np.array([g != b for g, b in zip(greedy, beam)])
+        assert differ.sum() > 5  # the beam does change some outputs
+        assert (normalised(beam)[differ] >= normalised(greedy)[differ] - 1e-9).all()
     finally:
         reverser.length_penalty = 1.0
 

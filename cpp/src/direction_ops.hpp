@@ -154,6 +154,35 @@ void packed_product(const PackedRows<T>& a, const T* b, Index rows, T* out, Inde
 /// read it (bench/NOTES.md, 2026-11-27).
 constexpr Index kGradChunkRows = 256;
 
+/// Weights of a direction (GH x (D + H) values) up to which backward takes chunks of half as
+/// many rows and forms the weight gradients in pieces (add_weight_gradient): there the chunk's
+/// buffer and the products' packing buffers weigh as much as a good part of the activations.
+/// Larger weights outweigh both, and each chunk reads and writes all their gradients, which
+/// fewer, larger chunks do less often (bench/NOTES.md, 2026-11-27 night session 2).
+constexpr Index kSmallWeights = Index(1) << 19;
+
+/// dw (+)= g^T x, [M, K] += [N, M]^T [N, K], with `pieces` in blocks of dw of at most
+/// kWeightGradPiece rows and columns. Eigen packs a product's operands into buffers sized from
+/// its blocking, taken from the heap above 128 KiB (EIGEN_STACK_ALLOCATION_LIMIT), per product:
+/// at N = 256 an LSTM's dW_ih and dW_hh (H = 256) took 1.3 MB per chunk, at the training step's
+/// peak. With N <= kGradChunkRows / 2 and blocks of 256, both buffers stay on the stack.
+constexpr Index kWeightGradPiece = 256;
+
+template <class Dst, class G, class X>
+void add_weight_gradient(Dst&& dw, const G& g, const X& x, bool pieces) {
+  if (!pieces) {
+    dw.noalias() += g.transpose() * x;
+    return;
+  }
+  for (Index i = 0; i < dw.rows(); i += kWeightGradPiece) {
+    const Index m = std::min(kWeightGradPiece, dw.rows() - i);
+    for (Index j = 0; j < dw.cols(); j += kWeightGradPiece) {
+      const Index k = std::min(kWeightGradPiece, dw.cols() - j);
+      dw.block(i, j, m, k).noalias() += g.middleCols(i, m).transpose() * x.middleCols(j, k);
+    }
+  }
+}
+
 /// Up to this many input rows (steps x batch) the input projection is dot_rows (W_ih read once
 /// per 4 rows): packing all of W_ih first costs more (bench/NOTES.md, 2026-11-27: 16 rows of
 /// W 2048 x 512, dot_rows 515 us, packing 272 + packed product 348 us).

@@ -145,7 +145,9 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   // gradients and dL/d(input) are one product per chunk, and the buffer stays a fraction of the
   // activations instead of another T x B x GH. Every row of both is written (rows past their
   // length with zeros), so no clearing.
-  const Index chunk = std::min(steps, std::max<Index>(1, kGradChunkRows / batch));
+  const bool small_weights = gh * (c.input_width + h) <= kSmallWeights;
+  const Index chunk_rows = small_weights ? kGradChunkRows / 2 : kGradChunkRows;
+  const Index chunk = std::min(steps, std::max<Index>(1, chunk_rows / batch));
   scratch.grad_gates.resize(static_cast<std::size_t>(chunk * batch * gh));
   if (gru) scratch.grad_gates_hidden.resize(scratch.grad_gates.size());
   T* dgx = scratch.grad_gates.data();
@@ -218,8 +220,8 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
     const int w_threads =
         c.n_threads > 1 ? threads_for(2.0 * n_rows * gh * (c.input_width + h), gh / 16, c.n_threads) : 1;
     parallel_blocks(gh, w_threads, 16, [&](Index r0, Index n) {
-      dw_ih.middleRows(r0, n).noalias() += gx.middleCols(r0, n).transpose() * x;
-      dw_hh.middleRows(r0, n).noalias() += ghid.middleCols(r0, n).transpose() * hp;
+      add_weight_gradient(dw_ih.middleRows(r0, n), gx.middleCols(r0, n), x, small_weights);
+      add_weight_gradient(dw_hh.middleRows(r0, n), ghid.middleCols(r0, n), hp, small_weights);
     });
     if (c.spec.bias) {
       add_column_sums<T>(gx, grad_params + p.bias_ih);
