@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "bindings.hpp"
 #include "rnnkit/layer_args.hpp"
 #include "rnnkit/spec.hpp"
+#include "rnnkit/tensor.hpp"
 
 namespace rnnkit_py {
 
@@ -140,9 +142,13 @@ struct ForwardCall {
   rnnkit::ForwardArgs<T> args;
   rnnkit::ForwardOptions options;
 
+  /// `states_slot`: for a training call in time-major order, `out` is a view into a buffer one
+  /// step longer, aligned, whose first step the call may use (ForwardOptions::out_keeps_states);
+  /// the caller keeps `out` until its backward.
   ForwardCall(const rnnkit::LayerSpec& spec, const Array<T>& params, const Array<T>& x, bool batch_first,
               const std::optional<Array<T>>& h0, const std::optional<Array<T>>& c0,
-              const std::optional<Lengths>& lengths, bool training, double dropout, std::uint64_t dropout_key) {
+              const std::optional<Lengths>& lengths, bool training, double dropout, std::uint64_t dropout_key,
+              bool states_slot = false) {
     using rnnkit::Index;
     if (x.ndim() != 3) throw py::value_error("x: expected a 3-D array");
     const Index steps = batch_first ? x.shape(1) : x.shape(0);
@@ -155,8 +161,21 @@ struct ForwardCall {
     if (lengths) expect_shape(*lengths, {batch}, "lengths");
     expect_finite(x, "x");  // here rather than in Python: numpy's check costs 1.7 us at batch 1
 
-    out = Array<T>(batch_first ? std::vector<py::ssize_t>{batch, steps, dirs * h}
-                               : std::vector<py::ssize_t>{steps, batch, dirs * h});
+    options.out_keeps_states = states_slot && training && !batch_first && dirs == 1;
+    if (options.out_keeps_states) {
+      constexpr py::ssize_t align = EIGEN_MAX_ALIGN_BYTES / static_cast<py::ssize_t>(sizeof(T));
+      const py::ssize_t slot = batch * h;
+      Array<T> buffer(std::vector<py::ssize_t>{(steps + 1) * slot + align});
+      const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+      const auto skip = static_cast<py::ssize_t>((EIGEN_MAX_ALIGN_BYTES - address % EIGEN_MAX_ALIGN_BYTES) %
+                                                 EIGEN_MAX_ALIGN_BYTES / sizeof(T));
+      const std::vector<py::ssize_t> shape{steps, batch, h};
+      const auto item = static_cast<py::ssize_t>(sizeof(T));
+      out = Array<T>(shape, {batch * h * item, h * item, item}, buffer.data() + skip + slot, buffer);
+    } else {
+      out = Array<T>(batch_first ? std::vector<py::ssize_t>{batch, steps, dirs * h}
+                                 : std::vector<py::ssize_t>{steps, batch, dirs * h});
+    }
     h_n = Array<T>({states, batch, h});
     if (spec.cell == rnnkit::CellKind::Lstm) c_n.emplace(std::vector<py::ssize_t>{states, batch, h});
 

@@ -70,7 +70,7 @@ void register_dtype(py::module_& m, const std::string& suffix) {
            const std::optional<Array<T>>& h0, const std::optional<Array<T>>& c0,
            const std::optional<Lengths>& lengths, bool training, double dropout,
            std::uint64_t dropout_key, int n_threads, py::object tape_obj, bool frozen_weights) {
-          ForwardCall<T> call(spec, params, x, batch_first, h0, c0, lengths, training, dropout, dropout_key);
+          ForwardCall<T> call(spec, params, x, batch_first, h0, c0, lengths, training, dropout, dropout_key, true);
           call.options.n_threads = n_threads;
           // Only for a read-only array: a converted copy (writeable) is never trusted by address.
           call.options.frozen_weights = frozen_weights && !params.writeable();
@@ -89,7 +89,9 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         py::arg("frozen_weights") = false,
         "Runs the stack into `tape` (a Tape to reuse, whose memory is kept between calls, or None "
         "for a new one). Returns (out, h_n, c_n or None, tape); the tape serves backward when "
-        "`training`. A tape must not be used by two calls at once. `frozen_weights`: the caller "
+        "`training`; a training call's out (time-major, unidirectional) may hold the states it reads, so "
+        "keep out until backward (changing it is allowed: backward then recomputes them). "
+        "A tape must not be used by two calls at once. `frozen_weights`: the caller "
         "promises that `params` (read-only) never changes, so that an inference call trusts the "
         "tape's packed weights by their address instead of comparing them with a copy.");
 

@@ -59,7 +59,7 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   for (Index s = 0; s < steps; ++s) {
     const Index t = c.reverse ? steps - 1 - s : s;
     const Slots slot = slots(c.reverse, t);
-    const T* h_prev = tape.states.data() + layout.state(slot.prev) + b0 * h;
+    const T* h_prev = tape.state_data() + layout.state(slot.prev) + b0 * h;
     if (w_ih != nullptr && s % chunk == 0) {
       cs = chunk_steps(c.reverse, steps, s, chunk);
       const Index first_row = cs.first * batch + b0;
@@ -89,7 +89,7 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
     step.recurrent = rec.data();
     step.bias_hh = c.b_hh;
     step.h_prev = h_prev;
-    step.h_next = tape.states.data() + layout.state(slot.next) + b0 * h;
+    step.h_next = tape.state_data() + layout.state(slot.next) + b0 * h;
     if (lstm) {
       step.c_prev = tape.cells.data() + layout.state(slot.prev) + b0 * h;
       step.c_next = tape.cells.data() + layout.state(slot.next) + b0 * h;
@@ -99,7 +99,7 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
     cell_forward(c.spec.cell, step);
     if (buffered && projection.keep) std::copy_n(gates, rows * gh, tape.gates.data() + tape_row * gh);
 
-    for (Index r = 0; r < rows; ++r) {
+    for (Index r = 0; r < rows && tape.in_output == nullptr; ++r) {  // (in the output: h_next is there)
       if (step.active != nullptr && step.active[r] == 0) continue;  // output stays zero
       std::copy_n(step.h_next + r * h, h, output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0));
     }
@@ -171,7 +171,7 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
     for (Index s = 0; s < steps; ++s) {
       const Index t = c.reverse ? steps - 1 - s : s;
       const Slots slot = slots(c.reverse, t);
-      const T* states_prev = tape.states.data() + layout.state(slot.prev);
+      const T* states_prev = tape.state_data() + layout.state(slot.prev);
       // The tape's gates of this step: projected up front, or kept for backward.
       T* step_gates = packed_ih == nullptr || keep_gates ? tape.gates.data() + t * batch * gh : nullptr;
       const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t);
@@ -218,13 +218,13 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
         step.active = active;
         cell_forward(c.spec.cell, step);
         for (Index b = 0; b < batch; ++b) {
-          std::copy_n(h_next.data() + b * nj, nj, tape.states.data() + layout.state(slot.next) + b * h + j0);
+          std::copy_n(h_next.data() + b * nj, nj, tape.state_data() + layout.state(slot.next) + b * h + j0);
           if (lstm) std::copy_n(c_next.data() + b * nj, nj, tape.cells.data() + layout.state(slot.next) + b * h + j0);
           if (gru && training) std::copy_n(extra.data() + b * nj, nj, tape.extra.data() + t * state_size + b * h + j0);
           for (Index k = 0; k < gates && keep_gates; ++k) {
             std::copy_n(my_gates + b * width + k * nj, nj, step_gates + b * gh + k * h + j0);
           }
-          if (active != nullptr && active[b] == 0) continue;  // output stays zero
+          if (tape.in_output != nullptr || (active != nullptr && active[b] == 0)) continue;  // output stays zero
           std::copy_n(h_next.data() + b * nj, nj, output + (t * batch + b) * dirs * h + (c.reverse ? h : 0) + j0);
         }
       }
@@ -236,11 +236,12 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
 }
 
 /// Runs one direction of one layer over all steps, writing its half of `output`
-/// ([T, B, dirs*H], pre-zeroed) and its final state.
+/// ([T, B, dirs*H], pre-zeroed) and its final state. With `states_in_output` (training, one
+/// direction, output = states_in_output + B*H) the tape keeps its states [h_{-1}; output] there.
 template <class T>
 void forward_direction(const DirectionContext<T>& c, const T* input, const ForwardArgs<T>& args,
                        T* output, typename Tape<T>::Direction& tape, typename Tape<T>::Scratch& scratch,
-                       bool training, bool frozen_weights) {
+                       bool training, bool frozen_weights, T* states_in_output = nullptr) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
@@ -262,8 +263,14 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   if (keep_gates || !(project_in_loop || units_project)) {
     tape.gates.resize(static_cast<std::size_t>(steps * batch * gh));
   }
-  tape.states.resize(layout.states_size(steps));
-  if (lstm) tape.cells.resize(tape.states.size());
+  tape.in_output = states_in_output;
+  tape.caller_output = false;
+  if (states_in_output != nullptr) {
+    AlignedVector<T>().swap(tape.states);  // an earlier call's, not needed
+  } else {
+    tape.states.resize(layout.states_size(steps));
+  }
+  if (lstm) tape.cells.resize(layout.states_size(steps));
   if (gru) tape.extra.resize(layout.extra_size(steps));
 
   if (scratch.packed.size() <= static_cast<std::size_t>(c.state_index())) {
@@ -284,7 +291,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   // Initial state into the slot the first step reads.
   const Index first = c.reverse ? steps : 0;
   const Index k = c.state_index();
-  T* h_first = tape.states.data() + layout.state(first);
+  T* h_first = tape.state_data() + layout.state(first);
   if (args.h0 != nullptr) {
     std::copy_n(args.h0 + k * state_size, state_size, h_first);
   } else {
@@ -315,13 +322,27 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
 
   // Rows past their length carried their state, so the last slot holds each final state.
   const Index last = c.reverse ? 0 : steps;
-  std::copy_n(tape.states.data() + layout.state(last), state_size, args.h_n + k * state_size);
+  std::copy_n(tape.state_data() + layout.state(last), state_size, args.h_n + k * state_size);
   if (lstm && args.c_n != nullptr) {
     std::copy_n(tape.cells.data() + layout.state(last), state_size, args.c_n + k * state_size);
+  }
+  // States kept in the output carried theirs past each length: the output is zero there.
+  // (Backward never reads those rows' values: their gate gradients are zero.)
+  if (states_in_output != nullptr && c.active != nullptr) {
+    for (Index t = 0; t < steps; ++t) {
+      for (Index b = 0; b < batch; ++b) {
+        if (c.active_at(t)[b] == 0) std::fill_n(output + (t * batch + b) * h, h, T(0));
+      }
+    }
   }
 }
 
 }  // namespace
+
+/// Outputs (T x B x H values) from which a training forward keeps the top layer's states in the
+/// caller's out (ForwardOptions::out_keeps_states). Below, their copy weighs little, and the
+/// fingerprints of out that forward and backward take would cost a few % of the step.
+constexpr Index kMinStatesInCallerOutput = Index(1) << 15;
 
 template <class T>
 void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOptions& options, Tape<T>& tape) {
@@ -347,6 +368,8 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
   const std::uint8_t* active = tape.active.empty() ? nullptr : tape.active.data();
   auto& scratch = tape.scratch;
   tape.training = options.training;
+  tape.zero_start = args.h0 == nullptr;
+  tape.n_threads = options.n_threads;
   if (options.training) tape.layers.resize(static_cast<std::size_t>(num_layers));
 
   // Layer 0's input, time-major: the caller's array itself where it already is and nothing
@@ -370,11 +393,19 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     AlignedVector<T>& output = options.training && !top ? tape.layers[static_cast<std::size_t>(l + 1)].input
                                : input == scratch.output.data() ? scratch.input
                                                                  : scratch.output;
+    // A unidirectional top layer's training states [h_{-1}; out] in the output's memory: the
+    // caller's where it offers the slot before out, else the time-major buffer's, one slot
+    // longer (bench/NOTES.md, 2026-11-27 night session 2).
+    const bool states_in_output =
+        options.training && top && dirs == 1 &&
+        (!direct || (options.out_keeps_states && static_cast<Index>(output_size) >= kMinStatesInCallerOutput));
+    const Index state_size = batch * h;
     T* out = args.out;
     if (!(top && direct)) {
-      output.resize(output_size);
-      out = output.data();
+      output.resize(output_size + (states_in_output ? static_cast<std::size_t>(state_size) : 0));
+      out = output.data() + (states_in_output ? state_size : 0);
     }
+    T* const states_at = states_in_output ? out - state_size : nullptr;
     if (active != nullptr) std::fill_n(out, output_size, T(0));  // past a length: zero
     if (options.training) tape.layers[static_cast<std::size_t>(l)].directions.resize(static_cast<std::size_t>(dirs));
     for (Index d = 0; d < dirs; ++d) {
@@ -383,7 +414,11 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
       auto& dir_tape =
           options.training ? tape.layers[static_cast<std::size_t>(l)].directions[static_cast<std::size_t>(d)]
                            : scratch.direction;
-      forward_direction(c, input, args, out, dir_tape, scratch, options.training, options.frozen_weights);
+      forward_direction(c, input, args, out, dir_tape, scratch, options.training, options.frozen_weights, states_at);
+      if (states_at != nullptr && direct) {
+        dir_tape.caller_output = true;
+        dir_tape.output_fingerprint = fingerprint(out, output_size);
+      }
     }
     if (options.training && !top) {
       auto& scale = tape.layers[static_cast<std::size_t>(l + 1)].dropout_scale;
@@ -453,6 +488,41 @@ void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, 
   }
   std::copy_n(args.h_n + (spec.num_layers - 1) * state_size, state_size, args.out);
 }
+
+namespace layer_ops {
+
+template <class T>
+void restore_states(Tape<T>& tape, const T* params) {
+  const LayerSpec& spec = tape.spec;
+  const Index l = spec.num_layers - 1, steps = tape.steps, batch = tape.batch, state_size = batch * spec.hidden_size;
+  auto& layer = tape.layers[static_cast<std::size_t>(l)];
+  auto& dir = layer.directions.front();
+  const std::uint8_t* active = tape.active.empty() ? nullptr : tape.active.data();
+  DirectionContext<T> c(spec, steps, batch, l, 0, params, active, tape.n_threads);
+  c.zero_start = tape.zero_start;
+  // The initial state as the forward had it: h_{-1} in the slot before the caller's out (which
+  // out does not show), c_{-1} in the tape's first cell slot; both at this direction's index.
+  const auto slots = static_cast<std::size_t>((c.state_index() + 1) * state_size);
+  const auto at = static_cast<std::size_t>(c.state_index() * state_size);
+  AlignedVector<T> h0(slots), c0(spec.cell == CellKind::Lstm ? slots : 0), h_n(slots), c_n(c0.size());
+  std::copy_n(dir.state_data(), state_size, h0.data() + at);
+  if (!c0.empty()) std::copy_n(dir.cells.data(), state_size, c0.data() + at);
+  ForwardArgs<T> args;
+  args.params = params;
+  args.steps = steps;
+  args.batch = batch;
+  args.h0 = h0.data();
+  args.c0 = c0.empty() ? nullptr : c0.data();
+  args.h_n = h_n.data();
+  args.c_n = c_n.empty() ? nullptr : c_n.data();
+  AlignedVector<T> out(static_cast<std::size_t>(steps * state_size), T(0));
+  forward_direction(c, layer.input.data(), args, out.data(), dir, tape.scratch, true, false);
+}
+
+template void restore_states(Tape<float>&, const float*);
+template void restore_states(Tape<double>&, const double*);
+
+}  // namespace layer_ops
 
 template void forward(const LayerSpec&, const ForwardArgs<float>&, const ForwardOptions&, Tape<float>&);
 template void forward(const LayerSpec&, const ForwardArgs<double>&, const ForwardOptions&, Tape<double>&);

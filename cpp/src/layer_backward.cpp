@@ -59,8 +59,8 @@ T* backward_cell(const DirectionContext<T>& c, const typename Tape<T>::Direction
   step.batch = rows;
   step.hidden = h;
   step.gates = c.spec.simple_rnn() ? nullptr : tape.gates.data() + (t * batch + b0) * gh;  // RNN: h_next
-  step.h_prev = tape.states.data() + slot.prev * state_size + b0 * h;
-  step.h_next = tape.states.data() + slot.next * state_size + b0 * h;
+  step.h_prev = tape.state_data() + slot.prev * state_size + b0 * h;
+  step.h_next = tape.state_data() + slot.next * state_size + b0 * h;
   if (lstm) {
     step.c_prev = tape.cells.data() + slot.prev * state_size + b0 * h;
     step.c_next = tape.cells.data() + slot.next * state_size + b0 * h;
@@ -197,7 +197,7 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   const DirectionParams p = direction_params(c.spec, c.layer, c.reverse ? 1 : 0);
   MatrixMap<T> dw_ih(grad_params + p.weight_ih, gh, c.input_width);
   MatrixMap<T> dw_hh(grad_params + p.weight_hh, gh, h);
-  const T* h_prev_all = tape.states.data() + (c.reverse ? state_size : 0);  // row t*B+b: h before step t
+  const T* h_prev_all = tape.state_data() + (c.reverse ? state_size : 0);  // row t*B+b: h before step t
   // The row blocks' working memory, made before the chunks: a block owns the rows from its first
   // row b0 of dh, and panels[b0], which it sizes on its first chunk.
   AlignedVector<T> dh(static_cast<std::size_t>(state_size));
@@ -258,6 +258,12 @@ void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
     scratch.grad_output.resize(static_cast<std::size_t>(steps * batch * dirs * h));
     to_time_major(args.grad_out, scratch.grad_output.data(), steps, batch, dirs * h, tape.batch_first);
     grad_output = scratch.grad_output.data();
+  }
+  // The top layer's states in the caller's out: where the caller changed out since (say
+  // `g = out; g -= target`), that layer runs again into the tape's own memory.
+  auto& top = tape.layers.back().directions.front();
+  if (top.caller_output && fingerprint(top.in_output + batch * h, steps * batch * h) != top.output_fingerprint) {
+    restore_states(tape, args.params);
   }
   for (Index l = spec.num_layers - 1; l >= 0; --l) {
     const auto& layer = tape.layers[static_cast<std::size_t>(l)];

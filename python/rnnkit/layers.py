@@ -329,7 +329,9 @@ class _Recurrent:
                 self._keep_tape(tape)
         if training and self.dropout > 0.0:
             self._dropout_calls += 1  # only a call that ran draws its masks
-        self._tape = (tape, self._version, out.shape, unbatched) if training else None
+        # `out` stays with the tape: the top layer keeps its states in out's memory until backward
+        # (which checks that out is unchanged, and recomputes them where it changed).
+        self._tape = (tape, self._version, out, unbatched) if training else None
         if unbatched:
             out = out[0] if self.batch_first else out[:, 0]
             h_n = h_n[:, 0]
@@ -439,7 +441,7 @@ class _Recurrent:
         """
         if self._tape is None:
             raise ValueError("backward() needs a preceding forward(..., training=True) on this layer")
-        tape, version, out_shape, unbatched = self._tape
+        tape, version, out, unbatched = self._tape
         if version != self._version:
             raise ValueError("backward(): the parameters changed since the training forward; run forward again")
         accumulate = _checks.check_bool(accumulate, "accumulate")
@@ -448,7 +450,7 @@ class _Recurrent:
             g_out = _checks.float_array(grad_out, "grad_out", self.dtype, finite=False)  # checked in C++
             if unbatched:
                 g_out = g_out[None] if self.batch_first else g_out[:, None]
-            _checks.expect_shape(g_out, tuple(out_shape), "grad_out")
+            _checks.expect_shape(g_out, out.shape, "grad_out")
         g_h, g_c = self._state_arrays(grad_state, tape.batch, unbatched, "grad_state")
         # The call clears the gradients (unless accumulating) once it has checked its arguments.
         if self._device_index is not None:

@@ -44,6 +44,17 @@ struct Tape {
     AlignedVector<T> states;  // [T+1, B, H] h; forward: h_{-1} first, reverse: h_{T} last
     AlignedVector<T> cells;   // [T+1, B, H] c (LSTM)
     AlignedVector<T> extra;   // [T, B, H] W_hn h + b_hn (GRU)
+    // A unidirectional top layer's training forward keeps its states [h_{-1}; out] in the
+    // output's memory instead (`states` then stays empty): the output is h. `in_output` is
+    // where; `caller_output` says the memory is the caller's out, which the caller may change
+    // before backward, so backward checks it against `output_fingerprint` and, where it
+    // changed, runs the layer again into `states` (restore_states).
+    T* in_output = nullptr;
+    bool caller_output = false;
+    std::uint64_t output_fingerprint = 0;
+
+    T* state_data() noexcept { return in_output != nullptr ? in_output : states.data(); }
+    const T* state_data() const noexcept { return in_output != nullptr ? in_output : states.data(); }
   };
   struct Layer {
     AlignedVector<T> input;          // [T, B, D_in] what the layer saw (after dropout)
@@ -87,6 +98,8 @@ struct Tape {
 
   LayerSpec spec;
   bool training = false;  // whether the last forward kept what backward needs
+  bool zero_start = false;  // the last forward started from zeros (no h0 given)
+  int n_threads = 1;        // the last forward's
   Index steps = 0;
   Index batch = 0;
   bool batch_first = false;

@@ -22,6 +22,12 @@ struct ForwardOptions {
   /// read-only buffer): inference then keeps packed weights by their address, with no copy to
   /// compare them with at every call.
   bool frozen_weights = false;
+  /// The caller's offer, for a training call in time-major order: the B * H values before
+  /// args.out are memory the call may use and start on an EIGEN_MAX_ALIGN_BYTES boundary (where
+  /// the tape's own states would: the cells round alike at both), and the caller keeps out
+  /// alive, changed or not, until its last backward. A unidirectional top layer then keeps its states there
+  /// (the output is h) instead of in a copy: T * B * H values fewer at the training step's peak.
+  bool out_keeps_states = false;
 };
 
 /// Arrays of a forward call; all dense row-major, owned by the caller.
