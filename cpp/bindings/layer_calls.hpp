@@ -13,7 +13,6 @@
 #include "bindings.hpp"
 #include "rnnkit/layer_args.hpp"
 #include "rnnkit/spec.hpp"
-#include "rnnkit/tensor.hpp"
 
 namespace rnnkit_py {
 
@@ -163,12 +162,11 @@ struct ForwardCall {
 
     options.out_keeps_states = states_slot && training && !batch_first && dirs == 1;
     if (options.out_keeps_states) {
-      constexpr py::ssize_t align = EIGEN_MAX_ALIGN_BYTES / static_cast<py::ssize_t>(sizeof(T));
+      constexpr std::size_t bytes = rnnkit::kStatesSlotAlign;
       const py::ssize_t slot = batch * h;
-      Array<T> buffer(std::vector<py::ssize_t>{(steps + 1) * slot + align});
+      Array<T> buffer(std::vector<py::ssize_t>{(steps + 1) * slot + static_cast<py::ssize_t>(bytes / sizeof(T))});
       const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
-      const auto skip = static_cast<py::ssize_t>((EIGEN_MAX_ALIGN_BYTES - address % EIGEN_MAX_ALIGN_BYTES) %
-                                                 EIGEN_MAX_ALIGN_BYTES / sizeof(T));
+      const auto skip = static_cast<py::ssize_t>((bytes - address % bytes) % bytes / sizeof(T));
       const std::vector<py::ssize_t> shape{steps, batch, h};
       const auto item = static_cast<py::ssize_t>(sizeof(T));
       out = Array<T>(shape, {batch * h * item, h * item, item}, buffer.data() + skip + slot, buffer);

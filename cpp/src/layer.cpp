@@ -343,6 +343,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
 /// caller's out (ForwardOptions::out_keeps_states). Below, their copy weighs little, and the
 /// fingerprints of out that forward and backward take would cost a few % of the step.
 constexpr Index kMinStatesInCallerOutput = Index(1) << 15;
+static_assert(kStatesSlotAlign % EIGEN_MAX_ALIGN_BYTES == 0, "the offered slot must be aligned as AlignedVector");
 
 template <class T>
 void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOptions& options, Tape<T>& tape) {

@@ -3,11 +3,16 @@
 // backend (cpp/cuda), so both take the same arguments; free of Eigen so nvcc can read it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "rnnkit/abi.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
+
+/// Alignment, in bytes, of the slot before out that ForwardOptions::out_keeps_states offers: a
+/// multiple of every SIMD level's EIGEN_MAX_ALIGN_BYTES (checked in layer.cpp).
+constexpr std::size_t kStatesSlotAlign = 64;
 
 struct ForwardOptions {
   bool batch_first = false;
@@ -23,9 +28,9 @@ struct ForwardOptions {
   /// compare them with at every call.
   bool frozen_weights = false;
   /// The caller's offer, for a training call in time-major order: the B * H values before
-  /// args.out are memory the call may use and start on an EIGEN_MAX_ALIGN_BYTES boundary (where
-  /// the tape's own states would: the cells round alike at both), and the caller keeps out
-  /// alive, changed or not, until its last backward. A unidirectional top layer then keeps its states there
+  /// args.out are memory the call may use and start on a kStatesSlotAlign boundary (aligned as
+  /// the tape's own states: the cells round alike at both), and the caller keeps out alive,
+  /// changed or not, until its last backward. A unidirectional top layer then keeps its states there
   /// (the output is h) instead of in a copy: T * B * H values fewer at the training step's peak.
   bool out_keeps_states = false;
 };
