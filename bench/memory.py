@@ -3,6 +3,7 @@ the activations that back-propagation through time must keep (issue 4's target: 
 
     python bench/memory.py            # the table, markdown, for bench/RESULTS.md
     python bench/memory.py --quick    # two small rows (CI: the script must keep running)
+    python bench/memory.py --torch    # and torch's peak for the same step, side by side
 
 Each row runs in a fresh process. It builds the layer, the inputs and dL/d(out) first, resets
 the process's peak resident set (``/proc/self/clear_refs``), runs the layer's first training step,
@@ -61,6 +62,10 @@ def measure(cell: str, b: int, t: int, d: int, h: int, layers: int, bidirectiona
     from rnnkit.optim import SGD
 
     cls = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[cell]
+    small = cls(4, 4, num_layers=layers, bidirectional=bidirectional, dtype="float32", n_threads=1, seed=0)
+    small.forward(np.zeros((2, 1, 4), np.float32), training=True)  # as for torch (measure_torch)
+    small.backward(np.ones((2, 1, (2 if bidirectional else 1) * 4), np.float32))
+    del small
     layer = cls(d, h, num_layers=layers, bidirectional=bidirectional, dtype="float32", n_threads=1, seed=0)
     opt = SGD(layer, lr=0.01)
     rng = np.random.default_rng(0)
@@ -80,15 +85,52 @@ def measure(cell: str, b: int, t: int, d: int, h: int, layers: int, bidirectiona
     return {"peak_bytes": 1024.0 * (peak - before), "weight_bytes": float(layer._flat.nbytes)}
 
 
-def run_row(row: Tuple[str, int, int, int, int, int, bool]) -> Dict[str, float]:
-    code = f"import json, sys; sys.path.insert(0, {sys.path[0]!r}); import memory; print(json.dumps(memory.measure(*{row!r})))"
+def measure_torch(cell: str, b: int, t: int, d: int, h: int, layers: int, bidirectional: bool) -> Dict[str, float]:
+    """The same step with torch's module (forward, ``out.backward(g)``, SGD), in a fresh process."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    # A first step of a small module of the same kind: torch's one-off start-up memory (its
+    # autograd engine, kernel caches) is not the step's.
+    small = cls(4, 4, num_layers=layers, bidirectional=bidirectional)
+    small(torch.zeros(2, 1, 4))[0].sum().backward()
+    del small
+    module = cls(d, h, num_layers=layers, bidirectional=bidirectional)
+    opt = torch.optim.SGD(module.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((t, b, d)).astype(np.float32))
+    g = torch.from_numpy(rng.standard_normal((t, b, (2 if bidirectional else 1) * h)).astype(np.float32))
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kb("VmRSS")
+    out, _ = module(x)
+    out.backward(g)
+    opt.step()
+    peak = _status_kb("VmHWM")
+    del out
+    return {"peak_bytes": 1024.0 * (peak - before)}
+
+
+def run_row(row: Tuple[str, int, int, int, int, int, bool], library: str = "rnnkit") -> Dict[str, float]:
+    fn = "measure" if library == "rnnkit" else "measure_torch"
+    code = f"import json, sys; sys.path.insert(0, {sys.path[0]!r}); import memory; print(json.dumps(memory.{fn}(*{row!r})))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def table(rows: Sequence[Tuple[str, int, int, int, int, int, bool]]) -> List[str]:
-    lines = ["| cell | B | T | D | H | layers | dirs | activations MB | step peak MB | peak / activations | weights MB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+def table(rows: Sequence[Tuple[str, int, int, int, int, int, bool]], with_torch: bool = False) -> List[str]:
+    head = "| cell | B | T | D | H | layers | dirs | activations MB | step peak MB | peak / activations | weights MB |"
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if with_torch:
+        head += " torch peak MB | torch / rnnkit |"
+        rule += "---:|---:|"
+    lines = [head, rule]
     for row in rows:
         cell, b, t, d, h, layers, bi = row
         res = run_row(row)
@@ -96,6 +138,9 @@ def table(rows: Sequence[Tuple[str, int, int, int, int, int, bool]]) -> List[str
         lines.append(f"| {cell.upper() if cell != 'rnn' else 'RNN-tanh'} | {b} | {t} | {d} | {h} | {layers} | "
                      f"{2 if bi else 1} | {act / 1e6:.1f} | {res['peak_bytes'] / 1e6:.1f} | "
                      f"{res['peak_bytes'] / act:.2f} | {res['weight_bytes'] / 1e6:.1f} |")
+        if with_torch:
+            peer = run_row(row, "torch")["peak_bytes"]
+            lines[-1] += f" {peer / 1e6:.1f} | {peer / res['peak_bytes']:.2f} |"
         print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
@@ -103,8 +148,9 @@ def table(rows: Sequence[Tuple[str, int, int, int, int, int, bool]]) -> List[str
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small rows only")
+    parser.add_argument("--torch", action="store_true", help="also torch's peak for the same step (torch installed)")
     args = parser.parse_args(argv)
-    print("\n".join(table(QUICK_ROWS if args.quick else ROWS)))
+    print("\n".join(table(QUICK_ROWS if args.quick else ROWS, with_torch=args.torch)))
     return 0
 
 

@@ -282,6 +282,9 @@ class _Recurrent:
         Returns
         -------
         out : array, shape (T, B, dirs*H) (or (B, T, dirs*H) with ``batch_first``)
+            In training, a unidirectional layer's top states live in ``out`` until
+            :meth:`backward` (no second copy of them). Changing ``out`` in place is allowed,
+            say ``g = out; g -= target``: backward then recomputes the top layer's states.
         state : h_n of shape (L*dirs, B, H), or for LSTM a tuple (h_n, c_n)
         """
         training = _checks.check_bool(training, "training")
