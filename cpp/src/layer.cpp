@@ -237,7 +237,8 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
 
 /// Runs one direction of one layer over all steps, writing its half of `output`
 /// ([T, B, dirs*H], pre-zeroed) and its final state. With `states_in_output` (training, one
-/// direction, output = states_in_output + B*H) the tape keeps its states [h_{-1}; output] there.
+/// direction, output = states_in_output + B*H) the tape keeps its states [h_{-1}; output] there
+/// (output then needs no zeroing: every row is written, rows past a length zeroed at the end).
 template <class T>
 void forward_direction(const DirectionContext<T>& c, const T* input, const ForwardArgs<T>& args,
                        T* output, typename Tape<T>::Direction& tape, typename Tape<T>::Scratch& scratch,
@@ -407,7 +408,9 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
       out = output.data() + (states_in_output ? state_size : 0);
     }
     T* const states_at = states_in_output ? out - state_size : nullptr;
-    if (active != nullptr) std::fill_n(out, output_size, T(0));  // past a length: zero
+    // Past a length: zero (states kept in out are zeroed there after the loop instead, which
+    // writes every row of out).
+    if (active != nullptr && states_at == nullptr) std::fill_n(out, output_size, T(0));
     if (options.training) tape.layers[static_cast<std::size_t>(l)].directions.resize(static_cast<std::size_t>(dirs));
     for (Index d = 0; d < dirs; ++d) {
       DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, options.n_threads);

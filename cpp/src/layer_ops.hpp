@@ -25,8 +25,8 @@ void swap_leading_axes(const T* src, T* dst, Index n0, Index n1, Index width) {
 
 /// A checksum of n values' bytes: two running sums (the second of the first, so that moving a
 /// value changes it too) in each of 16 32-bit lanes, which the compiler vectorises (60 us for
-/// 1.6 MB here, at the speed of memory). Tells whether the caller changed an array between two calls; not a defence
-/// against tampering.
+/// 1.6 MB here, at the speed of memory). Tells whether the caller changed an array between two
+/// calls; not a defence against tampering.
 template <class T>
 std::uint64_t fingerprint(const T* data, std::size_t n) {
   constexpr std::size_t kLanes = 16;

@@ -30,8 +30,9 @@ struct ForwardOptions {
   /// The caller's offer, for a training call in time-major order: the B * H values before
   /// args.out are memory the call may use and start on a kStatesSlotAlign boundary (aligned as
   /// the tape's own states: the cells round alike at both), and the caller keeps out alive,
-  /// changed or not, until its last backward. A unidirectional top layer then keeps its states there
-  /// (the output is h) instead of in a copy: T * B * H values fewer at the training step's peak.
+  /// changed or not, until its last backward. A unidirectional top layer then keeps its states
+  /// there (the output is h) instead of in a copy: T * B * H values fewer at the training step's
+  /// peak.
   bool out_keeps_states = false;
 };
 
