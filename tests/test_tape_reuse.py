@@ -173,3 +173,20 @@ def test_weights_changed_in_place_are_repacked(cell, batch, n_threads):
             twin = make_rnnkit(cell, d, h, dtype="float32", n_threads=n_threads, seed=0)
             twin.load_state_dict(layer.state_dict())
             np.testing.assert_array_equal(layer.forward(x)[0], twin.forward(x)[0], err_msg=f"{name}[{index}]")
+
+
+@pytest.mark.parametrize("name", ["weight_hh_l0", "weight_ih_l0"])
+def test_large_weights_compared_by_threads_see_every_change(name):
+    """The check of kept packed weights against the caller's gives each thread 2^18 values or
+    more: a change anywhere, at either side of the split too, must be seen."""
+    steps, batch, d, h = 20, 16, 256, 512  # the batch split; W_ih 2048 x 256, W_hh 2048 x 512
+    layer = make_rnnkit("lstm", d, h, dtype="float32", n_threads=2, seed=0)
+    x = np.random.default_rng(1).standard_normal((steps, batch, d)).astype(np.float32)
+    flat = layer.params[name].reshape(-1)
+    assert flat.size >= 2 ** 19  # two threads compare
+    for index in (0, flat.size // 2 - 1, flat.size // 2, flat.size - 1):
+        layer.forward(x)  # packs (and keeps) the weights as they are now
+        flat[index] = -flat[index] if flat[index] != 0 else 0.5
+        twin = make_rnnkit("lstm", d, h, dtype="float32", n_threads=2, seed=0)
+        twin.load_state_dict(layer.state_dict())
+        np.testing.assert_array_equal(layer.forward(x)[0], twin.forward(x)[0], err_msg=f"{name}[{index}]")

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
@@ -202,6 +203,32 @@ AlignedVector<T> lend_memory(KeptPacking<T>& kept, AlignedVector<T>* spare) {
   return memory;
 }
 
+/// From this many values a comparison of kept weights with the caller's is split across the
+/// call's threads: memcmp reads two arrays at one core's bandwidth, 0.3 ms for an LSTM's 8 MB
+/// W_ih at D=H=512 (bench/NOTES.md, 2026-11-27, night session 3).
+constexpr Index kMinValuesPerCompareThread = Index{1} << 18;
+
+/// Whether `copy` ([groups, slice] contiguous) holds, byte for byte, the `groups` slices of
+/// `slice` values of `w`, slice k at w + k * slice_stride; compared by up to `threads`.
+template <class T>
+bool same_values(const T* copy, const T* w, Index groups, Index slice, Index slice_stride, int threads) {
+  const Index n = groups * slice;
+  const int used = static_cast<int>(std::clamp<Index>(n / kMinValuesPerCompareThread, 1, threads));
+  std::atomic<bool> same{true};
+  parallel_blocks(n, used, 16, [&](Index begin, Index count) {
+    // [begin, begin + count) of the copy, slice by slice (a slice may start inside the range)
+    for (Index i = begin; i < begin + count && same.load(std::memory_order_relaxed);) {
+      const Index k = i / slice, in_slice = i - k * slice;
+      const Index len = std::min(slice - in_slice, begin + count - i);
+      if (std::memcmp(copy + i, w + k * slice_stride + in_slice, static_cast<std::size_t>(len) * sizeof(T)) != 0) {
+        same.store(false, std::memory_order_relaxed);
+      }
+      i += len;
+    }
+  });
+  return same.load();
+}
+
 /// `groups` slices of `count` rows of `w` ([*, depth] row-major), slice k from row k * stride,
 /// packed as one [groups * count, depth] matrix: `kept`'s when it still holds these values (as
 /// `keep` tells: compared with its copy, or for frozen weights, from the same address), else
@@ -218,12 +245,10 @@ const PackedRows<T>& packed_row_groups(KeptPacking<T>& kept, const T* w, Index g
   if (keep == KeepPacked::Frozen && shaped && kept.frozen_at == w && kept.frozen_stride == stride) {
     return *kept.packed;
   }
-  bool same = keep == KeepPacked::Checked && shaped && kept.frozen_at == nullptr && kept.source.size() == n;
-  for (Index k = 0; k < groups && same; ++k) {
-    const auto bytes = static_cast<std::size_t>(slice) * sizeof(T);
-    same = std::memcmp(kept.source.data() + k * slice, w + k * stride * depth, bytes) == 0;
+  if (keep == KeepPacked::Checked && shaped && kept.frozen_at == nullptr && kept.source.size() == n &&
+      same_values(kept.source.data(), w, groups, slice, stride * depth, threads)) {
+    return *kept.packed;
   }
-  if (same) return *kept.packed;
   AlignedVector<T> storage = lend_memory(kept, spare);
   if (keep == KeepPacked::Checked || groups > 1) {
     kept.source.resize(n);
