@@ -124,3 +124,19 @@ def test_out_is_an_ordinary_writable_array():
     kept = out.copy()
     m.forward(np.zeros((T, B, D), np.float32), training=True)  # a later call has memory of its own
     assert np.array_equal(out, kept)
+
+
+@pytest.mark.parametrize("steps,batch,hidden,kept", [(2, 3, 8, False), (1, 4, 64, False), (64, 8, 64, True)])
+def test_slot_offered_only_where_the_states_go_there(steps, batch, hidden, kept):
+    """Below 2^15 output values the layer keeps its states in its own memory: the binding then
+    gives out no extra step of memory before it (B x H values that would go unused)."""
+    import rnnkit
+
+    m = rnnkit.GRU(D, hidden, seed=0)
+    p_x = np.ones((steps, batch, D), np.float32)
+    out, _ = m.forward(p_x, training=True)
+    assert _keeps_states(out, batch, hidden) == kept
+    if not kept:
+        assert out.base is None or out.base.size == out.size
+    gx, _ = m.backward(np.ones_like(out))
+    assert gx.shape == p_x.shape and np.isfinite(gx).all()

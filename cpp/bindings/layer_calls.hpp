@@ -160,7 +160,8 @@ struct ForwardCall {
     if (lengths) expect_shape(*lengths, {batch}, "lengths");
     expect_finite(x, "x");  // here rather than in Python: numpy's check costs 1.7 us at batch 1
 
-    options.out_keeps_states = states_slot && training && !batch_first && dirs == 1;
+    options.out_keeps_states = states_slot && training && !batch_first && dirs == 1 &&
+                               steps * batch * h >= rnnkit::kMinStatesInCallerOutput;
     if (options.out_keeps_states) {
       constexpr std::size_t bytes = rnnkit::kStatesSlotAlign;
       const py::ssize_t slot = batch * h;

@@ -340,10 +340,6 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
 
 }  // namespace
 
-/// Outputs (T x B x H values) from which a training forward keeps the top layer's states in the
-/// caller's out (ForwardOptions::out_keeps_states). Below, their copy weighs little, and the
-/// fingerprints of out that forward and backward take would cost a few % of the step.
-constexpr Index kMinStatesInCallerOutput = Index(1) << 15;
 static_assert(kStatesSlotAlign % EIGEN_MAX_ALIGN_BYTES == 0, "the offered slot must be aligned as AlignedVector");
 
 template <class T>

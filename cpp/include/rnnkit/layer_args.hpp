@@ -14,6 +14,12 @@ RNNKIT_BEGIN_NAMESPACE
 /// multiple of every SIMD level's EIGEN_MAX_ALIGN_BYTES (checked in layer.cpp).
 constexpr std::size_t kStatesSlotAlign = 64;
 
+/// Outputs (T x B x H values) from which a training forward keeps the top layer's states in the
+/// caller's out (ForwardOptions::out_keeps_states); a caller need not offer the slot below.
+/// There the states' copy weighs little, and the fingerprints of out that forward and backward
+/// take would cost a few % of the step.
+constexpr Index kMinStatesInCallerOutput = Index{1} << 15;
+
 struct ForwardOptions {
   bool batch_first = false;
   /// Keep a tape for backward, and apply dropout between layers.
