@@ -204,8 +204,8 @@ AlignedVector<T> lend_memory(KeptPacking<T>& kept, AlignedVector<T>* spare) {
 }
 
 /// From this many values a comparison of kept weights with the caller's is split across the
-/// call's threads: memcmp reads two arrays at one core's bandwidth, 0.3 ms for an LSTM's 8 MB
-/// W_ih at D=H=512 (bench/NOTES.md, 2026-11-27, night session 3).
+/// call's threads: memcmp reads both at one core's bandwidth, 0.2-0.3 ms for an LSTM's W_ih at
+/// D=H=512 (4 MB, and its copy) (bench/NOTES.md, 2026-11-27, night session 3).
 constexpr Index kMinValuesPerCompareThread = Index{1} << 18;
 
 /// Whether `copy` ([groups, slice] contiguous) holds, byte for byte, the `groups` slices of
