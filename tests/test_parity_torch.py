@@ -333,6 +333,38 @@ def test_inputs_projected_as_the_loop_goes(cell, shape, dtype):
     assert np.array_equal(inference[1], ours["h_n"])
 
 
+# Input size 256 and W_ih of 2 MB or more (GH x 256 values: GH >= 2048 in float32, >= 1024 in
+# float64), where the forward projects 256 rows (steps x batch rows) at a time instead of 64.
+# (cell, dtype, H, B, T, threads): one loop over the whole batch (4 rows: 64 steps a chunk, then
+# 36), the batch split between two threads (4 + 5 rows: 64 steps then 6, 51 then 19), and the
+# hidden units split between two threads (B=2, each thread's W_ih slice 2 MB: 128 steps a chunk,
+# the sequence in one).
+LONG_CHUNK_GRID = [(cell, dtype, hidden, *shape)
+                   for cell, hidden32, hidden64 in (("lstm", 512, 256), ("gru", 688, 344), ("rnn_tanh", 2048, 1024))
+                   for dtype, hidden in (("float32", hidden32), ("float64", hidden64))
+                   for shape in ((4, 100, 1), (9, 70, 2))] + [("lstm", "float64", 512, 2, 40, 2)]
+
+
+@pytest.mark.parametrize("cell,dtype,hidden,batch,steps,n_threads", LONG_CHUNK_GRID,
+                         ids=[f"{c}-{d}-H{h}-B{b}-T{t}-threads{n}" for c, d, h, b, t, n in LONG_CHUNK_GRID])
+def test_large_input_weights_projected_in_long_chunks(cell, dtype, hidden, batch, steps, n_threads):
+    """Past 2 MB of W_ih the forward projects its inputs 256 rows at a time (W_ih is re-read from
+    L3 once per chunk): chunks of 64, 51 or 128 steps here, the last one shorter, walked backwards
+    by the reverse direction, sequences ending inside them. Still torch's results, gradients
+    included, and inference still equal to training bit for bit."""
+    d = 256
+    m = make_rnnkit(cell, d, hidden, 1, bidirectional=True, dtype=dtype, seed=51, n_threads=n_threads)
+    tm = make_torch(cell, d, hidden, 1, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
+    lengths = [steps - (11 * b) % steps for b in range(batch)]
+    p = make_problem(cell, steps, batch, d, hidden, 1, True, dtype, lengths=lengths, seed=52)
+    ours = rnnkit_run(m, p)
+    compare_results(ours, torch_run(tm, p), RTOL[dtype])
+    _check_padding_zero(ours, p, "rnnkit")
+    inference = rnnkit_forward(m, p, training=False)
+    assert np.array_equal(inference[0], ours["out"])
+    assert np.array_equal(inference[1], ours["h_n"])
+
+
 ONE_ROW_GRID = list(itertools.product(CELLS, (5, 13, 150), DTYPES))
 
 

@@ -127,6 +127,22 @@ constexpr Index kMaxGemvRows = 4;
 /// 83 GFLOP/s there and at 92 in chunks of 64 rows, one AVX2 core (bench/NOTES.md, 2026-11-27).
 constexpr Index kPackedChunkRows = 64;
 
+/// Rows (steps x batch rows) of inputs the time loop projects at a time, onto the gates of
+/// W_ih [w_rows, depth]: W_ih's panels are read once per chunk. Where W_ih is larger than
+/// kLargeProjectionBytes (several times a core's L2, so each chunk re-reads it from L3), chunks
+/// are four times longer, when their gate buffer is then no larger than W_ih (depth >= 256).
+/// LSTM D=H=512, projection 64 -> 256 rows, alternating in one process, 1 / 2 threads: B=64
+/// 88.3 -> 84.4 / 43.2 -> 41.6 ms, B=16 21.3 -> 20.9 / 12.2 -> 11.1 ms; layers with W_ih in L2
+/// (B=64 T=100 D=32 H=128, B=32 T=50 D=64 H=256) within 2% either way (bench/NOTES.md,
+/// 2026-11-28). Every row's gates come out the same bit for bit at any chunk length.
+template <class T>
+Index projection_chunk_rows(Index w_rows, Index depth) noexcept {
+  constexpr std::size_t kLargeProjectionBytes = std::size_t{2} << 20;
+  constexpr Index kLongChunk = 4 * kPackedChunkRows;
+  const auto bytes = static_cast<std::size_t>(w_rows) * static_cast<std::size_t>(depth) * sizeof(T);
+  return bytes >= kLargeProjectionBytes && depth >= kLongChunk ? kLongChunk : kPackedChunkRows;
+}
+
 /// out[rows, A.rows()] (+)= B A^T for a long B (row-major [rows, A.depth()]), in chunks of
 /// kPackedChunkRows rows; threads take whole chunks, or, with fewer chunks than threads, blocks
 /// of A's rows. Adds to out with `accumulate`, else overwrites it.
@@ -304,7 +320,7 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
 }
 
 /// From this many batch rows per thread (every thread running its own time loop), the forward
-/// projects the inputs of about kPackedChunkRows rows at a time, just before the recurrence
+/// projects the inputs of projection_chunk_rows() rows at a time, just before the recurrence
 /// reaches them, instead of all steps up front: the cell then reads gates still in cache, where
 /// a [T, B, GH] buffer written up front had passed through memory (bench/NOTES.md, 2026-11-27,
 /// evening).

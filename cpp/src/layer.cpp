@@ -46,7 +46,7 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   // to the tape after it), so that training and inference run the cell at the same addresses.
   // Inference keeps no gates: they stay in chunk_gates there too, placed like the tape's.
   const PackedRows<T>* w_ih = projection.w_ih;
-  const Index chunk = w_ih != nullptr ? std::max<Index>(1, kPackedChunkRows / rows) : 1;
+  const Index chunk = w_ih != nullptr ? std::max<Index>(1, projection_chunk_rows<T>(gh, c.input_width) / rows) : 1;
   const bool gather = chunk > 1 && rows < batch;
   const bool buffered = gather || (w_ih != nullptr && !projection.keep);
   const Index d = c.input_width;
@@ -110,8 +110,8 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
 /// owns units [j0, j1) of every gate for the whole loop, so it computes its slice of each step's
 /// recurrent product (from its own rows of W_hh, packed once, or a matrix-vector product for one
 /// sequence) and its units' cell update; a barrier per step makes the new state whole. With
-/// `input` (else projected up front) each thread also projects its units' gates, about
-/// kPackedChunkRows rows at a time, from its own rows of W_ih, packed once. States go where
+/// `input` (else projected up front) each thread also projects its units' gates,
+/// projection_chunk_rows() rows at a time, from its own rows of W_ih, packed once. States go where
 /// `layout` puts them; only `training` writes the activated gates and GRU's extra values back.
 template <class T>
 void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int threads,
@@ -151,7 +151,7 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
       packed_ih = &packed_row_groups(cache.ih_units[static_cast<std::size_t>(id)], c.w_ih + j0 * c.input_width,
                                      gates, h, nj, c.input_width, cache.keep);
     }
-    const Index chunk = std::max<Index>(1, kPackedChunkRows / batch);
+    const Index chunk = std::max<Index>(1, projection_chunk_rows<T>(width, c.input_width) / batch);
     AlignedVector<T> ih_scratch(
         packed_ih == nullptr ? 0 : static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * batch)));
     AlignedVector<T> chunk_gates(packed_ih == nullptr ? 0 : static_cast<std::size_t>(chunk * batch * width));
