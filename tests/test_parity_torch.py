@@ -321,10 +321,18 @@ def test_inputs_projected_as_the_loop_goes(cell, shape, dtype):
     units' gates, 32 steps at a time. Still torch's results, and inference still equal to
     training bit for bit."""
     batch, steps, n_threads, hidden, layers = shape
-    m = make_rnnkit(cell, D, hidden, layers, bidirectional=True, dtype=dtype, seed=31, n_threads=n_threads)
-    tm = make_torch(cell, D, hidden, layers, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
-    lengths = [steps - (7 * b) % steps for b in range(batch)]
-    p = make_problem(cell, steps, batch, D, hidden, layers, True, dtype, lengths=lengths, seed=32)
+    _check_bidirectional_ragged(cell, D, hidden, layers, batch, steps, n_threads, dtype, length_stride=7, seed=31)
+
+
+def _check_bidirectional_ragged(cell, input_size, hidden, layers, batch, steps, n_threads, dtype, length_stride,
+                                seed):
+    """A bidirectional stack on sequences of `steps - (length_stride * b) % steps` steps: torch's
+    results (gradients included), zero padding, and inference equal to training bit for bit."""
+    m = make_rnnkit(cell, input_size, hidden, layers, bidirectional=True, dtype=dtype, seed=seed,
+                    n_threads=n_threads)
+    tm = make_torch(cell, input_size, hidden, layers, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
+    lengths = [steps - (length_stride * b) % steps for b in range(batch)]
+    p = make_problem(cell, steps, batch, input_size, hidden, layers, True, dtype, lengths=lengths, seed=seed + 1)
     ours = rnnkit_run(m, p)
     compare_results(ours, torch_run(tm, p), RTOL[dtype])
     _check_padding_zero(ours, p, "rnnkit")
@@ -352,17 +360,7 @@ def test_large_input_weights_projected_in_long_chunks(cell, dtype, hidden, batch
     L3 once per chunk): chunks of 64, 51 or 128 steps here, the last one shorter, walked backwards
     by the reverse direction, sequences ending inside them. Still torch's results, gradients
     included, and inference still equal to training bit for bit."""
-    d = 256
-    m = make_rnnkit(cell, d, hidden, 1, bidirectional=True, dtype=dtype, seed=51, n_threads=n_threads)
-    tm = make_torch(cell, d, hidden, 1, bidirectional=True, dtype=dtype, state_dict=m.state_dict())
-    lengths = [steps - (11 * b) % steps for b in range(batch)]
-    p = make_problem(cell, steps, batch, d, hidden, 1, True, dtype, lengths=lengths, seed=52)
-    ours = rnnkit_run(m, p)
-    compare_results(ours, torch_run(tm, p), RTOL[dtype])
-    _check_padding_zero(ours, p, "rnnkit")
-    inference = rnnkit_forward(m, p, training=False)
-    assert np.array_equal(inference[0], ours["out"])
-    assert np.array_equal(inference[1], ours["h_n"])
+    _check_bidirectional_ragged(cell, 256, hidden, 1, batch, steps, n_threads, dtype, length_stride=11, seed=51)
 
 
 ONE_ROW_GRID = list(itertools.product(CELLS, (5, 13, 150), DTYPES))
