@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+import rnnkit
+
 from conftest import (CELLS, DTYPES, assert_close_rel, make_problem, make_rnnkit,
                       rnnkit_forward, rnnkit_run)
 
@@ -199,3 +201,38 @@ def test_compiled_model_predictions_do_not_depend_on_where_numpy_puts_them():
     for i in range(40):
         keep.append(np.empty(int(rng.integers(1, 64))))  # shift where the next result lands
         np.testing.assert_array_equal(core.model_predict_float64(spec, params, tokens, lengths, 1), first)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_estimator_predictions_do_not_depend_on_the_batch(cell, dtype, n_threads):
+    """A sample's prediction alone, in the whole set, or in batches of 7 agree to the parity tolerance.
+
+    The time loop picks its products by batch rows (dot products for a few rows, packed panels
+    beyond; threads split the batch), each with its own summation order, so in float32 the three
+    may differ in the last bits; float64 also gives scikit-learn's check_methods_subset_invariance
+    (atol 1e-7), which test_estimators_sklearn.py runs.
+    """
+    from conftest import RTOL
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((30, 9, 3))
+    target = X[:, :, 0].cumsum(axis=1)[:, -1]
+    common = dict(cell=cell, hidden_size=24, max_epochs=3, batch_size=8, random_state=0, dtype=dtype,
+                  n_threads=n_threads)
+    fitted = [rnnkit.RNNRegressor(**common).fit(X, target),
+              rnnkit.RNNClassifier(**common).fit(X, np.where(target > 0, "up", "down"))]
+    for est in fitted:
+        for method in ("predict", "predict_proba"):
+            if not hasattr(est, method):
+                continue
+            run = getattr(est, method)
+            whole = run(X)
+            alone = np.concatenate([run(X[i:i + 1]) for i in range(len(X))])
+            by7 = np.concatenate([run(X[i:i + 7]) for i in range(0, len(X), 7)])
+            if whole.dtype.kind != "f":  # class labels
+                assert (alone == whole).all() and (by7 == whole).all()
+                continue
+            assert_close_rel(alone, whole, RTOL[dtype], name=f"{type(est).__name__}.{method} per sample")
+            assert_close_rel(by7, whole, RTOL[dtype], name=f"{type(est).__name__}.{method} in 7s")

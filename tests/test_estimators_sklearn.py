@@ -12,6 +12,7 @@ sklearn = pytest.importorskip(
     "sklearn", reason="scikit-learn is not installed: the estimator-compatibility checks need it "
     "(pip install scikit-learn)")
 
+from sklearn.base import clone  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from rnnkit import RNNClassifier, RNNRegressor  # noqa: E402
@@ -40,6 +41,20 @@ def _expected_failed_checks(estimator):
     return _EXPECTED_FAILED[type(estimator).__name__]
 
 
+# check_methods_subset_invariance compares predict(X) with predict on each sample alone at
+# atol=1e-7: below one float32 ulp of an output near 1, so in float32 it asks for bit-identical
+# results from batches of 1 and of 20, which rnnkit's kernels (chosen by batch size, with their
+# own summation orders) do not promise: on an AVX-512 host the regressor above differed by 1.8e-7
+# in 1 of 20 outputs, and passed on AVX2 by chance. The float32 estimators run this check in
+# float64 (same settings otherwise), where it holds with room to spare; their float32 batch
+# independence is checked at float32's tolerance in
+# test_determinism.py::test_estimator_predictions_do_not_depend_on_the_batch.
+_CHECKS_IN_FLOAT64 = {"check_methods_subset_invariance"}
+
+
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks, xfail_strict=True)
 def test_sklearn_compatible(estimator, check):
+    name = getattr(check, "func", check).__name__
+    if name in _CHECKS_IN_FLOAT64 and estimator.dtype == "float32":
+        estimator = clone(estimator).set_params(dtype="float64")
     check(estimator)
