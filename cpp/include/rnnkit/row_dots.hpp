@@ -3,11 +3,12 @@
 //
 // One matrix-vector product per row of H reads all of W once per row; with W too large for L2
 // (an LSTM's W_hh is 4 MB at H=512) that traffic is the whole cost. dot_rows reads each row of W
-// once for all rows of H: a few rows of W at a time (four for 1-2 rows of H, three for 3-4) are
-// multiplied with every row of H, their products kept in vector registers, while the next rows
-// of W are prefetched. Written with Eigen's packet primitives, so every SIMD level (SSE2,
-// AVX2+FMA, AVX-512) gets its own vector width; every kernel forms each output as the same sum
-// in the same order, so the rows of H may be split between kernels without changing a bit.
+// once for all rows of H: a few rows of W at a time (four for 1-2 rows of H, eight for one row
+// and a W that stays in L2, three for 3-4) are multiplied with every row of H, their products
+// kept in vector registers, while the next rows of W are prefetched. Written with Eigen's
+// packet primitives, so every SIMD level (SSE2, AVX2+FMA, AVX-512) gets its own vector width;
+// every kernel forms each output as the same sum in the same order, so the rows of H (and of W)
+// may be split between kernels without changing a bit.
 #pragma once
 
 #include <algorithm>
@@ -114,6 +115,49 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
   if (j < w_rows) dot_rows_fixed<T, R>(w + j * depth, w_rows - j, depth, h, ld_h, out + j, ld_out);
 }
 
+/// dot_rows_fixed for one row of H and a W that stays in cache: eight rows of W at a time. With
+/// one row of H the four-row kernel keeps four FMA chains in flight, fewer than the two FMA
+/// units' latency needs once W is read from L1/L2; eight chains run a 64 KB-256 KB W 6-12%
+/// faster (and a whole LSTM step at H=64-128 about 10%). Streaming W from L3 the eight
+/// concurrent rows are slower (up to 20% at 4 MB), so dot_rows keeps the four-row kernel there
+/// (bench/NOTES.md, 2026-11-29). Each output is the same sum in the same order as in
+/// dot_rows_fixed.
+template <class T>
+void dot_rows_eight(const T* w, Index w_rows, Index depth, const T* x, T* out) noexcept {
+  using Eigen::internal::pmadd;
+  using Eigen::internal::ploadu;
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  constexpr Index kWidth = Eigen::internal::packet_traits<T>::size;
+  constexpr Index kLine = 64 / sizeof(T);
+  const Index vec_end = depth / kWidth * kWidth;
+  Index j = 0;
+  for (; j + 8 <= w_rows; j += 8) {
+    const T* w0 = w + j * depth;
+    const T* next = w0 + 8 * depth;  // the next eight rows, prefetched as these are read
+    const Packet zero = Eigen::internal::pset1<Packet>(T(0));
+    Packet a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
+    Index fetched = 0;
+    for (Index k = 0; k < vec_end; k += kWidth) {
+      for (; fetched < 8 * (k + kWidth); fetched += kLine) __builtin_prefetch(next + fetched, 0, 3);
+      const Packet v = ploadu<Packet>(x + k);
+      a0 = pmadd(ploadu<Packet>(w0 + k), v, a0);
+      a1 = pmadd(ploadu<Packet>(w0 + depth + k), v, a1);
+      a2 = pmadd(ploadu<Packet>(w0 + 2 * depth + k), v, a2);
+      a3 = pmadd(ploadu<Packet>(w0 + 3 * depth + k), v, a3);
+      a4 = pmadd(ploadu<Packet>(w0 + 4 * depth + k), v, a4);
+      a5 = pmadd(ploadu<Packet>(w0 + 5 * depth + k), v, a5);
+      a6 = pmadd(ploadu<Packet>(w0 + 6 * depth + k), v, a6);
+      a7 = pmadd(ploadu<Packet>(w0 + 7 * depth + k), v, a7);
+    }
+    const auto finish = [&](const Packet& acc, Index i) {
+      out[j + i] = finish_dot(acc, w0 + i * depth, x, vec_end, depth);
+    };
+    finish(a0, 0), finish(a1, 1), finish(a2, 2), finish(a3, 3);
+    finish(a4, 4), finish(a5, 5), finish(a6, 6), finish(a7, 7);
+  }
+  if (j < w_rows) dot_rows_four<T, 1>(w + j * depth, w_rows - j, depth, x, depth, out + j, 0);
+}
+
 /// dot_rows_fixed for three or four rows of H: three rows of W at a time (3 x R accumulators and
 /// the three rows' packets fill the sixteen AVX2 registers at R = 4), the next three prefetched.
 /// Each output is the same sum in the same order as in dot_rows_fixed.
@@ -176,6 +220,9 @@ void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_
 
 }  // namespace row_dots_detail
 
+/// Bytes of W up to which one row of H goes through the eight-row kernel (dot_rows_eight).
+inline constexpr Index kMaxEightRowBytes = Index{256} << 10;
+
 /// out[r, 0:w_rows] = W h[r, :] for r < rows, W the row-major [w_rows, depth] block at `w`,
 /// `h` rows `ld_h` apart, `out` rows `ld_out` apart. Any `rows`: passes of up to kMaxDotRows.
 template <class T>
@@ -187,7 +234,13 @@ void dot_rows(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, Ind
     const T* hr = h + r * ld_h;
     T* o = out + r * ld_out;
     switch (std::min(rows - r, kMaxDotRows)) {
-      case 1: dot_rows_four<T, 1>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
+      case 1:
+        if (w_rows * depth * static_cast<Index>(sizeof(T)) <= kMaxEightRowBytes) {
+          row_dots_detail::dot_rows_eight<T>(w, w_rows, depth, hr, o);
+        } else {
+          dot_rows_four<T, 1>(w, w_rows, depth, hr, ld_h, o, ld_out);
+        }
+        break;
       case 2: dot_rows_four<T, 2>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
       case 3: dot_rows_three<T, 3>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
       default: dot_rows_three<T, 4>(w, w_rows, depth, hr, ld_h, o, ld_out); break;
