@@ -24,6 +24,24 @@ inline constexpr Index kMaxDotRows = 4;
 
 namespace row_dots_detail {
 
+using Eigen::internal::pmadd;
+using Eigen::internal::ploadu;
+using Eigen::internal::pset1;
+
+/// The packet of T at this SIMD level, its width, and the values of T in a 64-byte cache line.
+template <class T>
+using PacketOf = typename Eigen::internal::packet_traits<T>::type;
+template <class T>
+inline constexpr Index kWidthOf = Eigen::internal::packet_traits<T>::size;
+template <class T>
+inline constexpr Index kLineOf = 64 / static_cast<Index>(sizeof(T));
+
+/// Where the whole packets of a row of `depth` values end (the scalar tail starts).
+template <class T>
+constexpr Index vector_end(Index depth) noexcept {
+  return depth / kWidthOf<T> * kWidthOf<T>;
+}
+
 /// The end of every dot product here: the packet's lanes summed, then the scalar tail
 /// W[vec_end:depth] . x[vec_end:depth] added in order. One definition, so that every kernel
 /// forms each output as the same sum in the same order.
@@ -39,17 +57,17 @@ inline T finish_dot(const Packet& acc, const T* w, const T* x, Index vec_end, In
 /// packet, then the scalar tail. The block kernels form the same sums in the same order.
 template <class T, int R>
 void dot_rows_fixed(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  constexpr Index kWidth = Eigen::internal::packet_traits<T>::size;
-  const Index vec_end = depth / kWidth * kWidth;
+  using Packet = PacketOf<T>;
+  constexpr Index kWidth = kWidthOf<T>;
+  const Index vec_end = vector_end<T>(depth);
   for (Index j = 0; j < w_rows; ++j) {
     const T* wj = w + j * depth;
     Packet acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = Eigen::internal::pset1<Packet>(T(0));
+    for (int r = 0; r < R; ++r) acc[r] = pset1<Packet>(T(0));
     for (Index k = 0; k < vec_end; k += kWidth) {
-      const Packet a = Eigen::internal::ploadu<Packet>(wj + k);
+      const Packet a = ploadu<Packet>(wj + k);
       for (int r = 0; r < R; ++r) {
-        acc[r] = Eigen::internal::pmadd(a, Eigen::internal::ploadu<Packet>(h + r * ld_h + k), acc[r]);
+        acc[r] = pmadd(a, ploadu<Packet>(h + r * ld_h + k), acc[r]);
       }
     }
     for (int r = 0; r < R; ++r) out[r * ld_out + j] = finish_dot(acc[r], wj, h + r * ld_h, vec_end, depth);
@@ -63,12 +81,9 @@ void dot_rows_fixed(const T* w, Index w_rows, Index depth, const T* h, Index ld_
 template <class T, int R>
 void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
   static_assert(R == 1 || R == 2, "one or two rows of H");
-  using Eigen::internal::pmadd;
-  using Eigen::internal::ploadu;
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  constexpr Index kWidth = Eigen::internal::packet_traits<T>::size;
-  constexpr Index kLine = 64 / sizeof(T);  // values per cache line
-  const Index vec_end = depth / kWidth * kWidth;
+  using Packet = PacketOf<T>;
+  constexpr Index kWidth = kWidthOf<T>, kLine = kLineOf<T>;
+  const Index vec_end = vector_end<T>(depth);
   const T* x0 = h;
   const T* x1 = h + (R == 2 ? ld_h : 0);
   Index j = 0;
@@ -80,7 +95,7 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
     // The next four rows are contiguous: prefetch their 4 * depth values at four times the pace
     // of k, one cache line at a time (the last block prefetches past W: harmless, a hint only).
     const T* next = w3 + depth;
-    Packet a0 = Eigen::internal::pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
+    Packet a0 = pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
     Packet b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     Index fetched = 0;
     for (Index k = 0; k < vec_end; k += kWidth) {
@@ -124,17 +139,14 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
 /// dot_rows_fixed.
 template <class T>
 void dot_rows_eight(const T* w, Index w_rows, Index depth, const T* x, T* out) noexcept {
-  using Eigen::internal::pmadd;
-  using Eigen::internal::ploadu;
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  constexpr Index kWidth = Eigen::internal::packet_traits<T>::size;
-  constexpr Index kLine = 64 / sizeof(T);
-  const Index vec_end = depth / kWidth * kWidth;
+  using Packet = PacketOf<T>;
+  constexpr Index kWidth = kWidthOf<T>, kLine = kLineOf<T>;
+  const Index vec_end = vector_end<T>(depth);
   Index j = 0;
   for (; j + 8 <= w_rows; j += 8) {
     const T* w0 = w + j * depth;
     const T* next = w0 + 8 * depth;  // the next eight rows, prefetched as these are read
-    const Packet zero = Eigen::internal::pset1<Packet>(T(0));
+    const Packet zero = pset1<Packet>(T(0));
     Packet a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
     Index fetched = 0;
     for (Index k = 0; k < vec_end; k += kWidth) {
@@ -164,12 +176,9 @@ void dot_rows_eight(const T* w, Index w_rows, Index depth, const T* x, T* out) n
 template <class T, int R>
 void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
   static_assert(R == 3 || R == 4, "three or four rows of H");
-  using Eigen::internal::pmadd;
-  using Eigen::internal::ploadu;
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  constexpr Index kWidth = Eigen::internal::packet_traits<T>::size;
-  constexpr Index kLine = 64 / sizeof(T);
-  const Index vec_end = depth / kWidth * kWidth;
+  using Packet = PacketOf<T>;
+  constexpr Index kWidth = kWidthOf<T>, kLine = kLineOf<T>;
+  const Index vec_end = vector_end<T>(depth);
   const T* x0 = h;
   const T* x1 = h + ld_h;
   const T* x2 = h + 2 * ld_h;
@@ -180,7 +189,7 @@ void dot_rows_three(const T* w, Index w_rows, Index depth, const T* h, Index ld_
     const T* w1 = w0 + depth;
     const T* w2 = w1 + depth;
     const T* next = w2 + depth;
-    const Packet zero = Eigen::internal::pset1<Packet>(T(0));
+    const Packet zero = pset1<Packet>(T(0));
     Packet a0 = zero, a1 = zero, a2 = zero, a3 = zero;  // row 0 of W with rows 0-3 of H
     Packet b0 = zero, b1 = zero, b2 = zero, b3 = zero;
     Packet c0 = zero, c1 = zero, c2 = zero, c3 = zero;
