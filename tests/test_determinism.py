@@ -203,6 +203,30 @@ def test_compiled_model_predictions_do_not_depend_on_where_numpy_puts_them():
         np.testing.assert_array_equal(core.model_predict_float64(spec, params, tokens, lengths, 1), first)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", [3, 10])
+def test_a_probability_row_gets_the_same_bits_alone_and_in_a_batch(dtype, n_classes):
+    """The softmax of a sample's logits must not depend on the row's place in the output: rows lie
+    n_classes values apart, so the second and third start off a packet boundary, where Eigen's exp
+    takes its scalar code (std::exp, other last bits than its packet code), and its sum adds in an
+    order set by the address (row_exact.hpp).
+    Three sequences of five steps keep every product in the row kernels, whose sums do not depend
+    on the batch (test_small_batch_products.py)."""
+    from rnnkit._backend import core
+
+    spec = core.ModelSpec(core.LayerSpec("gru", 3, 6, 1, False, True), n_classes, "cross_entropy", "last", 9)
+    rng = np.random.default_rng(n_classes)
+    params = rng.uniform(-2.0, 2.0, spec.param_count).astype(dtype)
+    predict = getattr(core, f"model_predict_{dtype}")
+    for trial in range(20):
+        tokens = rng.integers(0, 9, (3, 5)).astype(np.int64)
+        lengths = np.full(3, 5, dtype=np.int64)
+        together = predict(spec, params, tokens, lengths, 1)
+        for b in range(3):
+            alone = predict(spec, params, tokens[b:b + 1], lengths[b:b + 1], 1)
+            np.testing.assert_array_equal(alone[0], together[b], err_msg=f"trial {trial} row {b}")
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_threads", [1, 2])

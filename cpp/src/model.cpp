@@ -5,6 +5,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "row_exact.hpp"
+
 RNNKIT_BEGIN_NAMESPACE
 
 namespace {
@@ -89,8 +91,8 @@ void head_forward(const ModelSpec& spec, const T* params, const Features<T>& f, 
   if (spec.loss == Loss::SoftmaxCrossEntropy) {
     for (Index r = 0; r < f.rows; ++r) {
       auto row = y.row(r).array();
-      row = (row - row.maxCoeff()).exp();
-      row /= row.sum();
+      assign_by_position(row, (row - row.maxCoeff()).exp());
+      row /= sum_by_position(row.data(), n_out);
     }
   }
   for (Index r = 0; r < f.rows; ++r) {

@@ -32,9 +32,9 @@ void GruCell<T>::forward(const ForwardStep<T>& s) noexcept {
     } else {
       hn = rec_n;
     }
-    n = gate_math::gru_new_pre(n, r, hn).tanh();
+    assign_by_position(n, gate_math::gru_new_pre(n, r, hn).tanh());
     const ConstArrayMap<T> h_prev(s.h_prev + b * h, h);
-    ArrayMap<T>(s.h_next + b * h, h) = gate_math::gru_hidden(z, n, h_prev);
+    assign_by_position(ArrayMap<T>(s.h_next + b * h, h), gate_math::gru_hidden(z, n, h_prev));
   }
 }
 

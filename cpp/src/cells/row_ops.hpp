@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "rnnkit/cells.hpp"
+#include "../row_exact.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
 namespace cells {
@@ -32,9 +33,9 @@ void activate(const ForwardStep<T>& s, Index b, Index gh, Index k, const Act& ac
   auto pre = gate(s.gates, b, gh, s.hidden, k);
   const auto rec = gate(static_cast<const T*>(s.recurrent), b, gh, s.hidden, k);
   if (s.bias_hh != nullptr) {
-    pre = act(pre + rec + bias_block(s.bias_hh, s.hidden, k));
+    assign_by_position(pre, act(pre + rec + bias_block(s.bias_hh, s.hidden, k)));
   } else {
-    pre = act(pre + rec);
+    assign_by_position(pre, act(pre + rec));
   }
 }
 
