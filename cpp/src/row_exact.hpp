@@ -11,6 +11,7 @@
 // got other bits than the same sequence run alone.
 #pragma once
 
+#include <cstdint>
 #include <type_traits>
 
 #include <Eigen/Core>
@@ -19,17 +20,31 @@
 
 RNNKIT_BEGIN_NAMESPACE
 
-/// dst = e for a row (a dynamic-size array view and an expression of its length), in packets
-/// from the row's first element instead of its first aligned address: fixed-size segments,
-/// which Eigen loads unaligned and never peels, then the scalar tail of fewer than a packet's
-/// values. Whether an element takes the packet or the scalar code depends on its index alone.
+/// dst = e for a row (a dynamic-size array view and an expression of its length, element-wise:
+/// output i reads inputs at i only, so dst may be one of them). Packets start at the row's first
+/// element; the scalar tail of fewer than a packet's values follows. Whether an element takes
+/// the packet or the scalar code then depends on its index alone. A row that starts on a packet
+/// boundary takes Eigen's own loop, whose packets start there too.
 template <class Dst, class E>
 void assign_by_position(Dst&& dst, const E& e) {
   using Scalar = typename std::decay_t<Dst>::Scalar;
+  using Packet = typename Eigen::internal::packet_traits<Scalar>::type;
   constexpr Index width = Eigen::internal::packet_traits<Scalar>::size;
-  const Index n = dst.size(), end = n / width * width;
-  for (Index i = 0; i < end; i += width) dst.template segment<width>(i) = e.template segment<width>(i);
-  if (end < n) dst.tail(n - end) = e.tail(n - end);
+  Scalar* const out = dst.data();
+  if (reinterpret_cast<std::uintptr_t>(out) % (width * sizeof(Scalar)) == 0) {
+    dst = e;
+    return;
+  }
+  using Source = Eigen::internal::evaluator<E>;
+  const Source src(e);
+  const Index n = dst.size();
+  Index i = 0;
+  if constexpr ((Source::Flags & Eigen::PacketAccessBit) != 0) {
+    for (; i + width <= n; i += width) {
+      Eigen::internal::pstoreu(out + i, src.template packet<Eigen::Unaligned, Packet>(i));
+    }
+  }
+  for (; i < n; ++i) out[i] = src.coeff(i);
 }
 
 /// Sum of x[0..n) in an order set by n alone: whole packets from x[0], their lanes, then the
