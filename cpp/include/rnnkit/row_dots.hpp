@@ -42,6 +42,16 @@ constexpr Index vector_end(Index depth) noexcept {
   return depth / kWidthOf<T> * kWidthOf<T>;
 }
 
+/// Prefetch the `kRows` rows of W after a block (`next`, contiguous) at kRows times the pace of
+/// k: the lines of next[kRows * k, kRows * (k + width)). kRows * width fills whole cache lines,
+/// so that is a fixed number of prefetches, unrolled, with no loop or counter of its own to keep
+/// in a register (the eight-row kernel spilled row pointers to the stack with one).
+template <class T, Index kRows>
+inline void prefetch_rows_ahead(const T* next, Index k) noexcept {
+  static_assert(kRows * kWidthOf<T> % kLineOf<T> == 0, "whole cache lines per step of k");
+  for (Index f = 0; f < kRows * kWidthOf<T>; f += kLineOf<T>) __builtin_prefetch(next + kRows * k + f, 0, 3);
+}
+
 /// The end of every dot product here: the packet's lanes summed, then the scalar tail
 /// W[vec_end:depth] . x[vec_end:depth] added in order. One definition, so that every kernel
 /// forms each output as the same sum in the same order.
@@ -82,7 +92,7 @@ template <class T, int R>
 void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h, T* out, Index ld_out) noexcept {
   static_assert(R == 1 || R == 2, "one or two rows of H");
   using Packet = PacketOf<T>;
-  constexpr Index kWidth = kWidthOf<T>, kLine = kLineOf<T>;
+  constexpr Index kWidth = kWidthOf<T>;
   const Index vec_end = vector_end<T>(depth);
   const T* x0 = h;
   const T* x1 = h + (R == 2 ? ld_h : 0);
@@ -97,9 +107,8 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
     const T* next = w3 + depth;
     Packet a0 = pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
     Packet b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    Index fetched = 0;
     for (Index k = 0; k < vec_end; k += kWidth) {
-      for (; fetched < 4 * (k + kWidth); fetched += kLine) __builtin_prefetch(next + fetched, 0, 3);
+      prefetch_rows_ahead<T, 4>(next, k);
       const Packet p0 = ploadu<Packet>(w0 + k), p1 = ploadu<Packet>(w1 + k);
       const Packet p2 = ploadu<Packet>(w2 + k), p3 = ploadu<Packet>(w3 + k);
       const Packet x = ploadu<Packet>(x0 + k);
@@ -140,7 +149,7 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
 template <class T>
 void dot_rows_eight(const T* w, Index w_rows, Index depth, const T* x, T* out) noexcept {
   using Packet = PacketOf<T>;
-  constexpr Index kWidth = kWidthOf<T>, kLine = kLineOf<T>;
+  constexpr Index kWidth = kWidthOf<T>;
   const Index vec_end = vector_end<T>(depth);
   Index j = 0;
   for (; j + 8 <= w_rows; j += 8) {
@@ -148,9 +157,8 @@ void dot_rows_eight(const T* w, Index w_rows, Index depth, const T* x, T* out) n
     const T* next = w0 + 8 * depth;  // the next eight rows, prefetched as these are read
     const Packet zero = pset1<Packet>(T(0));
     Packet a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
-    Index fetched = 0;
     for (Index k = 0; k < vec_end; k += kWidth) {
-      for (; fetched < 8 * (k + kWidth); fetched += kLine) __builtin_prefetch(next + fetched, 0, 3);
+      prefetch_rows_ahead<T, 8>(next, k);
       const Packet v = ploadu<Packet>(x + k);
       a0 = pmadd(ploadu<Packet>(w0 + k), v, a0);
       a1 = pmadd(ploadu<Packet>(w0 + depth + k), v, a1);
