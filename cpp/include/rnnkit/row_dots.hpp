@@ -142,10 +142,10 @@ void dot_rows_four(const T* w, Index w_rows, Index depth, const T* h, Index ld_h
 /// dot_rows_fixed for one row of H and a W that stays in cache: eight rows of W at a time. With
 /// one row of H the four-row kernel keeps four FMA chains in flight, fewer than the two FMA
 /// units' latency needs once W is read from L1/L2; eight chains run a 64 KB-256 KB W 6-12%
-/// faster in a microbenchmark, a B=1 LSTM/GRU forward at H=64-128 about 3% in the shipped
-/// (LTO) build. Streaming W from L3 the eight concurrent rows are slower (up to 20% at 4 MB),
-/// so dot_rows keeps the four-row kernel there (bench/NOTES.md, 2026-11-29). Each output is the
-/// same sum in the same order as in dot_rows_fixed.
+/// faster in a microbenchmark. Streaming W from L3 the eight concurrent rows were slower (up to
+/// 20% at 4 MB; since the prefetch stopped spilling, within the noise either way), so dot_rows
+/// keeps the four-row kernel there (bench/NOTES.md, 2026-11-29). Each output is the same sum in
+/// the same order as in dot_rows_fixed.
 template <class T>
 void dot_rows_eight(const T* w, Index w_rows, Index depth, const T* x, T* out) noexcept {
   using Packet = PacketOf<T>;
