@@ -27,6 +27,7 @@ RNNKIT_BEGIN_NAMESPACE
 /// boundary takes Eigen's own loop, whose packets start there too.
 template <class Dst, class E>
 void assign_by_position(Dst&& dst, const E& e) {
+  static_assert(std::decay_t<Dst>::InnerStrideAtCompileTime == 1, "a contiguous row");
   using Scalar = typename std::decay_t<Dst>::Scalar;
   using Packet = typename Eigen::internal::packet_traits<Scalar>::type;
   constexpr Index width = Eigen::internal::packet_traits<Scalar>::size;
