@@ -97,16 +97,26 @@ struct DirectionContext {
   }
 };
 
-/// Whether packing W_hh once per call (PackedRows) pays over `steps` products with `rows` rows
-/// each (callers pack always above kMaxGemvRows rows). Measured per product on one AVX2 core
-/// (bench/NOTES.md, 2026-11-27), W = 2048 x 512: dot_rows 72 / 91 / 105 / 127 us for 1-4 rows,
-/// packed 75 / 128 / 173 / 90 us, packing itself 270 us; at 64 x 256 the same order. So up to
-/// three rows never pack; four pack over 8 steps or more, one over 64 or more (on small
-/// matrices the packed kernel's loop beats the dot products by a little).
-inline bool worth_packing(Index steps, Index rows) noexcept {
-  constexpr Index kFourRowSteps = 8, kOneRowSteps = 64;
-  if (rows >= 4) return steps >= kFourRowSteps;
-  return rows == 1 && steps >= kOneRowSteps;
+/// Bytes of W_hh up to which a packed product with 1 or 4 rows beats dot_rows by enough to pay
+/// for packing (or, for a trainable layer's kept packing, for comparing the weights with their
+/// copy, which reads twice as much and costs about as much).
+inline constexpr std::size_t kPackingPaysBytes = std::size_t{256} << 10;
+
+/// Whether packing W_hh (`w_bytes`, the rows this product uses) once per call (PackedRows) pays
+/// over `steps` products with `rows` rows each (callers pack always above kMaxGemvRows rows).
+/// Measured per product on one AVX2 core (bench/NOTES.md, 2026-11-29), dot_rows / packed for
+/// 1-4 rows: W 512 x 128 (256 KB) 3.0 / 2.8, 5.8 / 6.7, 5.9 / 10.1, 7.5 / 5.7 us, packing 10 us;
+/// W 1024 x 256 14.6 / 14.6, 23 / 31, 22 / 45, 27 / 23 us, packing 44 us; W 2048 x 512 60 / 65,
+/// 93 / 121, 88 / 189, 101 / 95 us, packing 250 us. So up to three rows never pack; four pack
+/// over 8 steps or more while W_hh stays in L2, beyond it (where both stream W from L3 and the
+/// packed product saves a few %) over 64 steps; one row packs over 64 steps, in L2 only. The
+/// choice depends on the shapes alone, never on whether the weights are frozen: a frozen copy
+/// gives the same bits as its layer.
+inline bool worth_packing(Index steps, Index rows, std::size_t w_bytes) noexcept {
+  constexpr Index kFourRowSteps = 8, kLongSteps = 64;
+  const bool in_l2 = w_bytes <= kPackingPaysBytes;
+  if (rows >= 4) return steps >= kFourRowSteps && (in_l2 || steps >= kLongSteps);
+  return rows == 1 && steps >= kLongSteps && in_l2;
 }
 
 /// The same for W_hh^T in backward, where the unpacked product is Eigen's vector-matrix product

@@ -139,7 +139,8 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
     // [k*H + j0, k*H + j1)), packed as one matrix: a step's slice of the recurrent product, laid
     // out [B, gates * nj] as the cell takes it, is one product (bench/NOTES.md, 2026-11-27 late).
     const PackedRows<T>* packed = nullptr;
-    if (nj > 0 && (batch > kMaxGemvRows || worth_packing(steps, batch))) {
+    const auto slice_bytes = static_cast<std::size_t>(gates * nj * h) * sizeof(T);
+    if (nj > 0 && (batch > kMaxGemvRows || worth_packing(steps, batch, slice_bytes))) {
       packed = &packed_row_groups(cache.hh_units[static_cast<std::size_t>(id)], c.w_hh + j0 * h, gates, h, nj, h,
                                   cache.keep);
     }
@@ -313,7 +314,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     // Over several steps the recurrent weights are packed once instead of by every step's product.
     const PackedRows<T>* w_hh = nullptr;
     const Index rows = batch / plan.batch_threads;  // per thread, at least
-    if (rows > kMaxGemvRows || worth_packing(steps, rows)) {
+    if (rows > kMaxGemvRows || worth_packing(steps, rows, static_cast<std::size_t>(gh * h) * sizeof(T))) {
       w_hh = &packed_weights(cache.hh, c.w_hh, gh, h, cache.keep, &cache.hh_spare, c.n_threads);
     }
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
