@@ -75,31 +75,46 @@ class PackedRows {
     if (!accumulate) {
       for (Index r = 0; r < n; ++r) std::fill(out + r * ld_out + first_row, out + r * ld_out + last_row, T(0));
     }
-    if (n == 1) {
-      multiply_one(b, out, first_block, last_block);
-      return;
-    }
-    const RhsMapper rhs(b, depth_);  // B^T, column-major [depth, n]
-    const ResMapper res(out, ld_out);  // out^T, column-major [rows, n]
-    const Index depth_blocks = (depth_ + kBlockDepth - 1) / kBlockDepth;
-    PackRhs pack;
-    Gebp gebp;
-    for (Index k = 0, kb = 0; k < depth_; k += kBlockDepth, ++kb) {
-      const Index kc = block_extent(k, depth_, kBlockDepth);
-      pack(scratch, rhs.getSubMapper(k, 0), kc, n);
-      for (Index ib = first_block; ib < last_block; ++ib) {
-        const Index i = ib * kBlockRows;
-        gebp(res.getSubMapper(i, 0), panels_.data() + offsets_[static_cast<std::size_t>(ib * depth_blocks + kb)],
-             scratch, block_extent(i, rows_, kBlockRows), kc, n, T(1));
+    // GEBP takes the rows of B in groups of nr (4), and the rows after the last whole group one
+    // at a time, each a pass over all of A's panels (3 rows cost about three one-row products:
+    // W 2048 x 512, 7 rows 272 us against 183 for 8). Those rows go through multiply_few, all in
+    // one pass.
+    const Index tail = n % Traits::nr, whole = n - tail;
+    if (whole > 0) {
+      const RhsMapper rhs(b, depth_);  // B^T, column-major [depth, n]
+      const ResMapper res(out, ld_out);  // out^T, column-major [rows, n]
+      const Index depth_blocks = (depth_ + kBlockDepth - 1) / kBlockDepth;
+      PackRhs pack;
+      Gebp gebp;
+      for (Index k = 0, kb = 0; k < depth_; k += kBlockDepth, ++kb) {
+        const Index kc = block_extent(k, depth_, kBlockDepth);
+        pack(scratch, rhs.getSubMapper(k, 0), kc, whole);
+        for (Index ib = first_block; ib < last_block; ++ib) {
+          const Index i = ib * kBlockRows;
+          gebp(res.getSubMapper(i, 0), panels_.data() + offsets_[static_cast<std::size_t>(ib * depth_blocks + kb)],
+               scratch, block_extent(i, rows_, kBlockRows), kc, whole, T(1));
+        }
       }
+    }
+    static_assert(Traits::nr <= 4, "a tail of at most three rows");
+    const T* b_tail = b + whole * depth_;
+    T* out_tail = out + whole * ld_out;
+    switch (tail) {
+      case 1: multiply_few<1>(b_tail, out_tail, ld_out, first_block, last_block); break;
+      case 2: multiply_few<2>(b_tail, out_tail, ld_out, first_block, last_block); break;
+      case 3: multiply_few<3>(b_tail, out_tail, ld_out, first_block, last_block); break;
+      default: break;
     }
   }
 
  private:
-  /// multiply() for one row of B. GEBP's one-column loop keeps three accumulators (one 24-row
-  /// group) and waits on each FMA's latency; here the even and odd steps of k go to separate
-  /// accumulators, twice the FMAs in flight (bench/NOTES.md, 2026-11-27, evening).
-  void multiply_one(const T* b, T* out, Index first_block, Index last_block) const {
+  /// multiply() for C (1-3) rows of B, straight from B (no packing) in one pass over A's panels.
+  /// With one row, GEBP's one-column loop keeps three accumulators (one 24-row group) and waits
+  /// on each FMA's latency; here the even and odd steps of k go to separate accumulators, twice
+  /// the FMAs in flight (bench/NOTES.md, 2026-11-27, evening). Two or three rows have two or
+  /// three times the chains already.
+  template <int C>
+  void multiply_few(const T* b, T* out, Index ld_out, Index first_block, Index last_block) const {
     const Index depth_blocks = (depth_ + kBlockDepth - 1) / kBlockDepth;
     for (Index ib = first_block; ib < last_block; ++ib) {
       const Index i0 = ib * kBlockRows;
@@ -112,14 +127,16 @@ class PackedRows {
           const T* p = panel + i * kc;
           T* y = out + i0 + i;
           switch (g / kPacket * kPacket == g ? g / kPacket : 0) {
-            case 1: group_product<1>(p, kc, b + k, y); break;
-            case 2: group_product<2>(p, kc, b + k, y); break;
-            case 3: group_product<3>(p, kc, b + k, y); break;
+            case 1: group_product<1, C>(p, kc, b + k, depth_, y, ld_out); break;
+            case 2: group_product<2, C>(p, kc, b + k, depth_, y, ld_out); break;
+            case 3: group_product<3, C>(p, kc, b + k, depth_, y, ld_out); break;
             default:  // groups narrower than a packet (or of other widths): scalar
-              for (Index r = 0; r < g; ++r) {
-                T sum = T(0);
-                for (Index q = 0; q < kc; ++q) sum += p[q * g + r] * b[k + q];
-                y[r] += sum;
+              for (Index c = 0; c < C; ++c) {
+                for (Index r = 0; r < g; ++r) {
+                  T sum = T(0);
+                  for (Index q = 0; q < kc; ++q) sum += p[q * g + r] * b[c * depth_ + k + q];
+                  y[c * ld_out + r] += sum;
+                }
               }
           }
           i += g;
@@ -128,42 +145,61 @@ class PackedRows {
     }
   }
 
-  /// y[0 : NV packets] += P x for one group of NV packets of rows, packed [kc][NV * kPacket].
-  template <int NV>
-  static void group_product(const T* p, Index kc, const T* x, T* y) noexcept {
+  /// y[c * ldy :][0 : NV packets] += P x[c * ldx :] for c < C, one group of NV packets of rows,
+  /// packed [kc][NV * kPacket]. One row of x: even and odd k in separate accumulators.
+  template <int NV, int C>
+  static void group_product(const T* p, Index kc, const T* x, Index ldx, T* y, Index ldy) noexcept {
     using Eigen::internal::padd;
     using Eigen::internal::pmadd;
     using Eigen::internal::ploadu;
     using Eigen::internal::pset1;
     using Eigen::internal::pstoreu;
+    static_assert(NV >= 1 && NV <= 3 && C >= 1 && C <= 3, "groups of 1-3 packets, 1-3 rows of x");
     constexpr Index g = NV * kPacket;
     const Packet zero = pset1<Packet>(T(0));
-    Packet a0 = zero, a1 = zero, a2 = zero, b0 = zero, b1 = zero, b2 = zero;  // even and odd k
-    Index q = 0;
-    for (; q + 2 <= kc; q += 2) {
-      const T* e = p + q * g;
-      const Packet xe = pset1<Packet>(x[q]), xo = pset1<Packet>(x[q + 1]);
-      a0 = pmadd(ploadu<Packet>(e), xe, a0);
-      b0 = pmadd(ploadu<Packet>(e + g), xo, b0);
-      if constexpr (NV >= 2) {
-        a1 = pmadd(ploadu<Packet>(e + kPacket), xe, a1);
-        b1 = pmadd(ploadu<Packet>(e + g + kPacket), xo, b1);
+    // a: row 0 of x (even k where C == 1), b: row 1 (odd k of row 0 where C == 1), c: row 2
+    Packet a0 = zero, a1 = zero, a2 = zero, b0 = zero, b1 = zero, b2 = zero, c0 = zero, c1 = zero, c2 = zero;
+    const auto add = [](const T* e, const Packet& v, Packet& s0, Packet& s1, Packet& s2) {
+      s0 = pmadd(ploadu<Packet>(e), v, s0);
+      if constexpr (NV >= 2) s1 = pmadd(ploadu<Packet>(e + kPacket), v, s1);
+      if constexpr (NV >= 3) s2 = pmadd(ploadu<Packet>(e + 2 * kPacket), v, s2);
+    };
+    const auto store = [](T* out, const Packet& s0, const Packet& s1, const Packet& s2) {
+      pstoreu(out, padd(ploadu<Packet>(out), s0));
+      if constexpr (NV >= 2) pstoreu(out + kPacket, padd(ploadu<Packet>(out + kPacket), s1));
+      if constexpr (NV >= 3) pstoreu(out + 2 * kPacket, padd(ploadu<Packet>(out + 2 * kPacket), s2));
+    };
+    if constexpr (C == 1) {  // written out: through add(), this loop ran 4% slower at W 256 x 64
+      Index q = 0;
+      for (; q + 2 <= kc; q += 2) {
+        const T* e = p + q * g;
+        const Packet xe = pset1<Packet>(x[q]), xo = pset1<Packet>(x[q + 1]);
+        a0 = pmadd(ploadu<Packet>(e), xe, a0);
+        b0 = pmadd(ploadu<Packet>(e + g), xo, b0);
+        if constexpr (NV >= 2) {
+          a1 = pmadd(ploadu<Packet>(e + kPacket), xe, a1);
+          b1 = pmadd(ploadu<Packet>(e + g + kPacket), xo, b1);
+        }
+        if constexpr (NV >= 3) {
+          a2 = pmadd(ploadu<Packet>(e + 2 * kPacket), xe, a2);
+          b2 = pmadd(ploadu<Packet>(e + g + 2 * kPacket), xo, b2);
+        }
       }
-      if constexpr (NV >= 3) {
-        a2 = pmadd(ploadu<Packet>(e + 2 * kPacket), xe, a2);
-        b2 = pmadd(ploadu<Packet>(e + g + 2 * kPacket), xo, b2);
+      if (q < kc) add(p + q * g, pset1<Packet>(x[q]), a0, a1, a2);
+      store(y, padd(a0, b0), padd(a1, b1), padd(a2, b2));
+    } else {
+      const T* x1 = x + ldx;
+      const T* x2 = x + (C == 3 ? 2 * ldx : 0);
+      for (Index q = 0; q < kc; ++q) {
+        const T* e = p + q * g;
+        add(e, pset1<Packet>(x[q]), a0, a1, a2);
+        add(e, pset1<Packet>(x1[q]), b0, b1, b2);
+        if constexpr (C == 3) add(e, pset1<Packet>(x2[q]), c0, c1, c2);
       }
+      store(y, a0, a1, a2);
+      store(y + ldy, b0, b1, b2);
+      if constexpr (C == 3) store(y + 2 * ldy, c0, c1, c2);
     }
-    if (q < kc) {
-      const T* e = p + q * g;
-      const Packet xe = pset1<Packet>(x[q]);
-      a0 = pmadd(ploadu<Packet>(e), xe, a0);
-      if constexpr (NV >= 2) a1 = pmadd(ploadu<Packet>(e + kPacket), xe, a1);
-      if constexpr (NV >= 3) a2 = pmadd(ploadu<Packet>(e + 2 * kPacket), xe, a2);
-    }
-    pstoreu(y, padd(ploadu<Packet>(y), padd(a0, b0)));
-    if constexpr (NV >= 2) pstoreu(y + kPacket, padd(ploadu<Packet>(y + kPacket), padd(a1, b1)));
-    if constexpr (NV >= 3) pstoreu(y + 2 * kPacket, padd(ploadu<Packet>(y + 2 * kPacket), padd(a2, b2)));
   }
 
   /// The row groups Eigen's packing lays out, in order, each [k][group] from row i at i * kc
