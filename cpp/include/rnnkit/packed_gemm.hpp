@@ -169,21 +169,11 @@ class PackedRows {
       if constexpr (NV >= 2) pstoreu(out + kPacket, padd(ploadu<Packet>(out + kPacket), s1));
       if constexpr (NV >= 3) pstoreu(out + 2 * kPacket, padd(ploadu<Packet>(out + 2 * kPacket), s2));
     };
-    if constexpr (C == 1) {  // the one-row loop as it was before multiply_few (B=1 rows unchanged)
+    if constexpr (C == 1) {
       Index q = 0;
       for (; q + 2 <= kc; q += 2) {
-        const T* e = p + q * g;
-        const Packet xe = pset1<Packet>(x[q]), xo = pset1<Packet>(x[q + 1]);
-        a0 = pmadd(ploadu<Packet>(e), xe, a0);
-        b0 = pmadd(ploadu<Packet>(e + g), xo, b0);
-        if constexpr (NV >= 2) {
-          a1 = pmadd(ploadu<Packet>(e + kPacket), xe, a1);
-          b1 = pmadd(ploadu<Packet>(e + g + kPacket), xo, b1);
-        }
-        if constexpr (NV >= 3) {
-          a2 = pmadd(ploadu<Packet>(e + 2 * kPacket), xe, a2);
-          b2 = pmadd(ploadu<Packet>(e + g + 2 * kPacket), xo, b2);
-        }
+        add(p + q * g, pset1<Packet>(x[q]), a0, a1, a2);
+        add(p + (q + 1) * g, pset1<Packet>(x[q + 1]), b0, b1, b2);
       }
       if (q < kc) add(p + q * g, pset1<Packet>(x[q]), a0, a1, a2);
       store(y, padd(a0, b0), padd(a1, b1), padd(a2, b2));
