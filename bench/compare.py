@@ -25,6 +25,8 @@ is measured side by side, in one process, at one time.
     python bench/compare.py                      # all cores
     python bench/compare.py --both-threads --markdown > table.md
     python bench/compare.py --quick              # tiny shapes: a smoke run of a few seconds
+    python bench/compare.py --step               # the streaming step at batch 1
+    python bench/compare.py --spaced             # small calls made 20 ms apart (latency, not throughput)
 """
 
 from __future__ import annotations
@@ -335,6 +337,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--retries", type=int, default=2, help="re-measurements of a row disturbed by other processes")
     p.add_argument("--step", action="store_true",
                    help="the streaming-step table instead: batch 1, one thread, rnnkit step vs a one-step ORT session and torch")
+    p.add_argument("--spaced", type=float, nargs="?", const=20.0, default=None, metavar="PAUSE_MS",
+                   help="the spaced-call table instead: batch 1-4 inference rows and steps, each call made "
+                        "PAUSE_MS (default 20) after the last, at 1 thread and all cores; median and 90th percentile")
     p.add_argument("--sgemm-child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.quick = args.quick or rnnbench.quick_from_env()
@@ -387,6 +392,73 @@ def step_table(args) -> int:
     return 0
 
 
+def time_spaced(steps: Dict[str, "callable"], pause_s: float, calls: int) -> Dict[str, List[float]]:
+    """Single-call seconds of each step, every call made ``pause_s`` after the previous one ended.
+
+    A real-time caller (a sensor, an audio frame, a request) calls a small model now and then,
+    not back to back: by its next call, thread pools have stopped spinning and caches have
+    cooled. The libraries take turns call by call (the order reversed every round), so each
+    call follows the same pause, whoever ran before it.
+    """
+    for step in steps.values():  # warm-up
+        step()
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for i in range(calls):
+        for name in list(steps) if i % 2 == 0 else list(steps)[::-1]:
+            time.sleep(pause_s)
+            t0 = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def spaced_table(args) -> int:
+    """Print the spaced-call rows: median and 90th percentile of each library's calls, and the ratios."""
+    pause_s = args.spaced / 1e3
+    calls = 4 if args.quick else 24
+    cores = rnnbench.all_cores()
+    inference = [r for r in rnnbench.all_rows() if r.mode == "inference" and r.B <= 4]
+    steps = [(c, h) for c, h in rnnbench.STEP_ROWS if h in (64, 256)]
+    if args.filter:
+        inference = [r for r in inference if re.search(args.filter, r.id)]
+        steps = [(c, h) for c, h in steps if re.search(args.filter, f"step-{c}-H{h}")]
+    if args.quick:
+        inference, steps = [r.quick() for r in inference[:2]], steps[:1]
+    libs = ("rnnkit", "frozen", "ort", "torch")
+    lines = [f"| row | threads | " + " | ".join(f"{lib} ms (p90)" for lib in libs) + " | torch/rnnkit | ORT/rnnkit |",
+             "|---|---:|" + "---:|" * (len(libs) + 2)]
+
+    def add_line(name: str, threads: int, times: Dict[str, List[float]]) -> None:
+        med = {lib: float(np.median(ts)) for lib, ts in times.items()}
+        cells = [f"{1e3 * med[lib]:.3f} ({1e3 * float(np.percentile(times[lib], 90)):.3f})" if lib in times else "-"
+                 for lib in libs]
+        ratio = lambda lib: f"{med[lib] / med['rnnkit']:.2f}" if lib in med else "-"  # noqa: E731
+        lines.append(f"| {name} | {threads} | " + " | ".join(cells) + f" | {ratio('torch')} | {ratio('ort')} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+
+    for threads in sorted({1, cores}):
+        for row in inference:
+            pair = rnnbench.Pair(row, threads)
+            pair.check()
+            add_line(row.id, threads, time_spaced({lib: pair.step(lib) for lib in pair.libs}, pause_s, calls))
+            del pair
+            gc.collect()
+        for cell, hidden in steps:
+            pair = rnnbench.StepPair(cell, hidden, threads=threads)
+            pair.check()
+            pair.use_threads()
+            add_line(f"step-{cell}-H{hidden} (B=1, D=H)", threads,
+                     time_spaced({lib: pair.step(lib) for lib in pair.libs}, pause_s, calls))
+    f = machine_facts()
+    print(f"Spaced calls, {f['date']}: {f['cpu']}, {f['cores']} cores; {f['rnnkit']}; {f['torch']}; {f['ort']}; "
+          f"load average at end {loadavg()}. Each call made {args.spaced:g} ms after the previous one ended, the "
+          f"libraries taking turns call by call; median (90th percentile) of {calls} calls each.\n")
+    print("\n".join(lines))
+    if args.quick:
+        print("\nQUICK mode: tiny shapes, not a measurement.")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.sgemm_child is not None:
@@ -400,6 +472,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.step:
         return step_table(args)
+    if args.spaced is not None:
+        return spaced_table(args)
     cores = rnnbench.all_cores()
     if args.both_threads:
         thread_counts = sorted({1, cores})

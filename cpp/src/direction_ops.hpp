@@ -77,6 +77,9 @@ struct DirectionContext {
   /// The state before the first step is zero (no initial state given): that step's recurrent
   /// product is zero, and the forward skips it.
   bool zero_start = false;
+  /// A small inference call after a pause (CallPace): what it can run on one thread without
+  /// changing its results, it runs there, and leaves OpenMP's workers asleep.
+  bool after_pause = false;
 
   Index hidden() const noexcept { return spec.hidden_size; }
   Index gate_width() const noexcept { return spec.gate_width(); }
@@ -298,16 +301,16 @@ const PackedRows<T>& packed_weights(KeptPacking<T>& kept, const T* w, Index rows
 }
 
 /// gates[T*B, GH] = input[T*B, D] W_ih^T + b_ih, split over rows (or, for a few rows, over gate
-/// columns, so that each thread streams only its part of W_ih). Beyond a few rows W_ih is
-/// packed, kept in `cache` when given.
+/// columns, so that each thread streams only its part of W_ih) between up to `n_threads`; either
+/// split gives the same results. Beyond a few rows W_ih is packed, kept in `cache` when given.
 template <class T>
-void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
+void project_inputs(const DirectionContext<T>& c, const T* input, T* gates, int n_threads,
                     typename Tape<T>::Packed* cache = nullptr) {
   const Index rows = c.steps * c.batch;
   const Index gh = c.gate_width();
   if (rows <= kMaxGemvProjectionRows) {
     const int threads =
-        c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, gh / 16, c.n_threads) : 1;
+        n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, gh / 16, n_threads) : 1;
     parallel_blocks(gh, threads, 16, [&](Index j0, Index n) {
       dot_rows(c.w_ih + j0 * c.input_width, n, c.input_width, input, c.input_width, rows, gates + j0, gh);
       if (c.b_ih == nullptr) return;
@@ -320,12 +323,12 @@ void project_inputs(const DirectionContext<T>& c, const T* input, T* gates,
   // Beyond that, W_ih packed once and multiplied in row chunks (packed_product), the bias first.
   std::optional<PackedRows<T>> local;
   const PackedRows<T>& w = cache != nullptr ? packed_weights(cache->ih, c.w_ih, gh, c.input_width, cache->keep,
-                                                             &cache->ih_spare, c.n_threads)
+                                                             &cache->ih_spare, n_threads)
                                             : local.emplace(c.w_ih, gh, c.input_width);
   if (c.b_ih != nullptr) {
     for (Index r = 0; r < rows; ++r) std::copy_n(c.b_ih, gh, gates + r * gh);
   }
-  const int threads = c.n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, c.n_threads) : 1;
+  const int threads = n_threads > 1 ? threads_for(2.0 * rows * gh * c.input_width, rows, n_threads) : 1;
   packed_product(w, input, rows, gates, gh, c.b_ih != nullptr, threads);
 }
 
@@ -374,6 +377,7 @@ struct LoopPlan {
   int batch_threads = 1;  // independent row blocks, each running the whole time loop alone
   int step_threads = 1;   // threads splitting each step's recurrent product by columns
   int unit_threads = 1;   // forward: threads each owning a slice of the hidden units for the whole loop
+  int other_threads = 1;  // for the input projection and for packing or comparing weights
 };
 
 /// Splitting the batch needs no synchronisation between steps, so it is preferred; each step's
@@ -387,6 +391,7 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   constexpr Index kMinRowsPerThread = 4;
   constexpr double kMinStepFlops = 4.0e6, kMinUnitStepFlops = 0.25e6;
   const double step_flops = 2.0 * c.batch * c.gate_width() * c.hidden();
+  plan.other_threads = c.n_threads;
   if (c.batch >= 2 * kMinRowsPerThread) {
     plan.batch_threads = static_cast<int>(std::min<Index>(c.n_threads, c.batch / kMinRowsPerThread));
     return plan;
@@ -402,6 +407,12 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   // from 0.25 MFLOP 1.4-1.8x faster, and slower at 0.13 for a tanh RNN (bench/NOTES.md).
   if (step_flops >= kMinUnitStepFlops) {
     plan.unit_threads = static_cast<int>(std::min<Index>(c.n_threads, c.hidden() / kUnitBlock));
+  }
+  // The batch and unit splits change a row's bits (its rows take other kernels); the others
+  // do not. Without those two, a small call after a pause runs on this thread alone.
+  if (c.after_pause && plan.unit_threads <= 1) {
+    plan.step_threads = 1;
+    plan.other_threads = 1;
   }
   return plan;
 }

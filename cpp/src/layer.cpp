@@ -283,11 +283,11 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   StepProjection<T> projection;
   if (project_in_loop) {
     projection.w_ih = &packed_weights(cache.ih, c.w_ih, gh, c.input_width, cache.keep, &cache.ih_spare,
-                                      c.n_threads);
+                                      plan.other_threads);
     projection.input = input;
     projection.keep = keep_gates;
   } else if (!units_project) {
-    project_inputs(c, input, tape.gates.data(), &cache);
+    project_inputs(c, input, tape.gates.data(), plan.other_threads, &cache);
   }
 
   // Initial state into the slot the first step reads.
@@ -315,7 +315,7 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     const PackedRows<T>* w_hh = nullptr;
     const Index rows = batch / plan.batch_threads;  // per thread, at least
     if (rows > kMaxGemvRows || worth_packing(steps, rows, static_cast<std::size_t>(gh * h) * sizeof(T))) {
-      w_hh = &packed_weights(cache.hh, c.w_hh, gh, h, cache.keep, &cache.hh_spare, c.n_threads);
+      w_hh = &packed_weights(cache.hh, c.w_hh, gh, h, cache.keep, &cache.hh_spare, plan.other_threads);
     }
     parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
       forward_rows(c, tape, layout, output, b0, rows, plan.step_threads, w_hh, projection);
@@ -337,6 +337,17 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
       }
     }
   }
+}
+
+/// Floating-point operations of an inference call: each layer's products with its inputs and
+/// with its state.
+double call_flops(const LayerSpec& spec, Index steps, Index batch) {
+  double flops = 0.0;
+  for (Index l = 0; l < spec.num_layers; ++l) {
+    flops += 2.0 * static_cast<double>(spec.directions() * steps * batch * spec.gate_width()) *
+             static_cast<double>(spec.layer_input_size(l) + spec.hidden_size);
+  }
+  return flops;
 }
 
 }  // namespace
@@ -381,6 +392,8 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     input = dst.data();
   }
   const bool use_dropout = options.training && options.dropout > 0.0;
+  const bool after_pause =
+      !options.training && tape.pace.after_pause() && call_flops(spec, steps, batch) <= kMaxFlopsAfterPause;
   // In the caller's (time-major) order the top layer writes straight into args.out (backward
   // does not read it): copying a finished output over cost 4% of a mid-sized forward, and its
   // buffer as much memory again.
@@ -412,6 +425,7 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     for (Index d = 0; d < dirs; ++d) {
       DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, options.n_threads);
       c.zero_start = args.h0 == nullptr;
+      c.after_pause = after_pause;
       auto& dir_tape =
           options.training ? tape.layers[static_cast<std::size_t>(l)].directions[static_cast<std::size_t>(d)]
                            : scratch.direction;
@@ -437,6 +451,7 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     input = out;
   }
   if (!direct) from_time_major(input, args.out, steps, batch, dirs * h, options.batch_first);
+  tape.pace.call_ended();
 }
 
 template <class T>
@@ -451,10 +466,12 @@ void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, 
   ws.input.resize(static_cast<std::size_t>(state_size));
   if (spec.cell == CellKind::Gru) ws.extra.resize(static_cast<std::size_t>(state_size));
 
+  // A step's splits do not change its results: after a pause, a small step runs on this thread.
+  const int threads = ws.pace.after_pause() && call_flops(spec, 1, batch) <= kMaxFlopsAfterPause ? 1 : n_threads;
   const T* input = args.x;
   for (Index l = 0; l < spec.num_layers; ++l) {
-    const DirectionContext<T> c(spec, 1, batch, l, 0, args.params, nullptr, n_threads);
-    project_inputs(c, input, ws.gates.data());
+    const DirectionContext<T> c(spec, 1, batch, l, 0, args.params, nullptr, threads);
+    project_inputs(c, input, ws.gates.data(), threads);
     const T* h_prev = args.h0 != nullptr ? args.h0 + l * state_size : nullptr;
     if (h_prev == nullptr) {
       std::fill_n(args.h_n + l * state_size, state_size, T(0));  // zero state, read below
@@ -488,6 +505,7 @@ void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, 
     input = args.h_n + l * state_size;
   }
   std::copy_n(args.h_n + (spec.num_layers - 1) * state_size, state_size, args.out);
+  ws.pace.call_ended();
 }
 
 namespace layer_ops {

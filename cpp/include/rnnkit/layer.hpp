@@ -10,6 +10,7 @@
 
 #include "rnnkit/layer_args.hpp"
 #include "rnnkit/packed_gemm.hpp"
+#include "rnnkit/parallel.hpp"
 #include "rnnkit/spec.hpp"
 #include "rnnkit/tensor.hpp"
 
@@ -106,6 +107,7 @@ struct Tape {
   std::vector<std::uint8_t> active;  // [T, B]; empty when every sequence spans all T steps
   std::vector<Layer> layers;         // training only (an inference call leaves them for reuse)
   Scratch scratch;
+  CallPace pace;                     // when the last forward ended
   std::mutex busy;                   // held by the call using the tape (callers that share tapes)
 };
 
@@ -117,6 +119,7 @@ struct StepWorkspace {
   AlignedVector<T> rec;     // [B, GH]
   AlignedVector<T> input;   // [B, H] the layer below's new state
   AlignedVector<T> extra;   // [B, H] GRU
+  CallPace pace;            // when the last step ended
 };
 
 /// Arrays of a step call: one time step of a unidirectional stack for a batch.

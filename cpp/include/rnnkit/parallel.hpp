@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 
 #include "rnnkit/tensor.hpp"
 
@@ -46,5 +47,27 @@ void parallel_blocks(Index n, int threads, Index align, const Body& body) {
   body(Index{0}, n);
 #endif
 }
+
+/// When the calls of one workspace end, to tell whether the next follows a pause. After a
+/// parallel region OpenMP's worker threads spin for a while (libgomp: GOMP_SPINCOUNT, 300,000
+/// rounds, about 5 ms on a Zen 3 core), then sleep, and a region that must wake them can cost
+/// far more than a small call's work: on a 2-vCPU VM, where the woken worker was put on the
+/// core of the thread that woke it and each spun in OpenMP's barrier for the other, a 0.2 ms
+/// forward took 4-8 ms when called every 20 ms (bench/NOTES.md, 2026-11-29 stop 29).
+class CallPace {
+ public:
+  /// Whether the last call ended longer ago than the workers surely spin (or no call has).
+  bool after_pause() const noexcept { return Clock::now() - last_end_ > kWorkersSpin; }
+  void call_ended() noexcept { last_end_ = Clock::now(); }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::microseconds kWorkersSpin{1000};
+  Clock::time_point last_end_{};
+};
+
+/// Up to this many floating-point operations (0.3-0.6 ms on one core), a call that follows a
+/// pause leaves the workers asleep wherever its results do not depend on the thread count.
+inline constexpr double kMaxFlopsAfterPause = 30e6;
 
 RNNKIT_END_NAMESPACE
