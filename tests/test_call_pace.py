@@ -3,9 +3,10 @@
 A parallel region must wake OpenMP's workers once they have slept (libgomp lets them spin
 for a few ms after a region). On the 2-vCPU VMs of bench/NOTES.md (2026-11-29, stop 29) that
 cost 4-8 ms for a 0.2-0.4 ms call made every 20 ms, so a small inference call or step that
-follows a pause of over 1 ms runs on the calling thread where its splits do not change its
-results. These tests check both halves: no worker is woken (on Linux, where a process's
-threads can be counted), and a call after a pause equals one made right after another.
+follows a pause of over 1 ms runs on the calling thread: the column splits it does not make
+(they change no bits), the batch and unit splits' parts it runs one after another. These tests
+check both halves: no worker is woken (on Linux, where a process's threads can be counted),
+and a call after a pause equals one made right after another, bit for bit.
 """
 import os
 import subprocess
@@ -45,12 +46,16 @@ def test_small_calls_after_a_pause_wake_no_worker_thread():
 
         x = np.random.default_rng(0).standard_normal((100, 1, 32)).astype(np.float32)
         layer = rnnkit.LSTM(32, 64, n_threads=2, seed=0)  # its input projection splits at 2 threads
+        units = rnnkit.GRU(32, 200, n_threads=2, seed=0)  # B=3: the hidden units split at 2 threads
+        x3 = np.ones((10, 3, 32), np.float32)
         step_layer = rnnkit.LSTM(256, 256, n_threads=2, seed=0)
         x_t = np.ones((1, 256), np.float32)
         before = threads()
         for _ in range(3):
             time.sleep(PAUSE)
             layer.forward(x)
+            time.sleep(PAUSE)
+            units.forward(x3)
             time.sleep(PAUSE)
             step_layer.step(x_t)
         after_pauses = threads()
@@ -69,8 +74,8 @@ def test_small_calls_after_a_pause_wake_no_worker_thread():
 SHAPES = [
     # (cell, B, T, D, H, layers, bidirectional), all small enough for the rule. The first three
     # split only their input projections at 2 threads. The unit split (B=3, H=200) and the batch
-    # split (B >= 8) give other bits at other thread counts, so such a call keeps its threads
-    # after a pause too: running the B=3 rows on one thread makes them fail.
+    # split (B >= 8) give other bits at other thread counts, so after a pause such a call runs
+    # the same parts, one after another: running the B=3 rows as one part makes them fail.
     ("LSTM", 1, 100, 32, 64, 1, False),
     ("GRU", 1, 60, 32, 128, 2, False),
     ("RNN", 2, 50, 64, 64, 1, True),

@@ -378,6 +378,7 @@ struct LoopPlan {
   int step_threads = 1;   // threads splitting each step's recurrent product by columns
   int unit_threads = 1;   // forward: threads each owning a slice of the hidden units for the whole loop
   int other_threads = 1;  // for the input projection and for packing or comparing weights
+  bool on_this_thread = false;  // the batch or unit split's parts run here, one after another
 };
 
 /// Splitting the batch needs no synchronisation between steps, so it is preferred; each step's
@@ -394,23 +395,26 @@ LoopPlan plan_loop(const DirectionContext<T>& c) {
   plan.other_threads = c.n_threads;
   if (c.batch >= 2 * kMinRowsPerThread) {
     plan.batch_threads = static_cast<int>(std::min<Index>(c.n_threads, c.batch / kMinRowsPerThread));
-    return plan;
+  } else {
+    // The backward splits each large step's product by columns, a parallel region per step
+    // (smaller steps ran slower than on one thread, bench/NOTES.md 2026-11-25).
+    if (step_flops >= kMinStepFlops) plan.step_threads = threads_for(step_flops, c.gate_width() / 16, c.n_threads);
+    // The forward splits the hidden units between threads for the whole time loop: one barrier
+    // per step, no parallel region per step, and the cell runs on every thread. A per-step
+    // barrier stalls whenever a thread loses its core: on 2026-11-25, in the benchmark's process
+    // (other thread pools alive), steps under 4 MFLOP were bimodal; on 2026-11-27, two
+    // alternating runs from 0.5 MFLOP were steady and up to 1.8x faster; once each thread's
+    // gates were one product, from 0.25 MFLOP 1.4-1.8x faster, and slower at 0.13 for a tanh
+    // RNN (bench/NOTES.md).
+    if (step_flops >= kMinUnitStepFlops) {
+      plan.unit_threads = static_cast<int>(std::min<Index>(c.n_threads, c.hidden() / kUnitBlock));
+    }
   }
-  // The backward splits each large step's product by columns, a parallel region per step
-  // (smaller steps ran slower than on one thread, bench/NOTES.md 2026-11-25).
-  if (step_flops >= kMinStepFlops) plan.step_threads = threads_for(step_flops, c.gate_width() / 16, c.n_threads);
-  // The forward splits the hidden units between threads for the whole time loop: one barrier per
-  // step, no parallel region per step, and the cell runs on every thread. A per-step barrier
-  // stalls whenever a thread loses its core: on 2026-11-25, in the benchmark's process (other
-  // thread pools alive), steps under 4 MFLOP were bimodal; on 2026-11-27, two alternating runs
-  // from 0.5 MFLOP were steady and up to 1.8x faster; once each thread's gates were one product,
-  // from 0.25 MFLOP 1.4-1.8x faster, and slower at 0.13 for a tanh RNN (bench/NOTES.md).
-  if (step_flops >= kMinUnitStepFlops) {
-    plan.unit_threads = static_cast<int>(std::min<Index>(c.n_threads, c.hidden() / kUnitBlock));
-  }
-  // The batch and unit splits change a row's bits (its rows take other kernels); the others
-  // do not. Without those two, a small call after a pause runs on this thread alone.
-  if (c.after_pause && plan.unit_threads <= 1) {
+  // A small call after a pause keeps the batch or unit split's parts, whose rows take other
+  // kernels than one whole product would (other bits), but runs them all on this thread; the
+  // column splits, which change no bits, it does not make.
+  if (c.after_pause) {
+    plan.on_this_thread = true;
     plan.step_threads = 1;
     plan.other_threads = 1;
   }

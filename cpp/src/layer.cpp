@@ -8,6 +8,7 @@
 #include "rnnkit/layer.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -106,134 +107,181 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   }
 }
 
-/// Forward time loop with the hidden units split between `threads` (small batches): each thread
-/// owns units [j0, j1) of every gate for the whole loop, so it computes its slice of each step's
-/// recurrent product (from its own rows of W_hh, packed once, or a matrix-vector product for one
-/// sequence) and its units' cell update; a barrier per step makes the new state whole. With
-/// `input` (else projected up front) each thread also projects its units' gates,
-/// projection_chunk_rows() rows at a time, from its own rows of W_ih, packed once. States go where
-/// `layout` puts them; only `training` writes the activated gates and GRU's extra values back.
+/// One of forward_units' parts of the hidden units: units [j0, j1) of every gate, with its
+/// rows of W_hh (and of W_ih) and its buffers, and its share of each step.
 template <class T>
-void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int threads,
-                   typename Tape<T>::Packed& cache, const T* input, const StateLayout<T>& layout, bool training) {
-  const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width(), gates = c.spec.gates();
-  const Index dirs = c.spec.directions(), state_size = batch * h, blocks = (h + kUnitBlock - 1) / kUnitBlock;
-  const bool lstm = c.spec.cell == CellKind::Lstm;
-  const bool gru = c.spec.cell == CellKind::Gru;
-  const bool keep_gates = training && !c.spec.simple_rnn();  // for backward, as forward_direction keeps them
-  cache.hh_units.resize(static_cast<std::size_t>(threads));  // each thread fills its own entry
-  if (input != nullptr) cache.ih_units.resize(cache.hh_units.size());
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-  {
-#ifdef _OPENMP
-    const Index id = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const Index id = 0, nt = 1;
-#endif
-    const Index j0 = std::min(h, blocks * id / nt * kUnitBlock);
-    const Index j1 = std::min(h, blocks * (id + 1) / nt * kUnitBlock);
-    const Index nj = j1 - j0, width = gates * nj;
-    // This thread's rows of W_hh, gate by gate (gate k's units [j0, j1) are rows
+class UnitPart {
+ public:
+  UnitPart(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output,
+           typename Tape<T>::Packed& cache, const T* input, const StateLayout<T>& layout, bool training,
+           Index part, Index parts)
+      : c_(c), tape_(tape), output_(output), input_(input), layout_(layout), training_(training) {
+    const Index h = c.hidden(), batch = c.batch, gates = c.spec.gates();
+    const Index blocks = (h + kUnitBlock - 1) / kUnitBlock;
+    j0_ = std::min(h, blocks * part / parts * kUnitBlock);
+    nj_ = std::min(h, blocks * (part + 1) / parts * kUnitBlock) - j0_;
+    width_ = gates * nj_;
+    // This part's rows of W_hh, gate by gate (gate k's units [j0, j1) are rows
     // [k*H + j0, k*H + j1)), packed as one matrix: a step's slice of the recurrent product, laid
     // out [B, gates * nj] as the cell takes it, is one product (bench/NOTES.md, 2026-11-27 late).
-    const PackedRows<T>* packed = nullptr;
-    const auto slice_bytes = static_cast<std::size_t>(gates * nj * h) * sizeof(T);
-    if (nj > 0 && (batch > kMaxGemvRows || worth_packing(steps, batch, slice_bytes))) {
-      packed = &packed_row_groups(cache.hh_units[static_cast<std::size_t>(id)], c.w_hh + j0 * h, gates, h, nj, h,
-                                  cache.keep);
+    const auto slice_bytes = static_cast<std::size_t>(width_ * h) * sizeof(T);
+    const auto p = static_cast<std::size_t>(part);
+    if (nj_ > 0 && (batch > kMaxGemvRows || worth_packing(c.steps, batch, slice_bytes))) {
+      packed_ = &packed_row_groups(cache.hh_units[p], c.w_hh + j0_ * h, gates, h, nj_, h, cache.keep);
+      scratch_.resize(static_cast<std::size_t>(PackedRows<T>::scratch_size(batch)));
     }
-    AlignedVector<T> scratch(static_cast<std::size_t>(packed == nullptr ? 0 : PackedRows<T>::scratch_size(batch)));
-    // The same rows of W_ih, for projecting `chunk` steps of this thread's gates at a time into
-    // a buffer of its own, [chunk * B, gates * nj]: each step's rows of it are that step's gates.
-    const PackedRows<T>* packed_ih = nullptr;
-    if (nj > 0 && input != nullptr) {
-      packed_ih = &packed_row_groups(cache.ih_units[static_cast<std::size_t>(id)], c.w_ih + j0 * c.input_width,
-                                     gates, h, nj, c.input_width, cache.keep);
+    // The same rows of W_ih, for projecting `chunk` steps of this part's gates at a time into a
+    // buffer of its own, [chunk * B, gates * nj]: each step's rows of it are that step's gates.
+    if (nj_ > 0 && input != nullptr) {
+      packed_ih_ = &packed_row_groups(cache.ih_units[p], c.w_ih + j0_ * c.input_width, gates, h, nj_,
+                                      c.input_width, cache.keep);
+      chunk_ = std::max<Index>(1, projection_chunk_rows<T>(width_, c.input_width) / batch);
+      ih_scratch_.resize(static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk_ * batch)));
+      chunk_gates_.resize(static_cast<std::size_t>(chunk_ * batch * width_));
+    } else {
+      gate_slice_.resize(static_cast<std::size_t>(batch * width_));
     }
-    const Index chunk = std::max<Index>(1, projection_chunk_rows<T>(width, c.input_width) / batch);
-    AlignedVector<T> ih_scratch(
-        packed_ih == nullptr ? 0 : static_cast<std::size_t>(PackedRows<T>::scratch_size(chunk * batch)));
-    AlignedVector<T> chunk_gates(packed_ih == nullptr ? 0 : static_cast<std::size_t>(chunk * batch * width));
-    AlignedVector<T> gate_slice(packed_ih == nullptr ? static_cast<std::size_t>(batch * width) : 0);
-    AlignedVector<T> rec(static_cast<std::size_t>(batch * width));
-    AlignedVector<T> h_prev(static_cast<std::size_t>(batch * nj)), h_next(h_prev.size());
-    AlignedVector<T> c_prev(lstm ? h_prev.size() : 0), c_next(c_prev.size()), extra(gru ? h_prev.size() : 0);
-    // The biases of this thread's gate columns, in the same order.
-    const auto gathered = [&](const T* b) {
-      AlignedVector<T> out(b != nullptr ? static_cast<std::size_t>(width) : 0);
-      for (Index k = 0; k < gates && b != nullptr; ++k) std::copy_n(b + k * h + j0, nj, out.data() + k * nj);
-      return out;
-    };
-    const AlignedVector<T> bias = gathered(c.b_hh), bias_ih = gathered(c.b_ih);
+    rec_.resize(static_cast<std::size_t>(batch * width_));
+    h_prev_.resize(static_cast<std::size_t>(batch * nj_));
+    h_next_.resize(h_prev_.size());
+    if (c.spec.cell == CellKind::Lstm) {
+      c_prev_.resize(h_prev_.size());
+      c_next_.resize(h_prev_.size());
+    }
+    if (c.spec.cell == CellKind::Gru) extra_.resize(h_prev_.size());
+    bias_ = gathered(c.b_hh);
+    bias_ih_ = gathered(c.b_ih);
+  }
 
-    ChunkSteps cs{0, 0};
-    for (Index s = 0; s < steps; ++s) {
-      const Index t = c.reverse ? steps - 1 - s : s;
-      const Slots slot = slots(c.reverse, t);
-      const T* states_prev = tape.state_data() + layout.state(slot.prev);
-      // The tape's gates of this step: projected up front, or kept for backward.
-      T* step_gates = packed_ih == nullptr || keep_gates ? tape.gates.data() + t * batch * gh : nullptr;
-      const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t);
-      if (packed_ih != nullptr && s % chunk == 0) {  // this thread's columns of the next chunk's gates
-        cs = chunk_steps(c.reverse, steps, s, chunk);
-        project_rows(*packed_ih, bias_ih.empty() ? nullptr : bias_ih.data(),
-                     input + cs.first * batch * c.input_width, cs.count * batch, chunk_gates.data(), width,
-                     ih_scratch.data());
+  /// This part's share of step s: its slice of the recurrent product and its units' update.
+  void step(Index s) {
+    const DirectionContext<T>& c = c_;
+    const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width(), gates = c.spec.gates();
+    const Index j0 = j0_, nj = nj_, width = width_;
+    const bool lstm = c.spec.cell == CellKind::Lstm;
+    const bool gru = c.spec.cell == CellKind::Gru;
+    const bool keep_gates = training_ && !c.spec.simple_rnn();  // for backward, as forward_direction keeps them
+    const Index t = c.reverse ? steps - 1 - s : s;
+    const Slots slot = slots(c.reverse, t);
+    const T* states_prev = tape_.state_data() + layout_.state(slot.prev);
+    // The tape's gates of this step: projected up front, or kept for backward.
+    T* step_gates = packed_ih_ == nullptr || keep_gates ? tape_.gates.data() + t * batch * gh : nullptr;
+    const std::uint8_t* active = c.active == nullptr ? nullptr : c.active_at(t);
+    if (packed_ih_ != nullptr && s % chunk_ == 0) {  // this part's columns of the next chunk's gates
+      cs_ = chunk_steps(c.reverse, steps, s, chunk_);
+      project_rows(*packed_ih_, bias_ih_.empty() ? nullptr : bias_ih_.data(),
+                   input_ + cs_.first * batch * c.input_width, cs_.count * batch, chunk_gates_.data(), width,
+                   ih_scratch_.data());
+    }
+    if (nj == 0) return;
+    T* my_gates = packed_ih_ != nullptr ? chunk_gates_.data() + (t - cs_.first) * batch * width : gate_slice_.data();
+    if (s == 0 && c.zero_start) {  // a zero state: its product is zero
+      std::fill(rec_.begin(), rec_.end(), T(0));
+    } else if (packed_ != nullptr) {  // rec = h_{t-1} (this part's rows of W_hh)^T
+      packed_->multiply(states_prev, batch, rec_.data(), width, scratch_.data(), 0, packed_->row_blocks());
+    } else {
+      for (Index k = 0; k < gates; ++k) {
+        dot_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, h, batch, rec_.data() + k * nj, width);
       }
-      if (nj > 0) {
-        T* my_gates = packed_ih != nullptr ? chunk_gates.data() + (t - cs.first) * batch * width : gate_slice.data();
-        const bool zero_state = s == 0 && c.zero_start;  // its product is zero
-        if (zero_state) {
-          std::fill(rec.begin(), rec.end(), T(0));
-        } else if (packed != nullptr) {  // rec = h_{t-1} (this thread's rows of W_hh)^T
-          packed->multiply(states_prev, batch, rec.data(), width, scratch.data(), 0, packed->row_blocks());
-        } else {
-          for (Index k = 0; k < gates; ++k) {
-            dot_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, h, batch, rec.data() + k * nj, width);
-          }
-        }
-        for (Index b = 0; b < batch; ++b) {
-          for (Index k = 0; k < gates && packed_ih == nullptr; ++k) {
-            std::copy_n(step_gates + b * gh + k * h + j0, nj, gate_slice.data() + b * width + k * nj);
-          }
-          std::copy_n(states_prev + b * h + j0, nj, h_prev.data() + b * nj);
-          if (lstm) {
-            std::copy_n(tape.cells.data() + layout.state(slot.prev) + b * h + j0, nj, c_prev.data() + b * nj);
-          }
-        }
-        ForwardStep<T> step;
-        step.batch = batch;
-        step.hidden = nj;
-        step.gates = my_gates;
-        step.recurrent = rec.data();
-        step.bias_hh = bias.empty() ? nullptr : bias.data();
-        step.h_prev = h_prev.data();
-        step.h_next = h_next.data();
-        if (lstm) {
-          step.c_prev = c_prev.data();
-          step.c_next = c_next.data();
-        }
-        if (gru) step.extra = extra.data();
-        step.active = active;
-        cell_forward(c.spec.cell, step);
-        for (Index b = 0; b < batch; ++b) {
-          std::copy_n(h_next.data() + b * nj, nj, tape.state_data() + layout.state(slot.next) + b * h + j0);
-          if (lstm) std::copy_n(c_next.data() + b * nj, nj, tape.cells.data() + layout.state(slot.next) + b * h + j0);
-          if (gru && training) std::copy_n(extra.data() + b * nj, nj, tape.extra.data() + t * state_size + b * h + j0);
-          for (Index k = 0; k < gates && keep_gates; ++k) {
-            std::copy_n(my_gates + b * width + k * nj, nj, step_gates + b * gh + k * h + j0);
-          }
-          if (tape.in_output != nullptr || (active != nullptr && active[b] == 0)) continue;  // output stays zero
-          std::copy_n(h_next.data() + b * nj, nj, output + (t * batch + b) * dirs * h + (c.reverse ? h : 0) + j0);
-        }
+    }
+    for (Index b = 0; b < batch; ++b) {
+      for (Index k = 0; k < gates && packed_ih_ == nullptr; ++k) {
+        std::copy_n(step_gates + b * gh + k * h + j0, nj, gate_slice_.data() + b * width + k * nj);
       }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+      std::copy_n(states_prev + b * h + j0, nj, h_prev_.data() + b * nj);
+      if (lstm) {
+        std::copy_n(tape_.cells.data() + layout_.state(slot.prev) + b * h + j0, nj, c_prev_.data() + b * nj);
+      }
+    }
+    ForwardStep<T> step;
+    step.batch = batch;
+    step.hidden = nj;
+    step.gates = my_gates;
+    step.recurrent = rec_.data();
+    step.bias_hh = bias_.empty() ? nullptr : bias_.data();
+    step.h_prev = h_prev_.data();
+    step.h_next = h_next_.data();
+    if (lstm) {
+      step.c_prev = c_prev_.data();
+      step.c_next = c_next_.data();
+    }
+    if (gru) step.extra = extra_.data();
+    step.active = active;
+    cell_forward(c.spec.cell, step);
+    const Index dirs = c.spec.directions(), state_size = batch * h;
+    for (Index b = 0; b < batch; ++b) {
+      std::copy_n(h_next_.data() + b * nj, nj, tape_.state_data() + layout_.state(slot.next) + b * h + j0);
+      if (lstm) std::copy_n(c_next_.data() + b * nj, nj, tape_.cells.data() + layout_.state(slot.next) + b * h + j0);
+      if (gru && training_) std::copy_n(extra_.data() + b * nj, nj, tape_.extra.data() + t * state_size + b * h + j0);
+      for (Index k = 0; k < gates && keep_gates; ++k) {
+        std::copy_n(my_gates + b * width + k * nj, nj, step_gates + b * gh + k * h + j0);
+      }
+      if (tape_.in_output != nullptr || (active != nullptr && active[b] == 0)) continue;  // output stays zero
+      std::copy_n(h_next_.data() + b * nj, nj, output_ + (t * batch + b) * dirs * h + (c.reverse ? h : 0) + j0);
     }
   }
+
+ private:
+  /// The values of `b` (a bias, [GH]) for this part's gate columns, in the same order.
+  AlignedVector<T> gathered(const T* b) const {
+    AlignedVector<T> out(b != nullptr ? static_cast<std::size_t>(width_) : 0);
+    for (Index k = 0; k < c_.spec.gates() && b != nullptr; ++k) {
+      std::copy_n(b + k * c_.hidden() + j0_, nj_, out.data() + k * nj_);
+    }
+    return out;
+  }
+
+  const DirectionContext<T>& c_;
+  typename Tape<T>::Direction& tape_;
+  T* output_;
+  const T* input_;
+  const StateLayout<T>& layout_;
+  bool training_;
+  Index j0_ = 0, nj_ = 0, width_ = 0, chunk_ = 1;
+  const PackedRows<T>* packed_ = nullptr;
+  const PackedRows<T>* packed_ih_ = nullptr;
+  AlignedVector<T> scratch_, ih_scratch_, chunk_gates_, gate_slice_, rec_, h_prev_, h_next_, c_prev_, c_next_, extra_;
+  AlignedVector<T> bias_, bias_ih_;
+  ChunkSteps cs_{0, 0};
+};
+
+/// Forward time loop with the hidden units split into `parts` (small batches): each part owns
+/// units [j0, j1) of every gate for the whole loop, so it computes its slice of each step's
+/// recurrent product (from its own rows of W_hh, packed once, or a matrix-vector product for one
+/// sequence) and its units' cell update. OpenMP's threads take the parts in turn, with a barrier
+/// per step that makes the new state whole; `on_this_thread` runs every part here instead, step
+/// by step, with the same results. With `input` (else projected up front) each part also
+/// projects its units' gates, projection_chunk_rows() rows at a time, from its own rows of W_ih,
+/// packed once. States go where `layout` puts them; only `training` writes the activated gates
+/// and GRU's extra values back.
+template <class T>
+void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int parts,
+                   typename Tape<T>::Packed& cache, const T* input, const StateLayout<T>& layout, bool training,
+                   bool on_this_thread) {
+  cache.hh_units.resize(static_cast<std::size_t>(parts));  // each part fills its own entry
+  if (input != nullptr) cache.ih_units.resize(cache.hh_units.size());
+  const auto run = [&](Index first, Index stride) {
+    std::vector<std::unique_ptr<UnitPart<T>>> mine;
+    for (Index p = first; p < parts; p += stride) {
+      mine.push_back(std::make_unique<UnitPart<T>>(c, tape, output, cache, input, layout, training, p, parts));
+    }
+    for (Index s = 0; s < c.steps; ++s) {
+      for (const auto& part : mine) part->step(s);
+#ifdef _OPENMP
+      if (stride > 1) {
+#pragma omp barrier
+      }
+#endif
+    }
+  };
+#ifdef _OPENMP
+  if (!on_this_thread) {
+#pragma omp parallel num_threads(parts)
+    run(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  run(0, 1);
 }
 
 /// Runs one direction of one layer over all steps, writing its half of `output`
@@ -309,7 +357,8 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   }
 
   if (plan.unit_threads > 1) {
-    forward_units(c, tape, output, plan.unit_threads, cache, units_project ? input : nullptr, layout, training);
+    forward_units(c, tape, output, plan.unit_threads, cache, units_project ? input : nullptr, layout, training,
+                  plan.on_this_thread);
   } else {
     // Over several steps the recurrent weights are packed once instead of by every step's product.
     const PackedRows<T>* w_hh = nullptr;
@@ -317,9 +366,10 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     if (rows > kMaxGemvRows || worth_packing(steps, rows, static_cast<std::size_t>(gh * h) * sizeof(T))) {
       w_hh = &packed_weights(cache.hh, c.w_hh, gh, h, cache.keep, &cache.hh_spare, plan.other_threads);
     }
-    parallel_blocks(batch, plan.batch_threads, 1, [&](Index b0, Index rows) {
-      forward_rows(c, tape, layout, output, b0, rows, plan.step_threads, w_hh, projection);
-    });
+    parallel_blocks(
+        batch, plan.batch_threads, 1,
+        [&](Index b0, Index rows) { forward_rows(c, tape, layout, output, b0, rows, plan.step_threads, w_hh, projection); },
+        plan.on_this_thread);
   }
 
   // Rows past their length carried their state, so the last slot holds each final state.

@@ -22,30 +22,33 @@ inline int threads_for(double flops, Index max_blocks, int n_threads) noexcept {
   return static_cast<int>(std::max<Index>(1, std::min<Index>({static_cast<Index>(n_threads), by_work, max_blocks})));
 }
 
-/// Calls body(begin, count) over [0, n) split into `threads` contiguous blocks whose
-/// boundaries fall on multiples of `align`.
+/// Calls body(begin, count) for each of `threads` contiguous blocks of [0, n) whose boundaries
+/// fall on multiples of `align` (fewer where [0, n) has fewer such pieces). The blocks depend on
+/// `threads` alone: OpenMP's threads take them in turn (all of them, should the region get
+/// fewer threads), and `on_this_thread` runs them here, one after another, waking none.
 template <class Body>
-void parallel_blocks(Index n, int threads, Index align, const Body& body) {
-  if (threads <= 1 || n <= align) {
+void parallel_blocks(Index n, int threads, Index align, const Body& body, bool on_this_thread = false) {
+  const Index pieces = (n + align - 1) / align;
+  const Index blocks = std::min<Index>(std::max(threads, 1), pieces);
+  if (blocks <= 1) {
     body(Index{0}, n);
     return;
   }
-  const Index chunks = (n + align - 1) / align;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-  {
-    const Index t = omp_get_thread_num();
-    const Index nt = omp_get_num_threads();
-    const Index c0 = chunks * t / nt;
-    const Index c1 = chunks * (t + 1) / nt;
-    const Index begin = std::min(n, c0 * align);
-    const Index end = std::min(n, c1 * align);
+  const auto run = [&](Index b) {
+    const Index begin = std::min(n, pieces * b / blocks * align);
+    const Index end = std::min(n, pieces * (b + 1) / blocks * align);
     if (end > begin) body(begin, end - begin);
+  };
+#ifdef _OPENMP
+  if (!on_this_thread) {
+#pragma omp parallel num_threads(static_cast<int>(blocks))
+    {
+      for (Index b = omp_get_thread_num(); b < blocks; b += omp_get_num_threads()) run(b);
+    }
+    return;
   }
-#else
-  (void)chunks;
-  body(Index{0}, n);
 #endif
+  for (Index b = 0; b < blocks; ++b) run(b);
 }
 
 /// When the calls of one workspace end, to tell whether the next follows a pause. After a
@@ -66,8 +69,10 @@ class CallPace {
   Clock::time_point last_end_{};
 };
 
-/// Up to this many floating-point operations (0.3-0.6 ms on one core), a call that follows a
-/// pause leaves the workers asleep wherever its results do not depend on the thread count.
-inline constexpr double kMaxFlopsAfterPause = 30e6;
+/// Up to this many floating-point operations (1.5-3 ms on one core), a call that follows a
+/// pause runs on the calling thread alone. Where idle cores wake fast, such a call may take up
+/// to twice as long as with its threads; on the VMs measured, waking them cost 4-8 ms, and a
+/// split by hidden units, whose every step waits for both threads, up to 30 ms.
+inline constexpr double kMaxFlopsAfterPause = 128e6;
 
 RNNKIT_END_NAMESPACE
