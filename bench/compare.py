@@ -425,7 +425,7 @@ def spaced_table(args) -> int:
     if args.quick:
         inference, steps = [r.quick() for r in inference[:2]], steps[:1]
     libs = ("rnnkit", "frozen", "ort", "torch")
-    lines = [f"| row | threads | " + " | ".join(f"{lib} ms (p90)" for lib in libs) + " | torch/rnnkit | ORT/rnnkit |",
+    lines = ["| row | threads | " + " | ".join(f"{lib} ms (p90)" for lib in libs) + " | torch/rnnkit | ORT/rnnkit |",
              "|---|---:|" + "---:|" * (len(libs) + 2)]
 
     def add_line(name: str, threads: int, times: Dict[str, List[float]]) -> None:
