@@ -77,8 +77,8 @@ struct DirectionContext {
   /// The state before the first step is zero (no initial state given): that step's recurrent
   /// product is zero, and the forward skips it.
   bool zero_start = false;
-  /// A small inference call after a pause (CallPace): what it can run on one thread without
-  /// changing its results, it runs there, and leaves OpenMP's workers asleep.
+  /// A small inference call after a pause (CallPace): it runs on the calling thread alone,
+  /// with the same results, and leaves OpenMP's workers asleep (plan_loop).
   bool after_pause = false;
 
   Index hidden() const noexcept { return spec.hidden_size; }
