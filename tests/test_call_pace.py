@@ -98,6 +98,23 @@ def test_forward_after_a_pause_equals_back_to_back(cell, B, T, D, H, layers, bid
         np.testing.assert_array_equal(np.asarray(h_quiet), np.asarray(h_hot))
 
 
+@pytest.mark.parametrize("cell, B, H", [("LSTM", 3, 200), ("GRU", 9, 64), ("LSTM", 1, 64)])
+def test_forward_with_lengths_and_state_after_a_pause_equals_back_to_back(cell, B, H):
+    # Ragged batches (rows past their length carry their state) from a given initial state, in
+    # the unit split (B=3), the batch split (B=9) and a projection split (B=1).
+    m = getattr(rnnkit, cell)(24, H, num_layers=2, n_threads=2, seed=7)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((12, B, 24)).astype(np.float32)
+    lengths = rng.integers(1, 13, B)
+    h0 = rng.standard_normal((2, B, H)).astype(np.float32)
+    state = (h0, rng.standard_normal((2, B, H)).astype(np.float32)) if cell == "LSTM" else h0
+    (y_quiet, s_quiet), (y_hot, s_hot) = _after_pause_and_back_to_back(
+        lambda: m.forward(x, state, lengths=lengths))
+    np.testing.assert_array_equal(y_quiet, y_hot)
+    for a, b in zip(_arrays(s_quiet), _arrays(s_hot)):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("cell, H", [("LSTM", 256), ("GRU", 512), ("RNN", 1024)])
 def test_step_after_a_pause_equals_back_to_back(cell, H):
     m = getattr(rnnkit, cell)(H, H, num_layers=2, n_threads=2, seed=5)
