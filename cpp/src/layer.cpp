@@ -366,10 +366,10 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
     if (rows > kMaxGemvRows || worth_packing(steps, rows, static_cast<std::size_t>(gh * h) * sizeof(T))) {
       w_hh = &packed_weights(cache.hh, c.w_hh, gh, h, cache.keep, &cache.hh_spare, plan.other_threads);
     }
-    parallel_blocks(
-        batch, plan.batch_threads, 1,
-        [&](Index b0, Index rows) { forward_rows(c, tape, layout, output, b0, rows, plan.step_threads, w_hh, projection); },
-        plan.on_this_thread);
+    const auto rows_loop = [&](Index b0, Index rows) {
+      forward_rows(c, tape, layout, output, b0, rows, plan.step_threads, w_hh, projection);
+    };
+    parallel_blocks(batch, plan.batch_threads, 1, rows_loop, plan.on_this_thread);
   }
 
   // Rows past their length carried their state, so the last slot holds each final state.
