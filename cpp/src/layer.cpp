@@ -442,8 +442,7 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     input = dst.data();
   }
   const bool use_dropout = options.training && options.dropout > 0.0;
-  const bool after_pause =
-      !options.training && tape.pace.after_pause() && call_flops(spec, steps, batch) <= kMaxFlopsAfterPause;
+  const bool after_pause = !options.training && tape.pace.alone(call_flops(spec, steps, batch));
   // In the caller's (time-major) order the top layer writes straight into args.out (backward
   // does not read it): copying a finished output over cost 4% of a mid-sized forward, and its
   // buffer as much memory again.
@@ -517,7 +516,7 @@ void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, 
   if (spec.cell == CellKind::Gru) ws.extra.resize(static_cast<std::size_t>(state_size));
 
   // A step's splits do not change its results: after a pause, a small step runs on this thread.
-  const int threads = ws.pace.after_pause() && call_flops(spec, 1, batch) <= kMaxFlopsAfterPause ? 1 : n_threads;
+  const int threads = ws.pace.alone(call_flops(spec, 1, batch)) ? 1 : n_threads;
   const T* input = args.x;
   for (Index l = 0; l < spec.num_layers; ++l) {
     const DirectionContext<T> c(spec, 1, batch, l, 0, args.params, nullptr, threads);

@@ -59,20 +59,22 @@ void parallel_blocks(Index n, int threads, Index align, const Body& body, bool o
 /// forward took 4-8 ms when called every 20 ms (bench/NOTES.md, 2026-11-29 stop 29).
 class CallPace {
  public:
-  /// Whether the last call ended longer ago than the workers surely spin (or no call has).
-  bool after_pause() const noexcept { return Clock::now() - last_end_ > kWorkersSpin; }
+  /// Whether a call of `flops` floating-point operations should run on the calling thread
+  /// alone: a small one, after the last call ended longer ago than the workers surely spin (or
+  /// before any call).
+  bool alone(double flops) const noexcept {
+    return flops <= kMaxFlops && Clock::now() - last_end_ > kWorkersSpin;
+  }
   void call_ended() noexcept { last_end_ = Clock::now(); }
 
  private:
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::microseconds kWorkersSpin{1000};
+  /// 1.5-3 ms on one core. Where idle cores wake fast, such a call may take up to twice as long
+  /// as with its threads; on the VMs measured, waking them cost 4-8 ms, and a split by hidden
+  /// units, whose every step waits for both threads, up to 30 ms.
+  static constexpr double kMaxFlops = 128e6;
   Clock::time_point last_end_{};
 };
-
-/// Up to this many floating-point operations (1.5-3 ms on one core), a call that follows a
-/// pause runs on the calling thread alone. Where idle cores wake fast, such a call may take up
-/// to twice as long as with its threads; on the VMs measured, waking them cost 4-8 ms, and a
-/// split by hidden units, whose every step waits for both threads, up to 30 ms.
-inline constexpr double kMaxFlopsAfterPause = 128e6;
 
 RNNKIT_END_NAMESPACE
