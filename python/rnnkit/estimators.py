@@ -69,7 +69,9 @@ class RNNClassifier(_RNNBase):
     n_threads : int or None
         Threads for the C++ core. None: OpenMP's maximum, lowered to a worker's budget inside
         joblib / Dask / Ray workers (``OMP_NUM_THREADS`` as set now, threadpoolctl limits, one
-        thread in a joblib worker thread; see ``rnnkit._threads``).
+        thread in a joblib worker thread; see ``rnnkit._threads``). A small prediction (up to
+        128 MFLOP) made more than 1 ms after the previous one runs on the calling thread, with
+        the same results, instead of waking OpenMP's workers.
     dtype : {"float32", "float64"}
     device : {"cpu", "cuda", "cuda:N"}
         Where each batch's forward and backward pass runs (see :mod:`rnnkit.cuda`); the
