@@ -100,10 +100,12 @@ struct DirectionContext {
   }
 };
 
-/// Bytes of W_hh up to which a packed product with 1 or 4 rows beats dot_rows by enough to pay
-/// for packing (or, for a trainable layer's kept packing, for comparing the weights with their
-/// copy, which reads twice as much and costs about as much).
+/// Bytes of W_hh up to which a packed product with 1 row beats dot_rows by enough to pay for
+/// packing (or, for a trainable layer's kept packing, for comparing the weights with their
+/// copy, which reads twice as much and costs about as much); with 4 rows, while W_hh stays in
+/// L2 (512 KB on Zen 2-3, 1-2 MB on Zen 4 and Intel's server cores).
 inline constexpr std::size_t kPackingPaysBytes = std::size_t{256} << 10;
+inline constexpr std::size_t kFourRowPackingPaysBytes = std::size_t{512} << 10;
 
 /// Whether packing W_hh (`w_bytes`, the rows this product uses) once per call (PackedRows) pays
 /// over `steps` products with `rows` rows each (callers pack always above kMaxGemvRows rows).
@@ -112,14 +114,14 @@ inline constexpr std::size_t kPackingPaysBytes = std::size_t{256} << 10;
 /// W 1024 x 256 14.6 / 14.6, 23 / 31, 22 / 45, 27 / 23 us, packing 44 us; W 2048 x 512 60 / 65,
 /// 93 / 121, 88 / 189, 101 / 95 us, packing 250 us. So up to three rows never pack; four pack
 /// over 8 steps or more while W_hh stays in L2, beyond it (where both stream W from L3 and the
-/// packed product saves a few %) over 64 steps; one row packs over 64 steps, in L2 only. The
-/// choice depends on the shapes alone, never on whether the weights are frozen: a frozen copy
-/// gives the same bits as its layer.
+/// packed product saves a few %) over 64 steps; one row packs over 64 steps, up to 256 KB only
+/// (at 400-430 KB, B=1 T=100 ran 5-9% slower packed, while B=4 T=25 ran 2-11% faster: stop 29).
+/// The choice depends on the shapes alone, never on whether the weights are frozen: a frozen
+/// copy gives the same bits as its layer.
 inline bool worth_packing(Index steps, Index rows, std::size_t w_bytes) noexcept {
   constexpr Index kFourRowSteps = 8, kLongSteps = 64;
-  const bool in_l2 = w_bytes <= kPackingPaysBytes;
-  if (rows >= 4) return steps >= kFourRowSteps && (in_l2 || steps >= kLongSteps);
-  return rows == 1 && steps >= kLongSteps && in_l2;
+  if (rows >= 4) return steps >= kFourRowSteps && (w_bytes <= kFourRowPackingPaysBytes || steps >= kLongSteps);
+  return rows == 1 && steps >= kLongSteps && w_bytes <= kPackingPaysBytes;
 }
 
 /// The same for W_hh^T in backward, where the unpacked product is Eigen's vector-matrix product
