@@ -115,7 +115,7 @@ inline constexpr std::size_t kFourRowPackingPaysBytes = std::size_t{512} << 10;
 /// 93 / 121, 88 / 189, 101 / 95 us, packing 250 us. So up to three rows never pack; four pack
 /// over 8 steps or more while W_hh stays in L2, beyond it (where both stream W from L3 and the
 /// packed product saves a few %) over 64 steps; one row packs over 64 steps, up to 256 KB only
-/// (at 400-430 KB, B=1 T=100 ran 5-9% slower packed, while B=4 T=25 ran 2-11% faster: stop 29).
+/// (at 400-430 KB, B=1 T=100 ran up to 11% slower packed, B=4 T=25 2-11% faster: stop 29).
 /// The choice depends on the shapes alone, never on whether the weights are frozen: a frozen
 /// copy gives the same bits as its layer.
 inline bool worth_packing(Index steps, Index rows, std::size_t w_bytes) noexcept {
