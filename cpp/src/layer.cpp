@@ -257,7 +257,7 @@ class UnitPart {
 template <class T>
 void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& tape, T* output, int parts,
                    typename Tape<T>::Packed& cache, const T* input, const StateLayout<T>& layout, bool training,
-                   bool on_this_thread) {
+                   [[maybe_unused]] bool on_this_thread) {
   cache.hh_units.resize(static_cast<std::size_t>(parts));  // each part fills its own entry
   if (input != nullptr) cache.ih_units.resize(cache.hh_units.size());
   const auto run = [&](Index first, Index stride) {

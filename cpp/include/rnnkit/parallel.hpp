@@ -27,7 +27,8 @@ inline int threads_for(double flops, Index max_blocks, int n_threads) noexcept {
 /// `threads` alone: OpenMP's threads take them in turn (all of them, should the region get
 /// fewer threads), and `on_this_thread` runs them here, one after another, waking none.
 template <class Body>
-void parallel_blocks(Index n, int threads, Index align, const Body& body, bool on_this_thread = false) {
+void parallel_blocks(Index n, int threads, Index align, const Body& body,
+                     [[maybe_unused]] bool on_this_thread = false) {
   const Index pieces = (n + align - 1) / align;
   const Index blocks = std::min<Index>(std::max(threads, 1), pieces);
   if (blocks <= 1) {
