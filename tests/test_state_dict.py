@@ -116,6 +116,19 @@ def test_load_state_dict_extra_key(cell, extra):
         m.load_state_dict(sd)
 
 
+@pytest.mark.parametrize("strict", [True, False])
+def test_load_state_dict_names_lstm_projections(strict):
+    """PyTorch's LSTM(proj_size=P) state: refused by name, strict or not, and nothing changes."""
+    torch = pytest.importorskip("torch")
+    src = torch.nn.LSTM(D, H, num_layers=2, proj_size=3, bidirectional=True)
+    sd = {k: v.detach().numpy() for k, v in src.state_dict().items()}
+    m = rnnkit.LSTM(D, H, num_layers=2, bidirectional=True, seed=1)
+    before = m.state_dict()
+    with pytest.raises(ValueError, match=r"weight_hr_l0.*proj_size"):
+        m.load_state_dict(sd, strict=strict)
+    assert all(np.array_equal(before[k], v) for k, v in m.state_dict().items())
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("key", ["weight_ih_l0", "weight_hh_l1", "bias_hh_l1"])
 @pytest.mark.parametrize("how", ["transposed", "extra_row", "flattened", "scalar"])

@@ -183,7 +183,8 @@ class _Recurrent:
         Raises
         ------
         ValueError
-            A key is missing or unexpected (``strict``), a shape differs, or a value is not finite.
+            A key is missing or unexpected (``strict``), a shape differs, or a value is not finite;
+            and for the projection weights of PyTorch's ``LSTM(proj_size=...)``, which rnnkit lacks.
         TypeError
             A value is not a real floating-point array.
         """
@@ -192,6 +193,12 @@ class _Recurrent:
             raise TypeError(f"state_dict must be a mapping of name -> array, got {type(state_dict).__name__}")
         missing = [k for k in self._params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in self._params]
+        projections = [k for k in unexpected if str(k).startswith("weight_hr_l")]
+        if projections:  # with strict=False too: its weight_hh has P columns, not hidden_size
+            raise ValueError(
+                f"state_dict holds {projections}: an LSTM with projections (PyTorch's proj_size), which rnnkit's "
+                "LSTM does not have"
+            )
         if strict and (missing or unexpected):
             raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
         staged = {}
