@@ -64,13 +64,15 @@ def test_model_calls_match_the_cpu_engine(device, case, dtype):
     dev_predict, dev_loss = _model_calls(_Owner(), spec, dtype, rnnkit.cuda.parse_device(device))
     assert_close_rel(dev_predict(spec, params, x, lens, 1), cpu_predict(spec, params, x, lens, 1), RTOL[dtype],
                      "predict")
-    for dropout, key in ((0.0, 0), (0.4, 1234)):
+    weights = rng.uniform(0.5, 2.0, B).astype(dtype)
+    weights[1] = 0.0  # a sequence that does not count
+    for dropout, key, w in ((0.0, 0, None), (0.4, 1234, None), (0.0, 0, weights), (0.4, 1234, weights)):
         g_cpu = np.zeros_like(params)
         g_dev = np.full_like(params, 7.0)  # overwritten, not accumulated
-        l_cpu = cpu_loss(spec, params, x, lens, labels, values, g_cpu, dropout, key, 1)
-        l_dev = dev_loss(spec, params, x, lens, labels, values, g_dev, dropout, key, 1)
+        l_cpu = cpu_loss(spec, params, x, lens, labels, values, g_cpu, dropout, key, 1, weights=w)
+        l_dev = dev_loss(spec, params, x, lens, labels, values, g_dev, dropout, key, 1, weights=w)
         assert l_dev == pytest.approx(l_cpu, rel=RTOL[dtype])
-        assert_close_rel(g_dev, g_cpu, RTOL[dtype], f"gradients (dropout {dropout})")
+        assert_close_rel(g_dev, g_cpu, RTOL[dtype], f"gradients (dropout {dropout}, weights {w})")
 
 
 def test_device_model_rejects_bad_labels(device):

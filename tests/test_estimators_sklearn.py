@@ -38,7 +38,13 @@ _EXPECTED_FAILED: dict[str, dict[str, str]] = {
 
 
 def _expected_failed_checks(estimator):
-    return _EXPECTED_FAILED[type(estimator).__name__]
+    failed = dict(_EXPECTED_FAILED[type(estimator).__name__])
+    if estimator.early_stopping:
+        # The held-out sequences are drawn from the rows given: repeating a sequence three times
+        # changes the split (and what is trained on), where giving it weight 3 does not.
+        failed["check_sample_weight_equivalence_on_dense_data"] = (
+            "early stopping holds out a random fraction of the rows, which repeated rows change")
+    return failed
 
 
 # check_methods_subset_invariance compares predict(X) with predict on each sample alone at
@@ -49,7 +55,12 @@ def _expected_failed_checks(estimator):
 # float64 (same settings otherwise), where it holds with room to spare; their float32 batch
 # independence is checked at float32's tolerance in
 # test_determinism.py::test_estimator_predictions_do_not_depend_on_the_batch.
-_CHECKS_IN_FLOAT64 = {"check_methods_subset_invariance"}
+#
+# check_sample_weight_equivalence_on_dense_data fits integer weights against repeated rows and
+# compares predictions at rtol=1e-7; its 15 samples (about 30 repeated) fit in one batch of 32,
+# where a weighted mean and a mean over repeated rows are the same loss, so the fits agree up to
+# the order of the sums: to 1e-6 relative in float32, bit-close in float64 (where it must hold).
+_CHECKS_IN_FLOAT64 = {"check_methods_subset_invariance", "check_sample_weight_equivalence_on_dense_data"}
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks, xfail_strict=True)

@@ -114,18 +114,18 @@ void register_device_model(py::module_& m, const std::string& suffix) {
           "loss_and_grad",
           [](Model& model, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,
              const std::optional<Ints>& labels, const std::optional<Array<T>>& values, Array<T>& grads,
-             double dropout, std::uint64_t dropout_key) {
+             double dropout, std::uint64_t dropout_key, const std::optional<Array<T>>& weights) {
             const rnnkit::ModelSpec& spec = model.spec();
             expect_param_count(spec, params, "params");
             expect_param_count(spec, grads, "grads");
             const auto b = batch_of<T>(spec, x, lengths);
-            const rnnkit::Targets<T> targets = targets_of<T>(spec, b, labels, values);
+            const rnnkit::Targets<T> targets = targets_of<T>(spec, b, labels, values, weights);
             T* g = grads.mutable_data();
             py::gil_scoped_release release;
             return model.loss_and_grad(params.data(), b, targets, g, dropout, dropout_key);
           },
           py::arg("params"), py::arg("x"), py::arg("lengths"), py::arg("labels"), py::arg("values"),
-          py::arg("grads").noconvert(), py::arg("dropout"), py::arg("dropout_key"),
+          py::arg("grads").noconvert(), py::arg("dropout"), py::arg("dropout_key"), py::arg("weights") = py::none(),
           "As rnnkit's model_loss_and_grad, on the device. Returns the batch's mean loss.");
 }
 

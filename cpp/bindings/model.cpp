@@ -162,11 +162,12 @@ void register_dtype(py::module_& m, const std::string& suffix) {
   m.def(("model_loss_and_grad_" + suffix).c_str(),
         [](const ModelSpec& spec, const Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,
            const std::optional<Ints>& labels, const std::optional<Array<T>>& values, Array<T>& grads,
-           double dropout, std::uint64_t dropout_key, int n_threads, py::object workspace) {
+           double dropout, std::uint64_t dropout_key, int n_threads, py::object workspace,
+           const std::optional<Array<T>>& weights) {
           expect_param_count(spec, params, "params");
           expect_param_count(spec, grads, "grads");
           const auto b = batch_of<T>(spec, x, lengths);
-          const rnnkit::Targets<T> targets = targets_of<T>(spec, b, labels, values);
+          const rnnkit::Targets<T> targets = targets_of<T>(spec, b, labels, values, weights);
           T* g = grads.mutable_data();
           auto [claimed, lock] = claim<Workspace>(std::move(workspace));
           Workspace& ws = claimed.template cast<Workspace&>();
@@ -175,8 +176,9 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         },
         py::arg("spec"), py::arg("params"), py::arg("x"), py::arg("lengths"), py::arg("labels"),
         py::arg("values"), py::arg("grads").noconvert(), py::arg("dropout"), py::arg("dropout_key"),
-        py::arg("n_threads"), py::arg("workspace") = py::none(),
-        "Mean loss and its gradient (into grads); `workspace` (a ModelWorkspace or None) is memory to reuse.");
+        py::arg("n_threads"), py::arg("workspace") = py::none(), py::arg("weights") = py::none(),
+        "Mean loss and its gradient (into grads); `workspace` (a ModelWorkspace or None) is memory to reuse; "
+        "`weights` (B,) of the model's dtype, or None, multiplies each sequence's loss.");
 }
 
 }  // namespace

@@ -70,7 +70,8 @@ rnnkit::Batch<T> batch_of(const rnnkit::ModelSpec& spec, const py::array& x, con
 template <class T>
 rnnkit::Targets<T> targets_of(const rnnkit::ModelSpec& spec, const rnnkit::Batch<T>& b,
                               const std::optional<Ints>& labels,
-                              const std::optional<py::array_t<T, py::array::c_style>>& values) {
+                              const std::optional<py::array_t<T, py::array::c_style>>& values,
+                              const std::optional<py::array_t<T, py::array::c_style>>& weights) {
   const rnnkit::Index rows = spec.readout == rnnkit::Readout::Sequence ? b.batch * b.steps : b.batch;
   rnnkit::Targets<T> targets;
   if (spec.loss == rnnkit::Loss::SoftmaxCrossEntropy) {
@@ -79,6 +80,16 @@ rnnkit::Targets<T> targets_of(const rnnkit::ModelSpec& spec, const rnnkit::Batch
   } else {
     if (!values || values->size() != rows * spec.n_outputs) throw py::value_error("y: wrong number of targets");
     targets.values = values->data();
+  }
+  if (weights) {
+    if (weights->ndim() != 1 || weights->shape(0) != b.batch) {
+      throw py::value_error("sample_weight: expected shape (B,), one weight per sequence of the batch");
+    }
+    for (py::ssize_t i = 0; i < b.batch; ++i) {
+      const T w = weights->data()[i];
+      if (!(w >= T(0)) || w - w != T(0)) throw py::value_error("sample_weight: expected finite weights >= 0");
+    }
+    targets.weights = weights->data();
   }
   return targets;
 }

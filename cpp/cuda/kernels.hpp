@@ -261,8 +261,10 @@ struct HeadRows {
   const T* valid;                // [rows] 1 or 0
   const std::int64_t* labels;    // [rows] (cross-entropy)
   const T* values;               // [rows, n_out] (squared error)
-  double count;                  // rows that count
+  double count;                  // rows that count (their total weight, with weights)
   double* row_loss;              // [rows] (training)
+  const T* weights = nullptr;    // [rows / rows_per_weight] loss weights (training), or none
+  Index rows_per_weight = 1;     // rows of one sequence: 1 (Last) or the steps (Sequence)
 
   RNNKIT_HD void operator()(Index r) const {
     T* row = y + r * n_out;
@@ -282,18 +284,20 @@ struct HeadRows {
       for (Index k = 0; k < n_out; ++k) row[k] /= sum;
     }
     if (!training) return;
+    // As the CPU engine's loss (src/model.cpp): a weight of 1 multiplies exactly.
+    const T w = weights != nullptr ? weights[r / rows_per_weight] : T(1);
     if (cross_entropy) {
       const Index label = static_cast<Index>(labels[r]);
       const double p = static_cast<double>(row[label]);
-      row_loss[r] = -log(p > 1e-300 ? p : 1e-300);
+      row_loss[r] = -static_cast<double>(w) * log(p > 1e-300 ? p : 1e-300);
       row[label] -= T(1);
-      for (Index k = 0; k < n_out; ++k) row[k] /= static_cast<T>(count);
+      for (Index k = 0; k < n_out; ++k) row[k] = row[k] * w / static_cast<T>(count);
     } else {
       double acc = 0.0;
       for (Index k = 0; k < n_out; ++k) {
         const double diff = static_cast<double>(row[k]) - static_cast<double>(values[r * n_out + k]);
-        acc += 0.5 * diff * diff;
-        row[k] = static_cast<T>(diff / (count * static_cast<double>(n_out)));
+        acc += 0.5 * static_cast<double>(w) * diff * diff;
+        row[k] = static_cast<T>(static_cast<double>(w) * diff / (count * static_cast<double>(n_out)));
       }
       row_loss[r] = acc;
     }

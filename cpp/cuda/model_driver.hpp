@@ -59,14 +59,28 @@ class Model final : public DeviceModel<T> {
     } else {
       values = stack_.uploaded(targets.values, rows * n_out);
     }
+    // The weighted mean over the rows that count, as the CPU engine's (src/model.cpp).
+    const Index rows_per_weight = spec_.readout == Readout::Last ? 1 : steps;
+    double count = head.count;
+    Buf<T> weights;
+    if (targets.weights != nullptr) {
+      count = 0.0;
+      for (Index r = 0; r < rows; ++r) {
+        count += static_cast<double>(head.valid_host[static_cast<std::size_t>(r)]) *
+                 static_cast<double>(targets.weights[r / rows_per_weight]);
+      }
+      if (count == 0.0) count = 1.0;
+      weights = stack_.uploaded(targets.weights, B);
+    }
     Buf<double> row_loss = ex.template alloc<double>(rows);
     ex.launch(rows, HeadRows<T>{ce, true, n_out, head.logits.data(), head.valid.data(), ce ? labels.data() : nullptr,
-                                ce ? nullptr : values.data(), head.count, row_loss.data()});
+                                ce ? nullptr : values.data(), count, row_loss.data(),
+                                targets.weights != nullptr ? weights.data() : nullptr, rows_per_weight});
     std::vector<double> losses(static_cast<std::size_t>(rows));
     ex.download(losses.data(), row_loss.data(), rows);
     double loss = 0.0;
     for (const double v : losses) loss += v;
-    loss /= ce ? head.count : head.count * static_cast<double>(n_out);
+    loss /= ce ? count : count * static_cast<double>(n_out);
 
     // Head gradients (dL/dlogits now in head.logits) and dL/dfeatures.
     Buf<T> grad = ex.template alloc<T>(spec_.param_count());

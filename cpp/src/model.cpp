@@ -160,23 +160,33 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
   // Head forward, loss, and dL/dlogits (rows that do not count get zero gradient).
   ws.head.resize(static_cast<std::size_t>(f.rows * n_out));
   head_forward(spec, params, f, ws.head.data());
+  // The loss is the weighted mean over the rows that count (PyTorch's CrossEntropyLoss(weight=...),
+  // scikit-learn's MLP): count is their total weight. A weight of 1 (or none) multiplies exactly:
+  // unweighted, the arithmetic is the same bit for bit. All weights 0: loss and gradients 0.
+  const Index rows_per_sequence = spec.readout == Readout::Last ? 1 : batch.steps;
+  const auto weight = [&](Index r) {
+    return targets.weights != nullptr ? targets.weights[r / rows_per_sequence] : T(1);
+  };
   double count = 0.0;
-  for (Index r = 0; r < f.rows; ++r) count += static_cast<double>(f.valid[r]);
+  for (Index r = 0; r < f.rows; ++r) count += static_cast<double>(f.valid[r]) * static_cast<double>(weight(r));
+  if (count == 0.0) count = 1.0;
   double loss = 0.0;
   MatrixMap<T> g(ws.head.data(), f.rows, n_out);
   for (Index r = 0; r < f.rows; ++r) {
     if (f.valid[r] == T(0)) continue;
+    const T w = weight(r);
     if (spec.loss == Loss::SoftmaxCrossEntropy) {
       const std::int64_t label = targets.labels[r];
       if (label < 0 || label >= n_out) throw std::invalid_argument("labels must lie in [0, n_outputs)");
-      loss -= std::log(std::max(static_cast<double>(g(r, label)), 1e-300));
+      loss -= static_cast<double>(w) * std::log(std::max(static_cast<double>(g(r, label)), 1e-300));
       g(r, label) -= T(1);
+      g.row(r) *= w;
       g.row(r) /= static_cast<T>(count);
     } else {
       for (Index k = 0; k < n_out; ++k) {
         const double diff = static_cast<double>(g(r, k)) - static_cast<double>(targets.values[r * n_out + k]);
-        loss += 0.5 * diff * diff;
-        g(r, k) = static_cast<T>(diff / (count * static_cast<double>(n_out)));
+        loss += 0.5 * static_cast<double>(w) * diff * diff;
+        g(r, k) = static_cast<T>(static_cast<double>(w) * diff / (count * static_cast<double>(n_out)));
       }
     }
   }

@@ -117,3 +117,29 @@ def check_stack_size(mode: str, input_size: int, hidden_size: int, num_layers: i
             f"more than rnnkit supports ({MAX_PARAMETERS})"
         )
     return count
+
+
+def sample_weights(sample_weight: Any, n: int) -> "np.ndarray | None":
+    """``sample_weight`` of ``fit`` / ``score`` as float64 (n,), or None for None.
+
+    A scalar stands for the same weight on every sample. Raises TypeError for non-numeric
+    data and ValueError for a wrong shape, NaN/Inf, negative weights or weights that sum to zero.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"sample_weight must be an array of numbers: {exc}") from exc
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight must be an array of real numbers, got dtype {w.dtype}")
+    w = np.full(n, float(w), dtype=np.float64) if w.ndim == 0 else w.astype(np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n},): one weight per sample")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or Inf")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be >= 0: negative weights are not supported")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight sums to zero: at least one sample must have a positive weight")
+    return w

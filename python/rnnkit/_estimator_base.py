@@ -236,10 +236,10 @@ class _RNNBase(_Base):
         return ValueError(f"Input X holds values too large for {self.dtype_} once standardised with the training "
                           "data's mean and standard deviation")
 
-    def _fit_scaler(self, seqs: Sequences) -> None:
+    def _fit_scaler(self, seqs: Sequences, weights: Optional[np.ndarray] = None) -> None:
         valid = seqs.valid_mask()
         values = seqs.x[valid].astype(np.float64)
-        self._x_mean, self._x_scale = _standardiser(values, "X")
+        self._x_mean, self._x_scale = _standardiser(values, "X", seqs.step_weights(weights))
 
     def _model_calls(self) -> tuple:
         """(predict, loss_and_grad) of the compiled model, on the CPU or on ``device``."""
@@ -270,13 +270,14 @@ class _RNNBase(_Base):
         return out
 
     # ------------------------------------------------------------------ training
-    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None) -> np.ndarray:
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None,
+                        weights: Optional[np.ndarray] = None) -> np.ndarray:
         raise NotImplementedError
 
-    def _validation_score(self, seqs: Sequences, targets: np.ndarray) -> float:
+    def _validation_score(self, seqs: Sequences, targets: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         raise NotImplementedError
 
-    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> "_RNNBase":
+    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None, sample_weight: Any = None) -> "_RNNBase":
         if "_frozen_owner" in self.__dict__:
             raise ValueError(f"{type(self).__name__} is frozen (made by rnnkit.freeze): it cannot be fitted again; fit "
                              "the estimator it was frozen from, or a clone (sklearn.base.clone)")
@@ -285,9 +286,12 @@ class _RNNBase(_Base):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
         seqs = self._check_X(X, reset=fresh)
+        weights = _checks.sample_weights(sample_weight, seqs.n)
+        if weights is not None and (weights == weights[0]).all():
+            weights = None  # only the weights' ratios matter: equal weights are the unweighted fit, bit for bit
         if fresh:
-            self._fit_scaler(seqs)
-        targets = self._encode_targets(y, seqs, reset=fresh, classes=classes)
+            self._fit_scaler(seqs, weights)
+        targets = self._encode_targets(y, seqs, reset=fresh, classes=classes, weights=weights)
         if fresh:
             self._random = self._rng()
             self._build(self._n_outputs_for_fit, self._random)
@@ -306,9 +310,16 @@ class _RNNBase(_Base):
                 )
             perm = rng.permutation(n)
             val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            if weights is not None and not (weights[val_idx].sum() > 0 and weights[train_idx].sum() > 0):
+                part = "held out for early stopping" if not weights[val_idx].sum() > 0 else "left to train on"
+                raise ValueError(f"sample_weight: every sequence {part} has weight 0 (validation_fraction="
+                                 f"{self.validation_fraction}); give more sequences a positive weight")
         x_all = self._scale_X(seqs)
         lengths_all = seqs.lengths
         val_seqs = Sequences(seqs.x[val_idx], None if lengths_all is None else lengths_all[val_idx], seqs.kind)
+        val_weights = None if weights is None else weights[val_idx]
+        # the loss weights in the model's dtype; None: every sequence's loss counts once
+        batch_weights = None if weights is None else weights.astype(self.dtype_)
 
         opt = self._make_optimizer()
         step = _BatchStep(self._spec, self._params_flat, self._grads_flat, opt, dropout=float(self.dropout),
@@ -323,23 +334,28 @@ class _RNNBase(_Base):
             for _ in range(epochs):
                 start_time = time.perf_counter()
                 order = train_idx[rng.permutation(train_idx.size)]
-                total = 0.0
+                total, total_weight = 0.0, 0.0
                 for b0 in range(0, order.size, int(self.batch_size)):
                     idx = np.sort(order[b0 : b0 + int(self.batch_size)])
+                    batch_weight = float(idx.size) if weights is None else float(weights[idx].sum())
+                    if batch_weight == 0.0:
+                        continue  # every sequence has weight 0: nothing to learn from
                     steps = x_all.shape[1] if lengths_all is None else int(lengths_all[idx].max())
                     xb = np.ascontiguousarray(x_all[idx, :steps])
                     lb = None if lengths_all is None else np.ascontiguousarray(lengths_all[idx])
                     tb = np.ascontiguousarray(targets[idx][:, :steps] if self.output == "sequence" else targets[idx])
                     key = int(rng.integers(0, 2**63 - 1)) if self.dropout > 0 else 0
-                    loss = step(xb, lb, tb if labels else None, None if labels else tb, key)
-                    total += loss * idx.size
+                    wb = None if batch_weights is None else np.ascontiguousarray(batch_weights[idx])
+                    loss = step(xb, lb, tb if labels else None, None if labels else tb, key, wb)
+                    total += loss * batch_weight
+                    total_weight += batch_weight
                 self.n_iter_ += 1
                 self.t_ += order.size
-                epoch_loss = total / order.size
+                epoch_loss = total / total_weight
                 self.loss_curve_.append(epoch_loss)
                 message = f"Epoch {self.n_iter_}: loss {epoch_loss:.6f}"
                 if early:
-                    score = self._validation_score(val_seqs, targets[val_idx])
+                    score = self._validation_score(val_seqs, targets[val_idx], val_weights)
                     self.validation_scores_.append(score)
                     message += f", validation score {score:.6f}"
                     improved = score > self._best_score + self.tol
@@ -516,16 +532,26 @@ _STATS_ALLREDUCE: contextvars.ContextVar[Optional[Callable[[np.ndarray], None]]]
     "rnnkit_stats_allreduce", default=None)
 
 
-def _standardiser(values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _standardiser(values: np.ndarray, name: str,
+                  weights: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and scale of ``values`` (n, k), float64; ValueError where they overflow.
 
-    A column with (almost) no spread gets scale 1. Under :data:`_STATS_ALLREDUCE` the mean and
-    standard deviation are those of all processes' values (count and sums, then the sums of
-    squared deviations from the global mean: two reductions).
+    ``weights`` (n,), where given, weigh the rows (sample_weight; equal weights give the
+    unweighted statistics, bit for bit). A column with (almost) no spread gets scale 1. Under
+    :data:`_STATS_ALLREDUCE` (unweighted) the mean and standard deviation are those of all
+    processes' values (count and sums, then the sums of squared deviations from the global mean:
+    two reductions).
     """
     allreduce = _STATS_ALLREDUCE.get()
+    if weights is not None and (weights == weights[0]).all():
+        weights = None
+    if weights is not None and allreduce is not None:
+        raise ValueError("sample_weight is not supported across processes (rnnkit.distributed)")
     with np.errstate(over="ignore", invalid="ignore"):
-        if allreduce is None:
+        if weights is not None:
+            mean = np.average(values, axis=0, weights=weights)
+            std = np.sqrt(np.average((values - mean) ** 2, axis=0, weights=weights))
+        elif allreduce is None:
             mean = values.mean(axis=0)
             std = values.std(axis=0)
         else:

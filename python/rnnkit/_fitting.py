@@ -143,10 +143,14 @@ class _BatchStep:
         self.backup = np.empty_like(params)
 
     def __call__(self, x: np.ndarray, lengths: Optional[np.ndarray], labels: Optional[np.ndarray],
-                 values: Optional[np.ndarray], key: int) -> float:
-        """Train on one batch; returns its mean loss (before the step)."""
+                 values: Optional[np.ndarray], key: int, weights: Optional[np.ndarray] = None) -> float:
+        """Train on one batch; returns its mean loss (before the step).
+
+        ``weights`` (one per sequence, the parameters' dtype) multiply the sequences' losses; the
+        loss stays a mean over the batch's rows.
+        """
         loss = self.run(self.spec, self.params, x, lengths, labels, values, self.grads, self.dropout, key,
-                        self.n_threads)
+                        self.n_threads, weights=weights)
         return self.finish(loss)
 
     def finish(self, loss: float) -> float:

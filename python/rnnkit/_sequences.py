@@ -31,6 +31,13 @@ class Sequences:
             return np.ones((n, steps), dtype=bool)
         return np.arange(steps)[None, :] < self.lengths[:, None]
 
+    def step_weights(self, weights: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """Each valid step's weight, its sequence's (in ``x[valid_mask()]``'s order), or None."""
+        if weights is None:
+            return None
+        mask = self.valid_mask()
+        return np.broadcast_to(weights[:, None], mask.shape)[mask]
+
 
 def _reject_unsupported(X: Any, name: str) -> None:
     if hasattr(X, "toarray") and hasattr(X, "nnz"):

@@ -70,10 +70,10 @@ class CpuModelCalls:
             self.pool.give(workspace)
 
     def loss_and_grad(self, spec: Any, params: Any, x: Any, lengths: Any, labels: Any, values: Any, grads: Any,
-                      dropout: float, key: int, n_threads: int) -> float:
+                      dropout: float, key: int, n_threads: int, weights: Any = None) -> float:
         workspace = self._workspace()
         try:
             return self._loss_and_grad(spec, params, x, lengths, labels, values, grads, dropout, key, n_threads,
-                                       workspace)
+                                       workspace, weights)
         finally:
             self.pool.give(workspace)

@@ -190,8 +190,8 @@ class _DeviceModelCalls:
         return self._model.predict(params, x, lengths)  # the device model copies the parameters per call
 
     def loss_and_grad(self, spec: Any, params: Any, x: Any, lengths: Any, labels: Any, values: Any, grads: Any,
-                      dropout: float, key: int, n_threads: int) -> float:
-        return self._model.loss_and_grad(params, x, lengths, labels, values, grads, dropout, key)
+                      dropout: float, key: int, n_threads: int, weights: Any = None) -> float:
+        return self._model.loss_and_grad(params, x, lengths, labels, values, grads, dropout, key, weights)
 
 
 def _model_calls(owner: Any, spec: Any, dtype_name: str, index: Optional[int]) -> tuple:

@@ -10,10 +10,11 @@ its estimator checks and work in pipelines, searches and cross-validation.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
+from . import _checks
 from ._estimator_base import _RNNBase, _standardiser
 from ._sequences import Sequences, per_step_targets
 from .exceptions import DataConversionWarning
@@ -100,14 +101,28 @@ class RNNClassifier(_RNNBase):
     _loss = "cross_entropy"
     _estimator_type = "classifier"
 
-    def fit(self, X: Any, y: Any) -> "RNNClassifier":
-        """Train on sequences X and labels y."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "RNNClassifier":
+        """Train on sequences X and labels y.
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "RNNClassifier":
+        Parameters
+        ----------
+        X : array (n, T, n_features), (n, T) or list of (T_i, n_features) arrays
+        y : array (n,), or per step with output="sequence"
+        sample_weight : array (n,), float or None
+            Weighs each sequence's loss (every step's, with output="sequence"): a mini-batch's
+            loss is the weighted mean ``sum(w * loss) / sum(w)`` over its rows, as in PyTorch's
+            ``CrossEntropyLoss(weight=...)`` and scikit-learn's MLP, so only the weights' ratios
+            matter; a batch whose weights are all 0 is skipped. Weights >= 0; the input scaling
+            and the early-stopping score are weighted too. For imbalanced classes:
+            ``sklearn.utils.class_weight.compute_sample_weight("balanced", y)``.
+        """
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> "RNNClassifier":
         """One epoch over (X, y), continuing from the current state.
 
-        ``classes`` (every label that will ever appear) is required on the first call.
+        ``classes`` (every label that will ever appear) is required on the first call;
+        ``sample_weight`` as in :meth:`fit`.
         """
         if not self.__sklearn_is_fitted__():
             if classes is None:
@@ -115,9 +130,10 @@ class RNNClassifier(_RNNBase):
             classes = np.unique(np.asarray(classes))
         elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
-    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None) -> np.ndarray:
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None,
+                        weights: Optional[np.ndarray] = None) -> np.ndarray:
         if self.output == "last":
             y = np.asarray(y)
             if y.ndim == 2 and y.shape[1] == 1:
@@ -148,13 +164,13 @@ class RNNClassifier(_RNNBase):
         codes = np.searchsorted(self.classes_, y if self.output == "last" else np.where(seqs.valid_mask(), y, self.classes_[0]))
         return codes.astype(np.int64)
 
-    def _validation_score(self, seqs: Sequences, codes: np.ndarray) -> float:
+    def _validation_score(self, seqs: Sequences, codes: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         proba = self._raw_outputs(seqs)
         pred = proba.argmax(axis=-1)
         if self.output == "last":
-            return float(np.mean(pred == codes))
+            return float(np.average(pred == codes, weights=weights))
         mask = seqs.valid_mask()
-        return float(np.mean(pred[mask] == codes[mask]))
+        return float(np.average(pred[mask] == codes[mask], weights=seqs.step_weights(weights)))
 
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities: (n, n_classes); with output="sequence" (n, T, n_classes) or a list."""
@@ -197,16 +213,18 @@ class RNNClassifier(_RNNBase):
         labels = self.classes_[self._raw_outputs(seqs).argmax(axis=-1)]
         return _per_sequence(labels, seqs) if self.output == "sequence" else labels
 
-    def score(self, X: Any, y: Any) -> float:
-        """Mean accuracy (over sequences, or over valid time steps with output="sequence")."""
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy (over sequences, or over valid time steps with output="sequence"),
+        weighted by ``sample_weight`` (one weight per sequence) where given."""
         pred = self.predict(X)
+        weights = _checks.sample_weights(sample_weight, len(pred))
         if self.output == "last":
-            return float(np.mean(pred == np.asarray(y).ravel()))
+            return float(np.average(pred == np.asarray(y).ravel(), weights=weights))
         seqs = self._check_X(X, reset=False)
         truth = per_step_targets(y, seqs)
         mask = seqs.valid_mask()
         flat_pred = _padded(pred, seqs)
-        return float(np.mean(flat_pred[mask] == truth[mask]))
+        return float(np.average(flat_pred[mask] == truth[mask], weights=seqs.step_weights(weights)))
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
@@ -230,15 +248,21 @@ class RNNRegressor(_RNNBase):
     _loss = "squared_error"
     _estimator_type = "regressor"
 
-    def fit(self, X: Any, y: Any) -> "RNNRegressor":
-        """Train on sequences X and targets y: (n,) / (n, k), or per step with output="sequence"."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "RNNRegressor":
+        """Train on sequences X and targets y: (n,) / (n, k), or per step with output="sequence".
 
-    def partial_fit(self, X: Any, y: Any) -> "RNNRegressor":
-        """One epoch over (X, y), continuing from the current state."""
-        return self._fit(X, y, incremental=True)
+        ``sample_weight`` (n,) weighs each sequence's squared error (a weighted mean per
+        mini-batch), as in :meth:`RNNClassifier.fit`; the input and target scaling and the
+        early-stopping R² are weighted too.
+        """
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None) -> np.ndarray:
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "RNNRegressor":
+        """One epoch over (X, y), continuing from the current state; ``sample_weight`` as in :meth:`fit`."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
+
+    def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None,
+                        weights: Optional[np.ndarray] = None) -> np.ndarray:
         if self.output == "last":
             y = np.asarray(y)
             if y.ndim not in (1, 2):
@@ -248,11 +272,13 @@ class RNNRegressor(_RNNBase):
             ndim = y.ndim
             y2 = y.reshape(y.shape[0], -1)
             valid = y2
+            valid_weights = weights
         else:
             y = per_step_targets(y, seqs)
             ndim = y.ndim - 1
             y2 = y.reshape(y.shape[0], y.shape[1], -1)
             valid = y2[seqs.valid_mask()]
+            valid_weights = seqs.step_weights(weights)
         if y2.dtype.kind not in "fiub":
             try:
                 y2 = y2.astype(np.float64)
@@ -266,7 +292,7 @@ class RNNRegressor(_RNNBase):
             raise ValueError("Input y contains infinity or a value too large for dtype('float64').")
         if reset:
             self._y_ndim = ndim
-            self._y_mean, self._y_scale = _standardiser(valid, "y")
+            self._y_mean, self._y_scale = _standardiser(valid, "y", valid_weights)
             self._n_outputs_for_fit = y2.shape[-1]
         elif y2.shape[-1] != self._n_outputs:
             raise ValueError(f"y has {y2.shape[-1]} outputs, but the model was fitted with {self._n_outputs}")
@@ -279,12 +305,12 @@ class RNNRegressor(_RNNBase):
         out = raw.astype(np.float64) * self._y_scale + self._y_mean
         return out[..., 0] if self._y_ndim == 1 else out
 
-    def _validation_score(self, seqs: Sequences, scaled: np.ndarray) -> float:
+    def _validation_score(self, seqs: Sequences, scaled: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         raw = self._raw_outputs(seqs).astype(np.float64)
         if self.output == "sequence":
             mask = seqs.valid_mask()
-            return _r2(scaled[mask], raw[mask])
-        return _r2(scaled, raw)
+            return _r2(scaled[mask], raw[mask], seqs.step_weights(weights))
+        return _r2(scaled, raw, weights)
 
     def predict_step(self, x_t: Any, state: Any = None) -> tuple[np.ndarray, Any]:
         """Predictions after one more time step of each stream (real-time use).
@@ -315,15 +341,17 @@ class RNNRegressor(_RNNBase):
         pred = self._unscale(self._raw_outputs(seqs))
         return _per_sequence(pred, seqs) if self.output == "sequence" else pred
 
-    def score(self, X: Any, y: Any) -> float:
-        """R² (uniform average over outputs; over valid time steps with output="sequence")."""
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """R² (uniform average over outputs; over valid time steps with output="sequence"),
+        weighted by ``sample_weight`` (one weight per sequence) where given, as sklearn's ``r2_score``."""
         pred = self.predict(X)
+        weights = _checks.sample_weights(sample_weight, len(pred))
         if self.output == "last":
-            return _r2(np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64))
+            return _r2(np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64), weights)
         seqs = self._check_X(X, reset=False)
         mask = seqs.valid_mask()
         truth = per_step_targets(y, seqs).astype(np.float64)
-        return _r2(truth[mask], _padded(pred, seqs).astype(np.float64)[mask])
+        return _r2(truth[mask], _padded(pred, seqs).astype(np.float64)[mask], seqs.step_weights(weights))
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
@@ -344,11 +372,12 @@ def _check_labels(y: np.ndarray) -> None:
         raise ValueError("Complex data not supported for y")
 
 
-def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+def _r2(y: np.ndarray, pred: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
     y = y.reshape(y.shape[0], -1)
     pred = pred.reshape(pred.shape[0], -1)
-    ss_res = ((y - pred) ** 2).sum(axis=0)
-    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    w = 1.0 if weights is None else weights[:, None]
+    ss_res = (w * (y - pred) ** 2).sum(axis=0)
+    ss_tot = (w * (y - np.average(y, axis=0, weights=weights)) ** 2).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), np.where(ss_res > 0, 0.0, 1.0))
     return float(r2.mean())

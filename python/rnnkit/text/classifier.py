@@ -120,7 +120,7 @@ class TextClassifier(_TextModel, RNNClassifier):
             x[i, : e.size] = e
         return Sequences(x, lengths if (lengths != x.shape[1]).any() else None, "text")
 
-    def _fit_scaler(self, seqs: Sequences) -> None:
+    def _fit_scaler(self, seqs: Sequences, weights: Optional[np.ndarray] = None) -> None:
         """Token ids are not scaled."""
 
     def _scale_X(self, seqs: Sequences) -> np.ndarray:

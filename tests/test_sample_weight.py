@@ -1,0 +1,329 @@
+"""``sample_weight``: the compiled model's weighted loss against PyTorch and finite differences,
+and the estimators' fit / partial_fit / score with weights.
+
+The loss of a batch is the weighted mean over its rows, sum(w * loss) / sum(w) (PyTorch's
+``CrossEntropyLoss(weight=...)``, scikit-learn's MLP); with output="sequence" every valid step
+of a sequence carries the sequence's weight.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit import RNNClassifier, RNNRegressor
+from rnnkit._backend import core
+
+from conftest import require_torch
+
+N_OUT = 3
+
+
+def _spec(cell, loss, readout, D=3, H=4, layers=2, bi=True):
+    return core.ModelSpec(core.LayerSpec(cell, D, H, layers, bi, True), N_OUT, loss, readout, 0)
+
+
+def _problem(spec, readout, loss, dtype="float64", B=4, T=5, seed=0):
+    rng = np.random.default_rng(seed)
+    params = rng.uniform(-0.5, 0.5, spec.param_count).astype(dtype)
+    x = rng.standard_normal((B, T, 3)).astype(dtype)
+    lens = np.array([T, 2, 4, 3][:B], dtype=np.int64)
+    shape = (B, T) if readout == "sequence" else (B,)
+    labels = rng.integers(0, N_OUT, shape).astype(np.int64) if loss == "cross_entropy" else None
+    values = rng.standard_normal(shape + (N_OUT,)).astype(dtype) if loss == "squared_error" else None
+    weights = rng.uniform(0.2, 3.0, B).astype(dtype)
+    return params, x, lens, labels, values, weights
+
+
+def _loss(spec, params, x, lens, labels, values, weights):
+    g = np.zeros_like(params)
+    run = core.model_loss_and_grad_float64 if params.dtype == np.float64 else core.model_loss_and_grad_float32
+    return run(spec, params, x, lens, labels, values, g, 0.0, 0, 1, weights=weights), g
+
+
+CASES = [
+    ("lstm", "cross_entropy", "last"),
+    ("gru", "cross_entropy", "sequence"),
+    ("rnn_tanh", "squared_error", "last"),
+    ("lstm", "squared_error", "sequence"),
+]
+
+
+# ------------------------------------------------------------------ the compiled loss
+@pytest.mark.parametrize("cell,loss,readout", CASES)
+def test_weighted_loss_and_gradients_match_torch(cell, loss, readout):
+    torch = require_torch()
+    spec = _spec(cell, loss, readout)
+    params, x, lens, labels, values, weights = _problem(spec, readout, loss)
+    ours, grad = _loss(spec, params, x, lens, labels, values, weights)
+
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}[cell]
+    layer = module(3, 4, 2, batch_first=True, bidirectional=True).double()
+    named = list(layer.named_parameters())
+    flat = torch.tensor(params, requires_grad=True)
+    offset = 0
+    tensors = {}
+    for name, p in named:
+        tensors[name] = flat[offset : offset + p.numel()].reshape(p.shape)
+        offset += p.numel()
+    assert offset == spec.head_offset
+    w_head = flat[spec.head_offset : spec.head_offset + N_OUT * 8].reshape(N_OUT, 8)
+    b_head = flat[spec.head_offset + N_OUT * 8 : spec.embedding_offset]
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), torch.tensor(lens), batch_first=True,
+                                                     enforce_sorted=False)
+    out, state = torch.func.functional_call(layer, tensors, (packed,))
+    if readout == "last":
+        h_n = state[0] if cell == "lstm" else state
+        feats = torch.cat([h_n[-2], h_n[-1]], dim=1)  # the top layer's two directions
+        row_w = torch.tensor(weights)
+        valid = torch.ones(x.shape[0], dtype=torch.bool)
+    else:
+        feats, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        feats = feats.reshape(-1, 8)
+        row_w = torch.tensor(np.repeat(weights, x.shape[1]))
+        valid = torch.tensor((np.arange(x.shape[1])[None, :] < lens[:, None]).ravel())
+    logits = feats @ w_head.T + b_head
+    if loss == "cross_entropy":
+        per_row = torch.nn.functional.cross_entropy(logits, torch.tensor(labels.reshape(-1)), reduction="none")
+    else:
+        per_row = 0.5 * ((logits - torch.tensor(values.reshape(-1, N_OUT))) ** 2).mean(dim=1)
+    ref = (row_w * per_row)[valid].sum() / row_w[valid].sum()
+    ref.backward()
+    assert ours == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, flat.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell,loss,readout", CASES)
+def test_weighted_gradient_matches_finite_differences(cell, loss, readout):
+    spec = _spec(cell, loss, readout)
+    params, x, lens, labels, values, weights = _problem(spec, readout, loss, seed=1)
+    weights[2] = 0.0
+    _, grad = _loss(spec, params, x, lens, labels, values, weights)
+    rng = np.random.default_rng(2)
+    picks = list(rng.choice(spec.head_offset, 20, replace=False)) + list(range(spec.head_offset, spec.param_count, 4))
+    eps = 1e-6
+    for i in picks:
+        p1, p2 = params.copy(), params.copy()
+        p1[i] += eps
+        p2[i] -= eps
+        numeric = (_loss(spec, p1, x, lens, labels, values, weights)[0]
+                   - _loss(spec, p2, x, lens, labels, values, weights)[0]) / (2 * eps)
+        assert abs(numeric - grad[i]) <= 1e-7 + 1e-5 * abs(numeric), (i, numeric, grad[i])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell,loss,readout", CASES)
+def test_unit_weights_are_the_unweighted_loss_bit_for_bit(cell, loss, readout, dtype):
+    spec = _spec(cell, loss, readout)
+    params, x, lens, labels, values, _ = _problem(spec, readout, loss, dtype)
+    l0, g0 = _loss(spec, params, x, lens, labels, values, None)
+    l1, g1 = _loss(spec, params, x, lens, labels, values, np.ones(x.shape[0], dtype))
+    assert l0 == l1
+    np.testing.assert_array_equal(g0, g1)
+
+
+@pytest.mark.parametrize("cell,loss,readout", CASES)
+def test_a_zero_weight_sequence_does_not_count(cell, loss, readout):
+    """Its targets can be anything; the rest get the loss and gradients of the batch without it."""
+    spec = _spec(cell, loss, readout)
+    params, x, lens, labels, values, weights = _problem(spec, readout, loss)
+    weights[1] = 0.0
+    base = _loss(spec, params, x, lens, labels, values, weights)
+    other = (None if labels is None else (N_OUT - 1) - labels, None if values is None else values + 5.0)
+    changed = _loss(spec, params, x, lens, *other[:1], other[1], weights)
+    labels2 = None if labels is None else labels.copy()
+    values2 = None if values is None else values.copy()
+    if labels2 is not None:
+        labels2[1] = other[0][1]
+    if values2 is not None:
+        values2[1] = other[1][1]
+    moved = _loss(spec, params, x, lens, labels2, values2, weights)
+    assert moved[0] == base[0]
+    np.testing.assert_array_equal(moved[1], base[1])
+    assert changed[0] != base[0]  # the other sequences' targets do count
+    keep = np.array([0, 2, 3])
+    sub = _loss(spec, params, x[keep], lens[keep], None if labels is None else labels[keep],
+                None if values is None else values[keep], weights[keep])
+    assert sub[0] == pytest.approx(base[0], rel=1e-12)
+    np.testing.assert_allclose(sub[1], base[1], rtol=1e-9, atol=1e-13)
+
+
+def test_all_zero_weights_give_zero_loss_and_gradients():
+    spec = _spec("gru", "cross_entropy", "last")
+    params, x, lens, labels, values, _ = _problem(spec, "last", "cross_entropy")
+    loss, grad = _loss(spec, params, x, lens, labels, values, np.zeros(x.shape[0]))
+    assert loss == 0.0
+    assert not grad.any()
+
+
+@pytest.mark.parametrize("weights,match", [
+    (np.ones(3), r"shape \(B,\)"),
+    (np.ones((4, 1)), r"shape \(B,\)"),
+    (np.array([1.0, -1.0, 1.0, 1.0]), "finite weights >= 0"),
+    (np.array([1.0, np.nan, 1.0, 1.0]), "finite weights >= 0"),
+    (np.array([1.0, np.inf, 1.0, 1.0]), "finite weights >= 0"),
+])
+def test_the_compiled_call_refuses_bad_weights(weights, match):
+    spec = _spec("lstm", "cross_entropy", "last")
+    params, x, lens, labels, values, _ = _problem(spec, "last", "cross_entropy")
+    g = np.zeros_like(params)
+    with pytest.raises(ValueError, match=match):
+        core.model_loss_and_grad_float64(spec, params, x, lens, labels, values, g, 0.0, 0, 1, weights=weights)
+    assert not g.any()
+
+
+# ------------------------------------------------------------------ the estimators
+def _order_task(n=80, steps=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=0.1, size=(n, steps, 2))
+    y = rng.integers(0, 2, n)
+    for i in range(n):
+        a, b = sorted(rng.choice(steps, 2, replace=False))
+        X[i, a, 0 if y[i] else 1] += 1.0
+        X[i, b, 1 if y[i] else 0] += 1.0
+    return X, y
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RNNClassifier(hidden_size=6, max_epochs=3, batch_size=16, random_state=0, n_threads=1),
+    lambda: RNNRegressor(cell="gru", hidden_size=6, max_epochs=3, batch_size=16, random_state=0, n_threads=1,
+                         output="sequence", dropout=0.0),
+])
+def test_unit_or_constant_weights_leave_the_fit_as_it_was(make):
+    X, y = _order_task()
+    if isinstance(make(), RNNRegressor):
+        y = np.cumsum(X[:, :, 0], axis=1)
+    base = make().fit(X, y)
+    for w in (np.ones(len(X)), 1.0, 2.5):  # only the weights' ratios matter
+        est = make().fit(X, y, sample_weight=w)
+        np.testing.assert_array_equal(est._params_flat, base._params_flat, err_msg=f"sample_weight={w!r}")
+
+
+def test_zero_weight_sequences_are_ignored_whatever_they_hold():
+    X, y = _order_task(n=64)
+    w = np.ones(len(X))
+    w[::4] = 0.0
+    kw = dict(hidden_size=6, max_epochs=3, batch_size=16, random_state=0, n_threads=1, dtype="float64")
+    a = RNNClassifier(**kw).fit(X, y, sample_weight=w)
+    X2, y2 = X.copy(), y.copy()
+    X2[::4] = 50.0 * np.random.default_rng(1).standard_normal(X2[::4].shape)  # would move the scaling
+    y2[::4] = 1 - y2[::4]
+    b = RNNClassifier(**kw).fit(X2, y2, sample_weight=w)
+    np.testing.assert_array_equal(a._params_flat, b._params_flat)
+    np.testing.assert_array_equal(a._x_mean, b._x_mean)
+    c = RNNClassifier(**kw).fit(X2, y2)  # without the weights those sequences do count
+    assert not np.array_equal(c._params_flat, a._params_flat)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_fit_reaches_the_weighted_optimum(dtype):
+    """With one input for every sequence, the best constant is the weighted mean of the targets
+    (regression) and the weighted class frequencies (classification)."""
+    n = 64
+    X = np.zeros((n, 4, 1)) + np.linspace(0, 1, 4)[None, :, None]
+    y = np.tile([0.0, 1.0], n // 2)
+    w = np.where(y == 1.0, 3.0, 1.0)
+    kw = dict(cell="gru", hidden_size=4, max_epochs=150, batch_size=16, learning_rate=0.02, random_state=0,
+              n_threads=1, dtype=dtype)
+    reg = RNNRegressor(**kw).fit(X, y, sample_weight=w)
+    assert reg.predict(X[:1])[0] == pytest.approx(0.75, abs=0.03)
+    assert RNNRegressor(**kw).fit(X, y).predict(X[:1])[0] == pytest.approx(0.5, abs=0.03)
+    clf = RNNClassifier(**kw).fit(X, y.astype(int), sample_weight=w)
+    assert clf.predict_proba(X[:1])[0] == pytest.approx([0.25, 0.75], abs=0.03)
+    assert clf.predict(X[:1])[0] == 1
+
+
+def test_score_weights_as_sklearn_metrics():
+    metrics = pytest.importorskip("sklearn.metrics")
+    X, y = _order_task()
+    w = np.random.default_rng(4).uniform(0, 2, len(X))
+    clf = RNNClassifier(hidden_size=6, max_epochs=2, random_state=0, n_threads=1).fit(X, y)
+    assert clf.score(X, y, sample_weight=w) == pytest.approx(metrics.accuracy_score(y, clf.predict(X), sample_weight=w))
+    assert clf.score(X, y, sample_weight=w) != pytest.approx(clf.score(X, y))
+    targets = np.stack([X[:, :, 0].sum(1), X[:, :, 1].max(1)], axis=1)
+    reg = RNNRegressor(hidden_size=6, max_epochs=2, random_state=0, n_threads=1).fit(X, targets)
+    assert reg.score(X, targets, sample_weight=w) == pytest.approx(
+        metrics.r2_score(targets, reg.predict(X), sample_weight=w), rel=1e-12)
+    # output="sequence": every valid step carries its sequence's weight
+    lengths = np.random.default_rng(5).integers(2, 9, len(X))
+    seqs = [x[:n] for x, n in zip(X, lengths)]
+    ys = [np.cumsum(s[:, 0]) for s in seqs]
+    seq = RNNRegressor(hidden_size=6, max_epochs=2, random_state=0, n_threads=1, output="sequence").fit(seqs, ys)
+    pred = seq.predict(seqs)
+    flat_w = np.concatenate([np.full(n, wi) for n, wi in zip(lengths, w)])
+    assert seq.score(seqs, ys, sample_weight=w) == pytest.approx(
+        metrics.r2_score(np.concatenate(ys), np.concatenate(pred), sample_weight=flat_w), rel=1e-12)
+
+
+def test_partial_fit_and_grid_search_take_weights():
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    X, y = _order_task()
+    w = np.random.default_rng(6).uniform(0.5, 2, len(X))
+    kw = dict(hidden_size=6, random_state=0, n_threads=1, batch_size=16)
+    a = RNNClassifier(**kw).partial_fit(X, y, classes=[0, 1], sample_weight=w)
+    b = RNNClassifier(**kw).partial_fit(X, y, classes=[0, 1])
+    assert not np.array_equal(a._params_flat, b._params_flat)
+    search = model_selection.GridSearchCV(RNNClassifier(max_epochs=2, **kw), {"hidden_size": [4, 6]}, cv=2)
+    search.fit(X, y, sample_weight=w)
+    assert search.best_params_["hidden_size"] in (4, 6)
+
+
+def test_early_stopping_scores_the_held_out_weights(monkeypatch):
+    X, y = _order_task()
+    kw = dict(hidden_size=6, max_epochs=3, random_state=0, n_threads=1, early_stopping=True, validation_fraction=0.25)
+    w = np.random.default_rng(7).uniform(0.1, 3, len(X))
+    held_out = []
+    score = RNNClassifier._validation_score
+
+    def recording(self, seqs, codes, weights=None):
+        held_out.append(seqs.x)
+        return score(self, seqs, codes, weights)
+
+    monkeypatch.setattr(RNNClassifier, "_validation_score", recording)
+    a = RNNClassifier(**kw).fit(X, y, sample_weight=w)
+    b = RNNClassifier(**kw).fit(X, y)
+    assert a.validation_scores_ != b.validation_scores_
+    x32 = X.astype(np.float32)
+    held = np.array([next(i for i in range(len(X)) if np.array_equal(x32[i], row)) for row in held_out[0]])
+    assert held.size == 20
+    # the restored best weights score, on the held-out rows with their weights, the best validation score
+    assert a.best_validation_score_ == pytest.approx(a.score(X[held], y[held], sample_weight=w[held]), rel=1e-12)
+    assert a.best_validation_score_ != pytest.approx(a.score(X[held], y[held]), rel=1e-6)
+    w_zero = np.ones(len(X))
+    w_zero[held] = 0.0
+    with pytest.raises(ValueError, match="held out for early stopping has weight 0"):
+        RNNClassifier(**kw).fit(X, y, sample_weight=w_zero)
+
+
+@pytest.mark.parametrize("sample_weight,error,match", [
+    (np.ones(5), ValueError, r"sample_weight.shape == \(5,\), expected \(80,\)"),
+    (np.ones((80, 1)), ValueError, r"expected \(80,\)"),
+    (np.full(80, -1.0), ValueError, "sample_weight must be >= 0"),
+    (np.r_[np.nan, np.ones(79)], ValueError, "sample_weight contains NaN or Inf"),
+    (np.zeros(80), ValueError, "sample_weight sums to zero"),
+    (np.array(["a"] * 80), TypeError, "sample_weight must be an array of real numbers"),
+])
+def test_bad_sample_weight_is_refused_and_the_model_kept(sample_weight, error, match):
+    X, y = _order_task()
+    model = RNNClassifier(hidden_size=6, max_epochs=2, random_state=0, n_threads=1).fit(X, y)
+    before = model._params_flat.copy(), model.predict_proba(X)
+    with pytest.raises(error, match=match):
+        model.fit(X, y, sample_weight=sample_weight)
+    with pytest.raises(error, match=match):
+        model.partial_fit(X, y, sample_weight=sample_weight)
+    with pytest.raises(error, match=match):
+        model.score(X, y, sample_weight=sample_weight)
+    np.testing.assert_array_equal(model._params_flat, before[0])
+    np.testing.assert_array_equal(model.predict_proba(X), before[1])
+
+
+def test_text_classifier_takes_weights():
+    texts = ["good film", "great film", "bad film", "awful film"] * 8
+    y = [1, 1, 0, 0] * 8
+    w = np.tile([1.0, 1.0, 0.0, 0.0], 8)
+    kw = dict(hidden_size=4, embedding_dim=4, max_epochs=2, random_state=0, n_threads=1)
+    from rnnkit.text import TextClassifier
+
+    a = TextClassifier(**kw).fit(texts, y, sample_weight=w)
+    b = TextClassifier(**kw).fit(texts, y)
+    assert not np.array_equal(a._params_flat, b._params_flat)
