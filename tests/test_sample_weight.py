@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import rnnkit
 from rnnkit import RNNClassifier, RNNRegressor
 from rnnkit._backend import core
 
