@@ -64,8 +64,8 @@ def test_model_calls_match_the_cpu_engine(device, case, dtype):
     dev_predict, dev_loss = _model_calls(_Owner(), spec, dtype, rnnkit.cuda.parse_device(device))
     assert_close_rel(dev_predict(spec, params, x, lens, 1), cpu_predict(spec, params, x, lens, 1), RTOL[dtype],
                      "predict")
-    weights = rng.uniform(0.5, 2.0, B).astype(dtype)
-    weights[1] = 0.0  # a sequence that does not count
+    weights = rng.uniform(0.5, 2.0, rows).astype(dtype)  # one per output row, as the labels
+    weights[1] = 0.0  # a row that does not count
     for dropout, key, w in ((0.0, 0, None), (0.4, 1234, None), (0.0, 0, weights), (0.4, 1234, weights)):
         g_cpu = np.zeros_like(params)
         g_dev = np.full_like(params, 7.0)  # overwritten, not accumulated

@@ -1,15 +1,17 @@
-"""``sample_weight``: the compiled model's weighted loss against PyTorch and finite differences,
-and the estimators' fit / partial_fit / score with weights.
+"""Weighted losses: the compiled model's weighted loss against PyTorch and finite differences,
+and the estimators' ``sample_weight`` (fit / partial_fit / score) and ``class_weight``.
 
-The loss of a batch is the weighted mean over its rows, sum(w * loss) / sum(w) (PyTorch's
-``CrossEntropyLoss(weight=...)``, scikit-learn's MLP); with output="sequence" every valid step
-of a sequence carries the sequence's weight.
+The compiled loss takes one weight per output row (as the labels: (B,) or (B, T)); the loss of
+a batch is the weighted mean over its rows, sum(w * loss) / sum(w) (PyTorch's
+``CrossEntropyLoss(weight=...)``, scikit-learn's MLP). The estimators give each row its
+sequence's sample weight times its label's class weight.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import rnnkit
 from rnnkit import RNNClassifier, RNNRegressor
 from rnnkit._backend import core
 
@@ -30,7 +32,7 @@ def _problem(spec, readout, loss, dtype="float64", B=4, T=5, seed=0):
     shape = (B, T) if readout == "sequence" else (B,)
     labels = rng.integers(0, N_OUT, shape).astype(np.int64) if loss == "cross_entropy" else None
     values = rng.standard_normal(shape + (N_OUT,)).astype(dtype) if loss == "squared_error" else None
-    weights = rng.uniform(0.2, 3.0, B).astype(dtype)
+    weights = rng.uniform(0.2, 3.0, shape).astype(dtype)  # one per output row
     return params, x, lens, labels, values, weights
 
 
@@ -74,18 +76,17 @@ def test_weighted_loss_and_gradients_match_torch(cell, loss, readout):
     if readout == "last":
         h_n = state[0] if cell == "lstm" else state
         feats = torch.cat([h_n[-2], h_n[-1]], dim=1)  # the top layer's two directions
-        row_w = torch.tensor(weights)
         valid = torch.ones(x.shape[0], dtype=torch.bool)
     else:
         feats, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         feats = feats.reshape(-1, 8)
-        row_w = torch.tensor(np.repeat(weights, x.shape[1]))
         valid = torch.tensor((np.arange(x.shape[1])[None, :] < lens[:, None]).ravel())
     logits = feats @ w_head.T + b_head
     if loss == "cross_entropy":
         per_row = torch.nn.functional.cross_entropy(logits, torch.tensor(labels.reshape(-1)), reduction="none")
     else:
         per_row = 0.5 * ((logits - torch.tensor(values.reshape(-1, N_OUT))) ** 2).mean(dim=1)
+    row_w = torch.tensor(weights.reshape(-1))
     ref = (row_w * per_row)[valid].sum() / row_w[valid].sum()
     ref.backward()
     assert ours == pytest.approx(ref.item(), rel=1e-12)
@@ -116,7 +117,8 @@ def test_unit_weights_are_the_unweighted_loss_bit_for_bit(cell, loss, readout, d
     spec = _spec(cell, loss, readout)
     params, x, lens, labels, values, _ = _problem(spec, readout, loss, dtype)
     l0, g0 = _loss(spec, params, x, lens, labels, values, None)
-    l1, g1 = _loss(spec, params, x, lens, labels, values, np.ones(x.shape[0], dtype))
+    row_shape = x.shape[:2] if readout == "sequence" else x.shape[:1]
+    l1, g1 = _loss(spec, params, x, lens, labels, values, np.ones(row_shape, dtype))
     assert l0 == l1
     np.testing.assert_array_equal(g0, g1)
 
@@ -150,14 +152,14 @@ def test_a_zero_weight_sequence_does_not_count(cell, loss, readout):
 def test_all_zero_weights_give_zero_loss_and_gradients():
     spec = _spec("gru", "cross_entropy", "last")
     params, x, lens, labels, values, _ = _problem(spec, "last", "cross_entropy")
-    loss, grad = _loss(spec, params, x, lens, labels, values, np.zeros(x.shape[0]))
+    loss, grad = _loss(spec, params, x, lens, labels, values, np.zeros(labels.shape))
     assert loss == 0.0
     assert not grad.any()
 
 
 @pytest.mark.parametrize("weights,match", [
-    (np.ones(3), r"shape \(B,\)"),
-    (np.ones((4, 1)), r"shape \(B,\)"),
+    (np.ones(3), "one weight per output row"),
+    (np.ones((4, 2)), "one weight per output row"),
     (np.array([1.0, -1.0, 1.0, 1.0]), "finite weights >= 0"),
     (np.array([1.0, np.nan, 1.0, 1.0]), "finite weights >= 0"),
     (np.array([1.0, np.inf, 1.0, 1.0]), "finite weights >= 0"),
@@ -326,3 +328,96 @@ def test_text_classifier_takes_weights():
     a = TextClassifier(**kw).fit(texts, y, sample_weight=w)
     b = TextClassifier(**kw).fit(texts, y)
     assert not np.array_equal(a._params_flat, b._params_flat)
+
+
+# ------------------------------------------------------------------ class_weight
+def test_class_weight_is_a_sample_weight_per_label():
+    """Without input scaling (token ids) the two give the same loss weights, bit for bit."""
+    from rnnkit.text import TextClassifier
+
+    texts = ["good film", "great plot", "bad film", "awful plot", "fine", "dull"] * 6
+    y = np.array(["pos", "pos", "neg", "neg", "pos", "neg"] * 6)
+    kw = dict(hidden_size=4, embedding_dim=4, max_epochs=2, batch_size=8, random_state=0, n_threads=1)
+    a = TextClassifier(class_weight={"neg": 3.0}, **kw).fit(texts, y)
+    b = TextClassifier(**kw).fit(texts, y, sample_weight=np.where(y == "neg", 3.0, 1.0))
+    np.testing.assert_array_equal(a._params_flat, b._params_flat)
+    c = TextClassifier(**kw).fit(texts, y)
+    assert not np.array_equal(a._params_flat, c._params_flat)
+
+
+def test_balanced_is_sklearns_balanced():
+    utils = pytest.importorskip("sklearn.utils.class_weight")
+    X, y = _order_task(n=90)
+    y = np.where(np.arange(90) < 70, y, 2)  # three classes, imbalanced
+    kw = dict(hidden_size=6, max_epochs=2, batch_size=16, random_state=0, n_threads=1)
+    weights = utils.compute_class_weight("balanced", classes=np.unique(y), y=y)
+    a = RNNClassifier(class_weight="balanced", **kw).fit(X, y)
+    b = RNNClassifier(class_weight=dict(zip(np.unique(y).tolist(), weights)), **kw).fit(X, y)
+    np.testing.assert_array_equal(a._params_flat, b._params_flat)
+    assert not np.array_equal(a._params_flat, RNNClassifier(**kw).fit(X, y)._params_flat)
+
+
+def test_balanced_counts_the_valid_steps_of_a_tagger():
+    rng = np.random.default_rng(8)
+    lengths = rng.integers(2, 9, 40)
+    X = [rng.normal(size=(n, 2)) for n in lengths]
+    y = [(x[:, 0] > 0.8).astype(int) for x in X]  # class 1 is rare
+    steps = np.concatenate(y)
+    counts = np.bincount(steps)
+    kw = dict(hidden_size=5, max_epochs=2, batch_size=8, random_state=0, n_threads=1, output="sequence")
+    a = RNNClassifier(class_weight="balanced", **kw).fit(X, y)
+    b = RNNClassifier(class_weight={0: steps.size / (2 * counts[0]), 1: steps.size / (2 * counts[1])}, **kw).fit(X, y)
+    np.testing.assert_array_equal(a._params_flat, b._params_flat)
+
+
+def test_class_weight_reaches_the_weighted_optimum():
+    n = 64
+    X = np.zeros((n, 4, 1)) + np.linspace(0, 1, 4)[None, :, None]
+    y = np.tile([0, 1], n // 2)
+    clf = RNNClassifier(cell="gru", hidden_size=4, max_epochs=150, batch_size=16, learning_rate=0.02, random_state=0,
+                        n_threads=1, class_weight={1: 3.0}).fit(X, y)
+    assert clf.predict_proba(X[:1])[0] == pytest.approx([0.25, 0.75], abs=0.03)
+
+
+@pytest.mark.parametrize("class_weight,match", [
+    ("auto", "class_weight must be None, 'balanced' or a dict"),
+    ([1.0, 2.0], "class_weight must be None, 'balanced' or a dict"),
+    ({0: -1.0}, "the weight of class 0 must be a finite number >= 0"),
+    ({0: float("nan")}, "the weight of class 0 must be a finite number >= 0"),
+    ({0: "2"}, "the weight of class 0 must be a finite number >= 0"),
+    ({5: 2.0}, "names the label 5, which is not one of the classes"),
+    ({"0": 2.0}, "names the label '0', which is not one of the classes"),
+    ({0: 0.0, 1: 0.0}, "class_weight gives every class weight 0"),
+])
+def test_bad_class_weight_is_refused(class_weight, match):
+    X, y = _order_task(n=40)
+    with pytest.raises(ValueError, match=match):
+        RNNClassifier(hidden_size=4, max_epochs=1, n_threads=1, class_weight=class_weight).fit(X, y)
+
+
+def test_partial_fit_takes_a_dict_but_not_balanced():
+    X, y = _order_task(n=40)
+    with pytest.raises(ValueError, match="'balanced' is not supported for partial_fit"):
+        RNNClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1])
+    RNNClassifier(hidden_size=4, class_weight={1: 2.0}, n_threads=1).partial_fit(X, y, classes=[0, 1])
+
+
+def test_class_weight_survives_save_load_and_clone(tmp_path):
+    X, y = _order_task(n=40)
+    model = RNNClassifier(hidden_size=4, max_epochs=1, n_threads=1, random_state=0, class_weight={1: 2.0, 0: 0.5})
+    model.fit(X, y)
+    model.save(tmp_path / "m.rnnkit")
+    loaded = rnnkit.load(tmp_path / "m.rnnkit")
+    assert loaded.class_weight == {1: 2.0, 0: 0.5}
+    assert all(type(k) is int for k in loaded.class_weight)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    base = pytest.importorskip("sklearn.base")
+    again = base.clone(loaded).fit(X, y)
+    np.testing.assert_array_equal(again._params_flat, model._params_flat)
+
+
+def test_weights_that_leave_no_training_row_are_refused():
+    X, y = _order_task(n=40)
+    with pytest.raises(ValueError, match="give every training sequence weight 0"):
+        RNNClassifier(hidden_size=4, max_epochs=1, n_threads=1, class_weight={0: 0.0}).fit(
+            X, y, sample_weight=(y == 0).astype(float))

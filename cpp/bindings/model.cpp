@@ -178,7 +178,7 @@ void register_dtype(py::module_& m, const std::string& suffix) {
         py::arg("values"), py::arg("grads").noconvert(), py::arg("dropout"), py::arg("dropout_key"),
         py::arg("n_threads"), py::arg("workspace") = py::none(), py::arg("weights") = py::none(),
         "Mean loss and its gradient (into grads); `workspace` (a ModelWorkspace or None) is memory to reuse; "
-        "`weights` (B,) of the model's dtype, or None, multiplies each sequence's loss.");
+        "`weights` (one per output row, as the labels; the model's dtype) or None weigh the rows' losses.");
 }
 
 }  // namespace

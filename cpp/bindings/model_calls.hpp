@@ -82,12 +82,12 @@ rnnkit::Targets<T> targets_of(const rnnkit::ModelSpec& spec, const rnnkit::Batch
     targets.values = values->data();
   }
   if (weights) {
-    if (weights->ndim() != 1 || weights->shape(0) != b.batch) {
-      throw py::value_error("sample_weight: expected shape (B,), one weight per sequence of the batch");
+    if (weights->size() != rows) {
+      throw py::value_error("weights: expected one weight per output row, shaped as the labels: (B,) or (B, T)");
     }
-    for (py::ssize_t i = 0; i < b.batch; ++i) {
+    for (py::ssize_t i = 0; i < rows; ++i) {
       const T w = weights->data()[i];
-      if (!(w >= T(0)) || w - w != T(0)) throw py::value_error("sample_weight: expected finite weights >= 0");
+      if (!(w >= T(0)) || w - w != T(0)) throw py::value_error("weights: expected finite weights >= 0");
     }
     targets.weights = weights->data();
   }

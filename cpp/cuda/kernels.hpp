@@ -263,8 +263,7 @@ struct HeadRows {
   const T* values;               // [rows, n_out] (squared error)
   double count;                  // rows that count (their total weight, with weights)
   double* row_loss;              // [rows] (training)
-  const T* weights = nullptr;    // [rows / rows_per_weight] loss weights (training), or none
-  Index rows_per_weight = 1;     // rows of one sequence: 1 (Last) or the steps (Sequence)
+  const T* weights = nullptr;    // [rows] loss weights (training), or none
 
   RNNKIT_HD void operator()(Index r) const {
     T* row = y + r * n_out;
@@ -285,7 +284,7 @@ struct HeadRows {
     }
     if (!training) return;
     // As the CPU engine's loss (src/model.cpp): a weight of 1 multiplies exactly.
-    const T w = weights != nullptr ? weights[r / rows_per_weight] : T(1);
+    const T w = weights != nullptr ? weights[r] : T(1);
     if (cross_entropy) {
       const Index label = static_cast<Index>(labels[r]);
       const double p = static_cast<double>(row[label]);

@@ -60,22 +60,21 @@ class Model final : public DeviceModel<T> {
       values = stack_.uploaded(targets.values, rows * n_out);
     }
     // The weighted mean over the rows that count, as the CPU engine's (src/model.cpp).
-    const Index rows_per_weight = spec_.readout == Readout::Last ? 1 : steps;
     double count = head.count;
     Buf<T> weights;
     if (targets.weights != nullptr) {
       count = 0.0;
       for (Index r = 0; r < rows; ++r) {
         count += static_cast<double>(head.valid_host[static_cast<std::size_t>(r)]) *
-                 static_cast<double>(targets.weights[r / rows_per_weight]);
+                 static_cast<double>(targets.weights[r]);
       }
       if (count == 0.0) count = 1.0;
-      weights = stack_.uploaded(targets.weights, B);
+      weights = stack_.uploaded(targets.weights, rows);
     }
     Buf<double> row_loss = ex.template alloc<double>(rows);
     ex.launch(rows, HeadRows<T>{ce, true, n_out, head.logits.data(), head.valid.data(), ce ? labels.data() : nullptr,
                                 ce ? nullptr : values.data(), count, row_loss.data(),
-                                targets.weights != nullptr ? weights.data() : nullptr, rows_per_weight});
+                                targets.weights != nullptr ? weights.data() : nullptr});
     std::vector<double> losses(static_cast<std::size_t>(rows));
     ex.download(losses.data(), row_loss.data(), rows);
     double loss = 0.0;

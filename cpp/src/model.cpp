@@ -163,10 +163,7 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
   // The loss is the weighted mean over the rows that count (PyTorch's CrossEntropyLoss(weight=...),
   // scikit-learn's MLP): count is their total weight. A weight of 1 (or none) multiplies exactly:
   // unweighted, the arithmetic is the same bit for bit. All weights 0: loss and gradients 0.
-  const Index rows_per_sequence = spec.readout == Readout::Last ? 1 : batch.steps;
-  const auto weight = [&](Index r) {
-    return targets.weights != nullptr ? targets.weights[r / rows_per_sequence] : T(1);
-  };
+  const auto weight = [&](Index r) { return targets.weights != nullptr ? targets.weights[r] : T(1); };
   double count = 0.0;
   for (Index r = 0; r < f.rows; ++r) count += static_cast<double>(f.valid[r]) * static_cast<double>(weight(r));
   if (count == 0.0) count = 1.0;

@@ -277,6 +277,24 @@ class _RNNBase(_Base):
     def _validation_score(self, seqs: Sequences, targets: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         raise NotImplementedError
 
+    def _class_weights(self, targets: np.ndarray, seqs: Sequences, incremental: bool) -> Optional[np.ndarray]:
+        """Loss weight per class (n_outputs,), or None: the classifier's ``class_weight``."""
+        return None
+
+    def _row_weights(self, seq_weights: Optional[np.ndarray], class_weights: Optional[np.ndarray],
+                     targets: np.ndarray, lengths: Optional[np.ndarray]) -> tuple[Optional[np.ndarray], float]:
+        """The loss weight of each output row of a batch (shaped as its labels: (B,) or (B, T)) in
+        the model's dtype, or None where every row weighs 1; and the total weight of its valid rows."""
+        sequence = self.output == "sequence"
+        row_shape = targets.shape[:2] if sequence else targets.shape[:1]
+        if seq_weights is None and class_weights is None:
+            return None, float(row_shape[0])
+        w = np.ones(row_shape) if class_weights is None else class_weights[targets]
+        if seq_weights is not None:
+            w = w * (seq_weights[:, None] if sequence else seq_weights)
+        valid = w if lengths is None or not sequence else w[np.arange(row_shape[1])[None, :] < lengths[:, None]]
+        return np.ascontiguousarray(w, dtype=self.dtype_), float(valid.sum())
+
     def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None, sample_weight: Any = None) -> "_RNNBase":
         if "_frozen_owner" in self.__dict__:
             raise ValueError(f"{type(self).__name__} is frozen (made by rnnkit.freeze): it cannot be fitted again; fit "
@@ -292,6 +310,7 @@ class _RNNBase(_Base):
         if fresh:
             self._fit_scaler(seqs, weights)
         targets = self._encode_targets(y, seqs, reset=fresh, classes=classes, weights=weights)
+        class_weights = self._class_weights(targets, seqs, incremental)
         if fresh:
             self._random = self._rng()
             self._build(self._n_outputs_for_fit, self._random)
@@ -310,16 +329,17 @@ class _RNNBase(_Base):
                 )
             perm = rng.permutation(n)
             val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-            if weights is not None and not (weights[val_idx].sum() > 0 and weights[train_idx].sum() > 0):
-                part = "held out for early stopping" if not weights[val_idx].sum() > 0 else "left to train on"
-                raise ValueError(f"sample_weight: every sequence {part} has weight 0 (validation_fraction="
-                                 f"{self.validation_fraction}); give more sequences a positive weight")
+            if weights is not None and not weights[val_idx].sum() > 0:
+                raise ValueError(f"sample_weight: every sequence held out for early stopping has weight 0 "
+                                 f"(validation_fraction={self.validation_fraction}); give more sequences a "
+                                 "positive weight")
         x_all = self._scale_X(seqs)
         lengths_all = seqs.lengths
+        if not self._row_weights(None if weights is None else weights[train_idx], class_weights, targets[train_idx],
+                                 None if lengths_all is None else lengths_all[train_idx])[1] > 0:
+            raise ValueError("sample_weight / class_weight give every training sequence weight 0: nothing to learn")
         val_seqs = Sequences(seqs.x[val_idx], None if lengths_all is None else lengths_all[val_idx], seqs.kind)
         val_weights = None if weights is None else weights[val_idx]
-        # the loss weights in the model's dtype; None: every sequence's loss counts once
-        batch_weights = None if weights is None else weights.astype(self.dtype_)
 
         opt = self._make_optimizer()
         step = _BatchStep(self._spec, self._params_flat, self._grads_flat, opt, dropout=float(self.dropout),
@@ -337,15 +357,15 @@ class _RNNBase(_Base):
                 total, total_weight = 0.0, 0.0
                 for b0 in range(0, order.size, int(self.batch_size)):
                     idx = np.sort(order[b0 : b0 + int(self.batch_size)])
-                    batch_weight = float(idx.size) if weights is None else float(weights[idx].sum())
-                    if batch_weight == 0.0:
-                        continue  # every sequence has weight 0: nothing to learn from
                     steps = x_all.shape[1] if lengths_all is None else int(lengths_all[idx].max())
-                    xb = np.ascontiguousarray(x_all[idx, :steps])
                     lb = None if lengths_all is None else np.ascontiguousarray(lengths_all[idx])
                     tb = np.ascontiguousarray(targets[idx][:, :steps] if self.output == "sequence" else targets[idx])
+                    wb, batch_weight = self._row_weights(None if weights is None else weights[idx], class_weights,
+                                                         tb, lb)
+                    if batch_weight == 0.0:
+                        continue  # every row has weight 0: nothing to learn from
+                    xb = np.ascontiguousarray(x_all[idx, :steps])
                     key = int(rng.integers(0, 2**63 - 1)) if self.dropout > 0 else 0
-                    wb = None if batch_weights is None else np.ascontiguousarray(batch_weights[idx])
                     loss = step(xb, lb, tb if labels else None, None if labels else tb, key, wb)
                     total += loss * batch_weight
                     total_weight += batch_weight

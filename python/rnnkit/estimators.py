@@ -9,8 +9,10 @@ its estimator checks and work in pipelines, searches and cross-validation.
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
@@ -79,6 +81,12 @@ class RNNClassifier(_RNNBase):
         parameters, clipping and the optimizer step stay on the host, so a model fitted on a GPU
         is used and saved like any other. ``fit`` and ``predict`` raise RuntimeError, saying
         why, where CUDA is unavailable (``set_params(device="cpu")`` moves a fitted model).
+    class_weight : dict, "balanced" or None
+        Loss weight per class, ``{label: weight}`` (classes not named weigh 1), or "balanced":
+        ``n_rows / (n_classes * count of the class)`` over the labels given to ``fit`` (over the
+        valid steps with output="sequence"), as in scikit-learn. It multiplies ``sample_weight``;
+        a batch's loss is the weighted mean, as PyTorch's ``CrossEntropyLoss(weight=...)``. Not
+        used by ``score`` or the early-stopping accuracy (as in scikit-learn).
 
     Attributes
     ----------
@@ -100,6 +108,46 @@ class RNNClassifier(_RNNBase):
 
     _loss = "cross_entropy"
     _estimator_type = "classifier"
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        output: str = "last",
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        batch_size: int = 32,
+        max_epochs: int = 200,
+        clip_norm: Optional[float] = 1.0,
+        clip_value: Optional[float] = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        warm_start: bool = False,
+        random_state: Optional[int] = None,
+        verbose: int = 0,
+        n_threads: Optional[int] = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        class_weight: Optional[Union[str, Mapping[Any, float]]] = None,
+    ) -> None:
+        super().__init__(
+            cell=cell, hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+            dropout=dropout, output=output, optimizer=optimizer, learning_rate=learning_rate, momentum=momentum,
+            nesterov=nesterov, weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
+            clip_norm=clip_norm, clip_value=clip_value, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
+            warm_start=warm_start, random_state=random_state, verbose=verbose, n_threads=n_threads, dtype=dtype,
+            device=device,
+        )
+        self.class_weight = class_weight
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "RNNClassifier":
         """Train on sequences X and labels y.
@@ -124,6 +172,10 @@ class RNNClassifier(_RNNBase):
         ``classes`` (every label that will ever appear) is required on the first call;
         ``sample_weight`` as in :meth:`fit`.
         """
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError("class_weight='balanced' is not supported for partial_fit: one call sees only part of "
+                             "the data; pass the weights as a dict, e.g. from "
+                             "sklearn.utils.class_weight.compute_class_weight('balanced', classes=..., y=all_labels)")
         if not self.__sklearn_is_fitted__():
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -163,6 +215,39 @@ class RNNClassifier(_RNNBase):
             raise ValueError(f"y contains labels not seen in the first fit: {unknown[:5]!r}")
         codes = np.searchsorted(self.classes_, y if self.output == "last" else np.where(seqs.valid_mask(), y, self.classes_[0]))
         return codes.astype(np.int64)
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        cw = self.class_weight
+        if cw is None or (isinstance(cw, str) and cw == "balanced"):
+            return
+        if not isinstance(cw, Mapping):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {cw!r}")
+        for label, weight in cw.items():
+            if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"class_weight: the weight of class {label!r} must be a finite number >= 0, got "
+                                 f"{weight!r}")
+
+    def _class_weights(self, codes: np.ndarray, seqs: Sequences, incremental: bool) -> Optional[np.ndarray]:
+        cw = self.class_weight
+        if cw is None:
+            return None
+        k = self.classes_.size
+        if isinstance(cw, str):  # "balanced", over the rows that count
+            valid = codes if self.output == "last" else codes[seqs.valid_mask()]
+            counts = np.bincount(valid, minlength=k)
+            weights = np.where(counts > 0, valid.size / (k * np.maximum(counts, 1)), 1.0)
+        else:
+            weights = np.ones(k)
+            for label, weight in cw.items():
+                where = np.flatnonzero(self.classes_ == label) if _comparable(label, self.classes_) else []
+                if len(where) != 1:
+                    raise ValueError(f"class_weight names the label {label!r}, which is not one of the classes "
+                                     f"{self.classes_.tolist()!r}")
+                weights[where[0]] = float(weight)
+        if not weights.any():
+            raise ValueError(f"class_weight gives every class weight 0: nothing to learn ({cw!r})")
+        return None if (weights == weights[0]).all() else weights  # equal weights: the unweighted fit
 
     def _validation_score(self, seqs: Sequences, codes: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         proba = self._raw_outputs(seqs)
@@ -370,6 +455,11 @@ def _check_labels(y: np.ndarray) -> None:
                              "expects discrete classes, on a regression target with continuous values.")
     elif y.dtype.kind == "c":
         raise ValueError("Complex data not supported for y")
+
+
+def _comparable(label: Any, classes: np.ndarray) -> bool:
+    """Whether ``label`` can equal a class (a str against numeric classes cannot, and numpy would warn)."""
+    return (isinstance(label, str) or isinstance(label, np.str_)) == (classes.dtype.kind in "USO")
 
 
 def _r2(y: np.ndarray, pred: np.ndarray, weights: Optional[np.ndarray] = None) -> float:

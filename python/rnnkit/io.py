@@ -25,7 +25,7 @@ import math
 import numbers
 import os
 import zipfile
-from typing import IO, Any, Union
+from typing import IO, Any, Mapping, Union
 
 import numpy as np
 
@@ -51,6 +51,34 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_value(v) for v in value]
     return value
+
+
+#: Constructor parameters whose value may be a dict keyed by class labels: JSON object keys are
+#: strings, so they are stored as lists of [label, value] pairs (integer labels stay integers).
+_DICT_PARAMS = ("class_weight",)
+
+
+def portable_params(params: dict) -> dict:
+    """An estimator's ``get_params()`` as JSON values (a random generator object becomes None)."""
+    params = dict(params)
+    if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
+        params["random_state"] = None  # a generator object has no portable form
+    for name in _DICT_PARAMS:
+        if isinstance(params.get(name), Mapping):
+            params[name] = [[_json_value(k), _json_value(v)] for k, v in params[name].items()]
+    return {k: _json_value(v) for k, v in params.items()}
+
+
+def params_from_portable(params: dict, path: Any = "<model>") -> dict:
+    """:func:`portable_params`'s output back as constructor arguments."""
+    params = dict(params)
+    for name in _DICT_PARAMS:
+        if isinstance(params.get(name), list):
+            pairs = params[name]
+            _expect(all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], (str, int, float)) for p in pairs),
+                    path, f"{name} must be a list of [label, value] pairs")
+            params[name] = {label: value for label, value in pairs}
+    return params
 
 
 _PLACEHOLDER = "sha256:" + "0" * 64
@@ -117,9 +145,6 @@ def estimator_payload(estimator: Any) -> tuple:
     if not isinstance(estimator, (RNNClassifier, RNNRegressor)):
         raise TypeError(f"save() takes a fitted RNNClassifier or RNNRegressor, got {type(estimator).__name__}")
     estimator._check_fitted()
-    params = estimator.get_params()
-    if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
-        params["random_state"] = None  # a generator object has no portable form
     fitted = {k: _json_value(getattr(estimator, k)) for k in _FITTED if hasattr(estimator, k)}
     fitted["dtype_"] = estimator.dtype_.name
     if hasattr(estimator, "_random"):  # so that a loaded model trains on exactly as the original would
@@ -147,7 +172,7 @@ def estimator_payload(estimator: Any) -> tuple:
                 arrays[f"opt__{i}__{key}"] = buf
     meta = {
         "class": type(estimator).__name__,
-        "params": {k: _json_value(v) for k, v in params.items()},
+        "params": portable_params(estimator.get_params()),
         "fitted": fitted,
     }
     return meta, arrays
@@ -321,7 +346,7 @@ def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
         raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
     _expect(isinstance(meta.get("params"), dict) and isinstance(meta.get("fitted"), dict), path,
             "'params' and 'fitted' must be JSON objects")
-    est = classes[meta["class"]](**meta["params"])
+    est = classes[meta["class"]](**params_from_portable(meta["params"], path))
     est._validate_params()
     fitted = dict(meta["fitted"])
     unknown = sorted(set(fitted) - set(_FITTED) - set(_FITTED_EXTRA))

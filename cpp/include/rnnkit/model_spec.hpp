@@ -49,8 +49,8 @@ struct Batch {
 
 /// Targets of a batch. Classification: labels [B] (Last) or [B, T] (Sequence), each in
 /// [0, n_outputs). Regression: values [B, n_outputs] or [B, T, n_outputs]. Entries past a
-/// sequence's length are ignored. `weights` [B] (optional, finite and >= 0) weigh each
-/// sequence's loss (every step's, for Sequence): the batch's loss is the weighted mean.
+/// sequence's length are ignored. `weights` (optional, finite and >= 0), one per output row
+/// like the labels ([B] or [B, T]), weigh the rows' losses: the batch's loss is their weighted mean.
 template <class T>
 struct Targets {
   const std::int64_t* labels = nullptr;

@@ -273,10 +273,7 @@ class RNNForecaster(_Base):
 
     def _export(self) -> tuple:
         self._check_fitted()
-        params = self.get_params()
-        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
-            params["random_state"] = None
-        params = {k: _io._json_value(v) for k, v in params.items()}
+        params = _io.portable_params(self.get_params())
         reg_meta, reg_arrays = _io.estimator_payload(self.regressor_)
         meta = {
             "params": params,
@@ -291,7 +288,7 @@ class RNNForecaster(_Base):
 
     @classmethod
     def _import(cls, meta: dict, arrays: dict) -> "RNNForecaster":
-        model = cls(**meta["params"])
+        model = cls(**_io.params_from_portable(meta["params"]))
         fitted = meta["fitted"]
         prefix = "regressor__"
         model.regressor_ = _io.restore_estimator(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
 from .. import _threads
 from .._fitting import _CELLS, _check_choice, _check_number
-from ..io import _json_value
+from ..io import _json_value, params_from_portable, portable_params
 from .tokenizer import Tokenizer
 
 
@@ -36,16 +35,13 @@ class _TextModel:
     def _portable_meta(self) -> dict:
         """The JSON part every text model's file holds: constructor parameters and fitted attributes."""
         self._check_fitted()
-        params = self.get_params()
-        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
-            params["random_state"] = None  # a generator object has no portable form
         fitted = {k: _json_value(getattr(self, k)) for k in self._fitted_attributes if hasattr(self, k)}
-        return {"params": {k: _json_value(v) for k, v in params.items()}, "fitted": fitted}
+        return {"params": portable_params(self.get_params()), "fitted": fitted}
 
     @classmethod
     def _from_portable_meta(cls, meta: dict) -> Any:
         """A model built from :meth:`_portable_meta`'s output, its fitted attributes set (weights not yet)."""
-        model = cls(**meta["params"])
+        model = cls(**params_from_portable(meta["params"]))
         model._validate_params()
         for key, value in meta["fitted"].items():
             if key not in cls._fitted_attributes:

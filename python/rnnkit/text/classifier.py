@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
@@ -34,8 +34,9 @@ class TextClassifier(_TextModel, RNNClassifier):
         Tokens read per text (the first ones); None reads everything.
     cell, hidden_size, num_layers, bidirectional, dropout, optimizer, learning_rate, momentum,
     nesterov, weight_decay, batch_size, max_epochs, clip_norm, clip_value, early_stopping,
-    validation_fraction, n_iter_no_change, tol, warm_start, random_state, verbose, n_threads, device
-        As in :class:`rnnkit.RNNClassifier`.
+    validation_fraction, n_iter_no_change, tol, warm_start, random_state, verbose, n_threads, device,
+    class_weight
+        As in :class:`rnnkit.RNNClassifier` (``class_weight="balanced"`` for imbalanced labels).
 
     Attributes
     ----------
@@ -83,6 +84,7 @@ class TextClassifier(_TextModel, RNNClassifier):
         verbose: int = 0,
         n_threads: Optional[int] = None,
         device: str = "cpu",
+        class_weight: Optional[Union[str, Mapping[Any, float]]] = None,
     ) -> None:
         super().__init__(
             cell=cell, hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
@@ -90,7 +92,7 @@ class TextClassifier(_TextModel, RNNClassifier):
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, clip_norm=clip_norm,
             clip_value=clip_value, early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-            verbose=verbose, n_threads=n_threads, device=device,
+            verbose=verbose, n_threads=n_threads, device=device, class_weight=class_weight,
         )
         del self.output, self.dtype  # fixed for text: the class attributes
         self.level = level
