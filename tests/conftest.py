@@ -378,3 +378,17 @@ def device(request, monkeypatch):
             pytest.fail(f"{REQUIRE_ENV}=1 but device='cuda' is unavailable: {reason}")
         pytest.skip(f"device='cuda' is unavailable here ({reason}); the 'simulated' variant covers the driver")
     return "cuda"
+
+
+# ---------------------------------------------------------------------------- estimator tasks
+def order_task(n=96, steps=8, seed=0):
+    """Label 1 when the marker in feature 0 comes before the one in feature 1."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=0.1, size=(n, steps, 2))
+    y = rng.integers(0, 2, n)
+    for i in range(n):
+        a, b = sorted(rng.choice(steps, 2, replace=False))
+        first, second = (0, 1) if y[i] else (1, 0)
+        X[i, a, first] += 1.0
+        X[i, b, second] += 1.0
+    return X, y

@@ -16,20 +16,7 @@ from rnnkit import RNNClassifier, RNNRegressor
 from rnnkit._backend import core
 from rnnkit.cuda import _model_calls
 
-from conftest import RTOL, assert_close_rel
-
-
-def order_task(n=96, steps=8, seed=0):
-    """Label 1 when the marker in feature 0 comes before the one in feature 1."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(scale=0.1, size=(n, steps, 2))
-    y = rng.integers(0, 2, n)
-    for i in range(n):
-        a, b = sorted(rng.choice(steps, 2, replace=False))
-        first, second = (0, 1) if y[i] else (1, 0)
-        X[i, a, first] += 1.0
-        X[i, b, second] += 1.0
-    return X, y
+from conftest import RTOL, assert_close_rel, order_task
 
 
 MODEL_CASES = [

@@ -1121,3 +1121,19 @@ def test_verbose_prints_one_line_per_epoch(capsys):
     assert lines[0].startswith("Epoch 1: loss")
     RNNRegressor(**FAST).fit(X, y)
     assert capsys.readouterr().out == ""
+
+
+def test_the_classifier_restates_the_shared_parameters_exactly():
+    """RNNClassifier spells out _RNNBase's parameters (scikit-learn reads them off __init__'s
+    signature) and adds class_weight: the two lists must not drift apart."""
+    import inspect
+
+    from rnnkit._estimator_base import _RNNBase
+
+    shared = inspect.signature(_RNNBase.__init__).parameters
+    own = inspect.signature(RNNClassifier.__init__).parameters
+    assert list(own) == list(shared) + ["class_weight"]
+    for name, p in shared.items():
+        assert (own[name].default, own[name].annotation, own[name].kind) == (p.default, p.annotation, p.kind), name
+    clf = RNNClassifier(**{name: f"<{name}>" for name in list(shared)[1:]})
+    assert all(getattr(clf, name) == f"<{name}>" for name in list(shared)[1:])  # each passed through

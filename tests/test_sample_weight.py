@@ -15,7 +15,7 @@ import rnnkit
 from rnnkit import RNNClassifier, RNNRegressor
 from rnnkit._backend import core
 
-from conftest import require_torch
+from conftest import order_task, require_torch
 
 N_OUT = 3
 
@@ -174,24 +174,13 @@ def test_the_compiled_call_refuses_bad_weights(weights, match):
 
 
 # ------------------------------------------------------------------ the estimators
-def _order_task(n=80, steps=8, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(scale=0.1, size=(n, steps, 2))
-    y = rng.integers(0, 2, n)
-    for i in range(n):
-        a, b = sorted(rng.choice(steps, 2, replace=False))
-        X[i, a, 0 if y[i] else 1] += 1.0
-        X[i, b, 1 if y[i] else 0] += 1.0
-    return X, y
-
-
 @pytest.mark.parametrize("make", [
     lambda: RNNClassifier(hidden_size=6, max_epochs=3, batch_size=16, random_state=0, n_threads=1),
     lambda: RNNRegressor(cell="gru", hidden_size=6, max_epochs=3, batch_size=16, random_state=0, n_threads=1,
                          output="sequence", dropout=0.0),
 ])
 def test_unit_or_constant_weights_leave_the_fit_as_it_was(make):
-    X, y = _order_task()
+    X, y = order_task(n=80)
     if isinstance(make(), RNNRegressor):
         y = np.cumsum(X[:, :, 0], axis=1)
     base = make().fit(X, y)
@@ -201,7 +190,7 @@ def test_unit_or_constant_weights_leave_the_fit_as_it_was(make):
 
 
 def test_zero_weight_sequences_are_ignored_whatever_they_hold():
-    X, y = _order_task(n=64)
+    X, y = order_task(n=64)
     w = np.ones(len(X))
     w[::4] = 0.0
     kw = dict(hidden_size=6, max_epochs=3, batch_size=16, random_state=0, n_threads=1, dtype="float64")
@@ -236,7 +225,7 @@ def test_the_fit_reaches_the_weighted_optimum(dtype):
 
 def test_score_weights_as_sklearn_metrics():
     metrics = pytest.importorskip("sklearn.metrics")
-    X, y = _order_task()
+    X, y = order_task(n=80)
     w = np.random.default_rng(4).uniform(0, 2, len(X))
     clf = RNNClassifier(hidden_size=6, max_epochs=2, random_state=0, n_threads=1).fit(X, y)
     assert clf.score(X, y, sample_weight=w) == pytest.approx(metrics.accuracy_score(y, clf.predict(X), sample_weight=w))
@@ -258,7 +247,7 @@ def test_score_weights_as_sklearn_metrics():
 
 def test_partial_fit_and_grid_search_take_weights():
     model_selection = pytest.importorskip("sklearn.model_selection")
-    X, y = _order_task()
+    X, y = order_task(n=80)
     w = np.random.default_rng(6).uniform(0.5, 2, len(X))
     kw = dict(hidden_size=6, random_state=0, n_threads=1, batch_size=16)
     a = RNNClassifier(**kw).partial_fit(X, y, classes=[0, 1], sample_weight=w)
@@ -270,7 +259,7 @@ def test_partial_fit_and_grid_search_take_weights():
 
 
 def test_early_stopping_scores_the_held_out_weights(monkeypatch):
-    X, y = _order_task()
+    X, y = order_task(n=80)
     kw = dict(hidden_size=6, max_epochs=3, random_state=0, n_threads=1, early_stopping=True, validation_fraction=0.25)
     w = np.random.default_rng(7).uniform(0.1, 3, len(X))
     held_out = []
@@ -305,7 +294,7 @@ def test_early_stopping_scores_the_held_out_weights(monkeypatch):
     (np.array(["a"] * 80), TypeError, "sample_weight must be an array of real numbers"),
 ])
 def test_bad_sample_weight_is_refused_and_the_model_kept(sample_weight, error, match):
-    X, y = _order_task()
+    X, y = order_task(n=80)
     model = RNNClassifier(hidden_size=6, max_epochs=2, random_state=0, n_threads=1).fit(X, y)
     before = model._params_flat.copy(), model.predict_proba(X)
     with pytest.raises(error, match=match):
@@ -347,7 +336,7 @@ def test_class_weight_is_a_sample_weight_per_label():
 
 def test_balanced_is_sklearns_balanced():
     utils = pytest.importorskip("sklearn.utils.class_weight")
-    X, y = _order_task(n=90)
+    X, y = order_task(n=90)
     y = np.where(np.arange(90) < 70, y, 2)  # three classes, imbalanced
     kw = dict(hidden_size=6, max_epochs=2, batch_size=16, random_state=0, n_threads=1)
     weights = utils.compute_class_weight("balanced", classes=np.unique(y), y=y)
@@ -390,20 +379,20 @@ def test_class_weight_reaches_the_weighted_optimum():
     ({0: 0.0, 1: 0.0}, "class_weight gives every class weight 0"),
 ])
 def test_bad_class_weight_is_refused(class_weight, match):
-    X, y = _order_task(n=40)
+    X, y = order_task(n=40)
     with pytest.raises(ValueError, match=match):
         RNNClassifier(hidden_size=4, max_epochs=1, n_threads=1, class_weight=class_weight).fit(X, y)
 
 
 def test_partial_fit_takes_a_dict_but_not_balanced():
-    X, y = _order_task(n=40)
+    X, y = order_task(n=40)
     with pytest.raises(ValueError, match="'balanced' is not supported for partial_fit"):
         RNNClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1])
     RNNClassifier(hidden_size=4, class_weight={1: 2.0}, n_threads=1).partial_fit(X, y, classes=[0, 1])
 
 
 def test_class_weight_survives_save_load_and_clone(tmp_path):
-    X, y = _order_task(n=40)
+    X, y = order_task(n=40)
     model = RNNClassifier(hidden_size=4, max_epochs=1, n_threads=1, random_state=0, class_weight={1: 2.0, 0: 0.5})
     model.fit(X, y)
     model.save(tmp_path / "m.rnnkit")
@@ -417,7 +406,7 @@ def test_class_weight_survives_save_load_and_clone(tmp_path):
 
 
 def test_weights_that_leave_no_training_row_are_refused():
-    X, y = _order_task(n=40)
+    X, y = order_task(n=40)
     with pytest.raises(ValueError, match="give every training sequence weight 0"):
         RNNClassifier(hidden_size=4, max_epochs=1, n_threads=1, class_weight={0: 0.0}).fit(
             X, y, sample_weight=(y == 0).astype(float))

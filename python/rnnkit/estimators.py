@@ -161,8 +161,7 @@ class RNNClassifier(_RNNBase):
             loss is the weighted mean ``sum(w * loss) / sum(w)`` over its rows, as in PyTorch's
             ``CrossEntropyLoss(weight=...)`` and scikit-learn's MLP, so only the weights' ratios
             matter; a batch whose weights are all 0 is skipped. Weights >= 0; the input scaling
-            and the early-stopping score are weighted too. For imbalanced classes:
-            ``sklearn.utils.class_weight.compute_sample_weight("balanced", y)``.
+            and the early-stopping score are weighted too. Multiplied by ``class_weight``.
         """
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
