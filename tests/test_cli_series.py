@@ -195,6 +195,21 @@ def test_classify_happy_path(tmp_path, capsys, fmt):
     assert isinstance(rnnkit.load(save), rnnkit.RNNClassifier)
 
 
+def test_classify_balanced_weighs_the_rare_class(tmp_path, capsys):
+    seqs, labels = ramps(48, 12, seed=0)
+    keep = [i for i, label in enumerate(labels) if label == "up" or i % 8 == 1]  # few "down" ramps
+    train = write_ts(tmp_path / "train.ts", [seqs[i] for i in keep], [labels[i] for i in keep])
+    test = write_ts(tmp_path / "test.ts", *ramps(20, 12, seed=1))
+    saved = {}
+    for flag in ([], ["--balanced"]):
+        save = tmp_path / f"clf{len(flag)}.npz"
+        code, out, err = run(["classify", train, test, *CLASSIFY_FAST, "--epochs", "3", *flag, "--save", save], capsys)
+        assert code == 0, err
+        saved[bool(flag)] = rnnkit.load(save)
+    assert saved[True].class_weight == "balanced" and saved[False].class_weight is None
+    assert not np.array_equal(saved[True]._params_flat, saved[False]._params_flat)
+
+
 def test_classify_mismatched_features(tmp_path, capsys):
     train = write_ts(tmp_path / "train.ts", *ramps(6, 5, seed=0, dims=2))
     test = write_ts(tmp_path / "test.ts", *ramps(4, 5, seed=1, dims=1))

@@ -101,6 +101,8 @@ def register(subparsers: Any) -> None:
     cl.add_argument("--bidirectional", action="store_true", help="read each sequence in both directions")
     cl.add_argument("--patience", type=positive_int, default=30, help="stop early when the training loss has not "
                     "improved for this many epochs (default: 30)")
+    cl.add_argument("--balanced", action="store_true", help="weigh each class's loss by its inverse frequency in "
+                    "TRAIN (class_weight='balanced'), for imbalanced classes")
     _model_options(cl, hidden=64, epochs=150, lr=3e-3, batch=16)
     cl.set_defaults(func=_classify)
 
@@ -349,7 +351,7 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"note: test labels never seen in training (always counted wrong): {', '.join(map(str, unseen))}")
     clf = RNNClassifier(cell=args.cell, hidden_size=args.hidden, num_layers=args.layers,
                         bidirectional=args.bidirectional, max_epochs=args.epochs, learning_rate=args.lr,
-                        n_iter_no_change=args.patience,
+                        n_iter_no_change=args.patience, class_weight="balanced" if args.balanced else None,
                         batch_size=args.batch_size, random_state=args.seed, n_threads=args.threads,
                         verbose=int(args.verbose))
     t0 = time.perf_counter()
