@@ -39,10 +39,20 @@ def case(name: str) -> tuple[Any, Any, Any]:
                                   optimizer="sgd", learning_rate=0.05, momentum=0.9, clip_norm=0.5,
                                   dtype="float64", random_state=3, n_threads=1)
         return est, X, y
+    if name == "tagger_balanced":
+        # per-step labels, class 2 rare, and rank 0's shard holding more of it than rank 1's:
+        # "balanced" must count the labels of every rank
+        lengths = rng.integers(3, 9, 41)
+        X = [rng.standard_normal((n, 2)) for n in lengths]
+        y = [np.digitize(x[:, 0] + (0.8 if i < 12 else 0.0), [-0.3, 1.3]) for i, x in enumerate(X)]
+        est = rnnkit.RNNClassifier(cell="gru", hidden_size=6, output="sequence", class_weight="balanced",
+                                   batch_size=BATCH, max_epochs=2, learning_rate=0.02, dtype="float64",
+                                   random_state=2, n_threads=1)
+        return est, X, y
     raise KeyError(name)
 
 
-CASES = ("classifier", "regressor_sequence")
+CASES = ("classifier", "regressor_sequence", "tagger_balanced")
 
 
 def shard(values: Any, rank: int, size: int) -> Any:
@@ -82,6 +92,7 @@ def main() -> None:
             "dtype": (X.astype(np.float32) if rank == 1 else X, y, {}),
             "parameters": (X, y, {"hidden_size": 8 + rank}),
             "bad input on one rank": (np.full_like(X, np.nan) if rank == 1 else X, y, {}),
+            "zero class weight": (X, y, {"class_weight": {"down": 0.0}}),
         }
         for problem, (Xr, yr, params) in problems.items():
             try:

@@ -80,6 +80,7 @@ def test_mismatched_shards_raise_the_same_error_on_every_rank(tmp_path):
         "dtype": "differ in X dtype (rank 0: float64, rank 1: float32)",
         "parameters": "differ in estimator parameters ['hidden_size']",
         "bad input on one rank": "failed on 1 of 2 ranks: rank 1: ValueError: Input X contains NaN",
+        "zero class weight": "class_weight with a weight of 0 is not supported with several ranks",
     }
     for rank in (0, 1):
         lines = (tmp_path / f"report.{rank}").read_text().splitlines()

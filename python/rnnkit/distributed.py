@@ -31,7 +31,8 @@ Number the samples of all shards in rank order (rank 0's first): together they a
   times the local row count, the count itself and the loss times the count, so one reduction
   gives the exact mean over the global batch: the gradient and loss of one process training
   on all N samples with ``batch_size * size`` (to rounding; the test checks float64 weights
-  to 1e-10).
+  to 1e-10). With ``class_weight`` the count is the rows' total weight, and ``"balanced"``
+  counts the labels of every shard (one more Allreduce), so the same holds.
 - **Scaling.** The input (and, for regression, target) mean and standard deviation are
   computed over all shards (count and sums, then the squared deviations: two Allreduces), so
   every rank scales with the same statistics, those of the global data set.
@@ -41,7 +42,8 @@ Number the samples of all shards in rank order (rank 0's first): together they a
   its batch, so with ``dropout > 0`` runs on different rank counts differ (each is valid).
 
 Not supported with more than one rank (ValueError): ``early_stopping`` (its validation split
-would have to be global too) and ``warm_start``. With one process :func:`fit` is exactly
+would have to be global too), ``warm_start`` and a ``class_weight`` of 0 (a global batch could
+weigh nothing). :func:`fit` takes no ``sample_weight``. With one process :func:`fit` is exactly
 ``estimator.fit(X, y)``.
 
 Faults
@@ -174,6 +176,7 @@ class _GradientAllreduce:
         self.buffer = np.empty(grads.size + 2, dtype=grads.dtype)
         self.mpi = _mpi()
         self.weight = 0.0
+        self.total = 0.0  # the summed weight of the last reduction: every rank's
         self.reduced = False  # set once this batch's reduction is done (every rank then agrees)
         self.seconds = 0.0  # time spent in the Allreduce (for benchmarks)
 
@@ -187,6 +190,7 @@ class _GradientAllreduce:
         self.seconds += time.perf_counter() - start
         self.reduced = True
         total = self.buffer[-2]
+        self.total = float(total)
         np.divide(g, total, out=self.grads)
         return float(self.buffer[-1] / total)
 
@@ -304,15 +308,19 @@ class _Run:
         try:
             est._fit_scaler(self.seqs)
             targets = est._encode_targets(y, self.seqs, reset=True, classes=cls_array)
+            class_weights = est._class_weights(targets, self.seqs, incremental=False)  # "balanced": global counts
         finally:
             _STATS_ALLREDUCE.reset(token)
+        if class_weights is not None and not class_weights.all():
+            raise ValueError("rnnkit.distributed.fit: class_weight with a weight of 0 is not supported with several "
+                             "ranks (a global batch could then weigh nothing); drop those classes' rows instead")
         est._random = np.random.default_rng(seed)
         est._build(est._n_outputs_for_fit, est._random)
         x_all = self._agree("scaling X", lambda: est._scale_X(self.seqs))
 
         self.hook = _GradientAllreduce(comm, est._grads_flat)
         try:
-            self._epochs(x_all, targets, offset, n_total)
+            self._epochs(x_all, targets, offset, n_total, class_weights)
         except BaseException as exc:
             if self.hook.reduced or not self.abort:
                 raise  # a divergence every rank saw after the reduction, or the caller's choice
@@ -322,7 +330,8 @@ class _Run:
             _save(est, self.checkpoint)
         return est
 
-    def _epochs(self, x_all: np.ndarray, targets: np.ndarray, offset: int, n_total: int) -> None:
+    def _epochs(self, x_all: np.ndarray, targets: np.ndarray, offset: int, n_total: int,
+                class_weights: Optional[np.ndarray]) -> None:
         """The ordinary fit's loop (no early stopping), over this rank's part of each global batch."""
         est, hook = self.est, self.hook
         assert hook is not None
@@ -340,7 +349,7 @@ class _Run:
             for _ in range(int(est.max_epochs)):
                 start_time = time.perf_counter()
                 order = rng.permutation(n_total)
-                total = 0.0
+                total, total_weight = 0.0, 0.0
                 for b0 in range(0, n_total, global_batch):
                     batch = np.sort(order[b0 : b0 + global_batch])
                     idx = batch[(batch >= offset) & (batch < offset + n_local)] - offset
@@ -351,20 +360,26 @@ class _Run:
                         xb = np.ascontiguousarray(x_all[idx, :steps])
                         lb = None if lengths_all is None else np.ascontiguousarray(lengths_all[idx])
                         tb = np.ascontiguousarray(targets[idx][:, :steps] if est.output == "sequence" else targets[idx])
-                        if est.output == "last":
+                        wb, row_weight = est._row_weights(None, class_weights, tb, lb)
+                        if wb is not None:
+                            hook.weight = row_weight  # the rows' total weight: the global loss is their weighted mean
+                        elif est.output == "last":
                             hook.weight = idx.size
                         else:
                             hook.weight = idx.size * steps if lb is None else int(lb.sum())
-                        loss = step(xb, lb, tb if labels else None, None if labels else tb, key)
+                        loss = step(xb, lb, tb if labels else None, None if labels else tb, key, wb)
                     else:  # none of this batch is here: add nothing to the sums, still take the step
                         est._grads_flat.fill(0)
                         hook.weight = 0
                         loss = step.finish(0.0)
-                    total += loss * batch.size
+                    # as the ordinary fit: batches count by their sequences, or by their total weight
+                    batch_weight = batch.size if class_weights is None else hook.total
+                    total += loss * batch_weight
+                    total_weight += batch_weight
                 hook.reduced = False
                 est.n_iter_ += 1
                 est.t_ += n_total
-                epoch_loss = total / n_total
+                epoch_loss = total / total_weight
                 est.loss_curve_.append(epoch_loss)
                 improved = epoch_loss < est._best_loss - est.tol
                 est._best_loss = min(est._best_loss, epoch_loss)

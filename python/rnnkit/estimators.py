@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from . import _checks
-from ._estimator_base import _RNNBase, _standardiser
+from ._estimator_base import _STATS_ALLREDUCE, _RNNBase, _standardiser
 from ._sequences import Sequences, per_step_targets
 from .exceptions import DataConversionWarning
 
@@ -232,10 +232,13 @@ class RNNClassifier(_RNNBase):
         if cw is None:
             return None
         k = self.classes_.size
-        if isinstance(cw, str):  # "balanced", over the rows that count
+        if isinstance(cw, str):  # "balanced", over the rows that count (of every process, under MPI)
             valid = codes if self.output == "last" else codes[seqs.valid_mask()]
-            counts = np.bincount(valid, minlength=k)
-            weights = np.where(counts > 0, valid.size / (k * np.maximum(counts, 1)), 1.0)
+            counts = np.bincount(valid, minlength=k).astype(np.float64)
+            allreduce = _STATS_ALLREDUCE.get()
+            if allreduce is not None:
+                allreduce(counts)
+            weights = np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1)), 1.0)
         else:
             weights = np.ones(k)
             for label, weight in cw.items():
