@@ -277,7 +277,7 @@ class _RNNBase(_Base):
     def _validation_score(self, seqs: Sequences, targets: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         raise NotImplementedError
 
-    def _class_weights(self, targets: np.ndarray, seqs: Sequences, incremental: bool) -> Optional[np.ndarray]:
+    def _class_weights(self, targets: np.ndarray, seqs: Sequences) -> Optional[np.ndarray]:
         """Loss weight per class (n_outputs,), or None: the classifier's ``class_weight``."""
         return None
 
@@ -310,7 +310,7 @@ class _RNNBase(_Base):
         if fresh:
             self._fit_scaler(seqs, weights)
         targets = self._encode_targets(y, seqs, reset=fresh, classes=classes, weights=weights)
-        class_weights = self._class_weights(targets, seqs, incremental)
+        class_weights = self._class_weights(targets, seqs)
         if fresh:
             self._random = self._rng()
             self._build(self._n_outputs_for_fit, self._random)

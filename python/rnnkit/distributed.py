@@ -308,7 +308,7 @@ class _Run:
         try:
             est._fit_scaler(self.seqs)
             targets = est._encode_targets(y, self.seqs, reset=True, classes=cls_array)
-            class_weights = est._class_weights(targets, self.seqs, incremental=False)  # "balanced": global counts
+            class_weights = est._class_weights(targets, self.seqs)  # "balanced": global counts
         finally:
             _STATS_ALLREDUCE.reset(token)
         if class_weights is not None and not class_weights.all():

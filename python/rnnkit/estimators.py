@@ -227,7 +227,7 @@ class RNNClassifier(_RNNBase):
                 raise ValueError(f"class_weight: the weight of class {label!r} must be a finite number >= 0, got "
                                  f"{weight!r}")
 
-    def _class_weights(self, codes: np.ndarray, seqs: Sequences, incremental: bool) -> Optional[np.ndarray]:
+    def _class_weights(self, codes: np.ndarray, seqs: Sequences) -> Optional[np.ndarray]:
         cw = self.class_weight
         if cw is None:
             return None
