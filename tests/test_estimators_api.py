@@ -1137,3 +1137,35 @@ def test_the_classifier_restates_the_shared_parameters_exactly():
         assert (own[name].default, own[name].annotation, own[name].kind) == (p.default, p.annotation, p.kind), name
     clf = RNNClassifier(**{name: f"<{name}>" for name in list(shared)[1:]})
     assert all(getattr(clf, name) == f"<{name}>" for name in list(shared)[1:])  # each passed through
+
+
+@pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
+def test_a_refused_refit_leaves_the_fitted_model_as_it_was(cls):
+    """Bad input found after X was read (y, sample_weight, an early-stopping split with no
+    weight) raises, and the estimator keeps its fitted state: features, scaling, weights, RNG."""
+    rng = np.random.default_rng(0)
+    X3, X5 = rng.standard_normal((40, 6, 3)), rng.standard_normal((40, 6, 5))
+    y = rng.integers(0, 2, 40)
+    model = cls(hidden_size=4, max_epochs=2, random_state=0, n_threads=1).fit(X3, y)
+    state = pickle.dumps(model)
+    before = model.predict(X3)
+    one = np.zeros(40)
+    one[0] = 1.0  # one sequence weighs anything: it cannot be both trained on and held out
+    attempts = [  # (parameters, fit arguments, message)
+        ({}, dict(X=X5, y=y[:-1]), "inconsistent numbers of samples"),
+        ({}, dict(X=X5, y=y, sample_weight=-np.ones(40)), "sample_weight must be >= 0"),
+        # warm start: the split draws from the fitted generator, which must be put back
+        (dict(warm_start=True, early_stopping=True, validation_fraction=0.5), dict(X=X3, y=y, sample_weight=one),
+         "weight 0"),
+    ]
+    for params, kwargs, match in attempts:
+        model.set_params(**params)
+        with pytest.raises(ValueError, match=match):
+            model.fit(**kwargs)
+        model.set_params(warm_start=False, early_stopping=False, validation_fraction=0.1)
+        assert model.n_features_in_ == 3
+        np.testing.assert_array_equal(model.predict(X3), before)
+    model.set_params(warm_start=True)
+    model.fit(X3, y)  # continues from the generator and weights as they were
+    reference = pickle.loads(state).set_params(warm_start=True).fit(X3, y)
+    np.testing.assert_array_equal(model._params_flat, reference._params_flat)

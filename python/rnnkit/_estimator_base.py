@@ -15,7 +15,7 @@ import numbers
 import threading
 import time
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -43,6 +43,19 @@ from .layers import layer_for_mode
 
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 _PREDICT_CHUNK = 4096  # sequences per C++ call at prediction time
+
+
+class _FitData(NamedTuple):
+    """A fit's checked input (see _RNNBase._fit_data)."""
+
+    x: np.ndarray  # scaled inputs (or token ids), (n, T, D)
+    lengths: Optional[np.ndarray]
+    targets: np.ndarray  # encoded labels or scaled values
+    weights: Optional[np.ndarray]  # sample weights, float64 (n,)
+    class_weights: Optional[np.ndarray]
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    val_seqs: Sequences  # held out for early stopping (none without it)
 
 
 class _RNNBase(_Base):
@@ -295,13 +308,9 @@ class _RNNBase(_Base):
         valid = w if lengths is None or not sequence else w[np.arange(row_shape[1])[None, :] < lengths[:, None]]
         return np.ascontiguousarray(w, dtype=self.dtype_), float(valid.sum())
 
-    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None, sample_weight: Any = None) -> "_RNNBase":
-        if "_frozen_owner" in self.__dict__:
-            raise ValueError(f"{type(self).__name__} is frozen (made by rnnkit.freeze): it cannot be fitted again; fit "
-                             "the estimator it was frozen from, or a clone (sklearn.base.clone)")
-        self._validate_params()
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+    def _fit_data(self, X: Any, y: Any, incremental: bool, classes: Any, sample_weight: Any) -> "_FitData":
+        """Check and encode a fit's input, (re)building the model for a fresh fit; the training set
+        and, with early stopping, the held-out one."""
         fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
         seqs = self._check_X(X, reset=fresh)
         weights = _checks.sample_weights(sample_weight, seqs.n)
@@ -314,20 +323,18 @@ class _RNNBase(_Base):
         if fresh:
             self._random = self._rng()
             self._build(self._n_outputs_for_fit, self._random)
-        rng = self._random
 
         n = seqs.n
         train_idx = np.arange(n)
         val_idx = np.arange(0)
-        early = bool(self.early_stopping) and not incremental
-        if early:
+        if bool(self.early_stopping) and not incremental:
             n_val = max(1, int(round(self.validation_fraction * n)))
             if n - n_val < 1:
                 raise ValueError(
                     f"early_stopping needs at least 2 samples to hold out a validation set; got {n} sample(s) "
                     f"(n_samples={n})"
                 )
-            perm = rng.permutation(n)
+            perm = self._random.permutation(n)
             val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
             if weights is not None and not weights[val_idx].sum() > 0:
                 raise ValueError(f"sample_weight: every sequence held out for early stopping has weight 0 "
@@ -339,6 +346,32 @@ class _RNNBase(_Base):
                                  None if lengths_all is None else lengths_all[train_idx])[1] > 0:
             raise ValueError("sample_weight / class_weight give every training sequence weight 0: nothing to learn")
         val_seqs = Sequences(seqs.x[val_idx], None if lengths_all is None else lengths_all[val_idx], seqs.kind)
+        return _FitData(x_all, lengths_all, targets, weights, class_weights, train_idx, val_idx, val_seqs)
+
+    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None, sample_weight: Any = None) -> "_RNNBase":
+        if "_frozen_owner" in self.__dict__:
+            raise ValueError(f"{type(self).__name__} is frozen (made by rnnkit.freeze): it cannot be fitted again; fit "
+                             "the estimator it was frozen from, or a clone (sklearn.base.clone)")
+        self._validate_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        # Input that fails a check leaves the estimator as it was (fitted or not): the checks
+        # run while the attributes they set can still be put back.
+        before = dict(self.__dict__)
+        rng_state = self._random.bit_generator.state if "_random" in before else None
+        try:
+            data = self._fit_data(X, y, incremental, classes, sample_weight)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            if rng_state is not None:
+                self._random.bit_generator.state = rng_state
+            raise
+        rng = self._random
+        early = bool(self.early_stopping) and not incremental
+        x_all, lengths_all, targets, weights, class_weights = (data.x, data.lengths, data.targets, data.weights,
+                                                               data.class_weights)
+        train_idx, val_idx, val_seqs = data.train_idx, data.val_idx, data.val_seqs
         val_weights = None if weights is None else weights[val_idx]
 
         opt = self._make_optimizer()
