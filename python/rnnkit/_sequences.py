@@ -8,8 +8,9 @@ kept so that padding never changes a result.
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -147,3 +148,46 @@ def per_step_targets(y: Any, seqs: Sequences, name: str = "y") -> np.ndarray:
     if arr.ndim < 2 or arr.shape[:2] != (n, steps):
         raise ValueError(f"{name}: with output='sequence' expected shape ({n}, {steps}, ...) (one target per step), got {arr.shape}")
     return arr
+
+
+#: While set (by :mod:`rnnkit.distributed`): an in-place sum over processes of a float64 array,
+#: so that :func:`_standardiser` gives the statistics of every process's values together.
+_STATS_ALLREDUCE: contextvars.ContextVar[Optional[Callable[[np.ndarray], None]]] = contextvars.ContextVar(
+    "rnnkit_stats_allreduce", default=None)
+
+
+def _standardiser(values: np.ndarray, name: str,
+                  weights: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and scale of ``values`` (n, k), float64; ValueError where they overflow.
+
+    ``weights`` (n,), where given, weigh the rows (sample_weight; equal weights give the
+    unweighted statistics, bit for bit). A column with (almost) no spread gets scale 1. Under
+    :data:`_STATS_ALLREDUCE` (unweighted) the mean and standard deviation are those of all
+    processes' values (count and sums, then the sums of squared deviations from the global mean:
+    two reductions).
+    """
+    allreduce = _STATS_ALLREDUCE.get()
+    if weights is not None and (weights == weights[0]).all():
+        weights = None
+    if weights is not None and allreduce is not None:
+        raise ValueError("sample_weight is not supported across processes (rnnkit.distributed)")
+    with np.errstate(over="ignore", invalid="ignore"):
+        if weights is not None:
+            mean = np.average(values, axis=0, weights=weights)
+            std = np.sqrt(np.average((values - mean) ** 2, axis=0, weights=weights))
+        elif allreduce is None:
+            mean = values.mean(axis=0)
+            std = values.std(axis=0)
+        else:
+            sums = np.concatenate([[float(values.shape[0])], values.sum(axis=0)]).astype(np.float64)
+            allreduce(sums)
+            mean = sums[1:] / sums[0]
+            squares = np.ascontiguousarray(((values - mean) ** 2).sum(axis=0), dtype=np.float64)
+            allreduce(squares)
+            std = np.sqrt(squares / sums[0])
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(
+            f"Input {name} holds values too large to standardise (their mean or standard deviation overflows "
+            "float64); rescale them first"
+        )
+    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)

@@ -72,9 +72,9 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ._sequences import per_step_targets
+from ._sequences import _STATS_ALLREDUCE, per_step_targets
 from ._fitting import _BatchStep, _make_rng
-from ._estimator_base import _STATS_ALLREDUCE, _RNNBase
+from ._estimator_base import _RNNBase
 from .estimators import RNNClassifier, RNNRegressor
 from .exceptions import ConvergenceWarning
 

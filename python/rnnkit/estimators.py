@@ -17,8 +17,8 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from . import _checks
-from ._estimator_base import _STATS_ALLREDUCE, _RNNBase, _standardiser
-from ._sequences import Sequences, per_step_targets
+from ._estimator_base import _RNNBase
+from ._sequences import _STATS_ALLREDUCE, Sequences, _standardiser, per_step_targets
 from .exceptions import DataConversionWarning
 
 
