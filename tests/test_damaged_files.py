@@ -262,3 +262,29 @@ def test_models_with_their_own_export_are_checked_too(tmp_path):
     history[-1] += 1e-9
     _refused(_pack({**contents, "history_y": history}), match="checksum mismatch")
     _refused(path.read_bytes()[:-1])
+
+
+@pytest.mark.parametrize("class_weight,match", [
+    ([["a", 2.0, 3]], "class_weight must be a list of [label, value] pairs"),
+    ([[["a"], 2.0]], "class_weight must be a list of [label, value] pairs"),
+    ([["a", "heavy"]], "the weight of class 'a' must be a finite number >= 0"),
+    (7, "class_weight must be None, 'balanced' or a dict"),
+])
+def test_damaged_class_weight_refused(saved, class_weight, match):
+    """class_weight is stored as [label, weight] pairs (labels keep their type); a version 1 file
+    (no checksum) shows what the reader itself checks."""
+    _, data, _ = saved
+
+    def edit(meta):
+        meta["params"]["class_weight"] = class_weight
+
+    _refused(_v1(_contents(data), edit=edit), match=match)
+
+
+def test_stored_class_weight_pairs_load_as_a_dict(saved):
+    _, data, _ = saved
+
+    def edit(meta):
+        meta["params"]["class_weight"] = [["a", 2.0], ["c", 0.5]]
+
+    assert rnnkit.load(io.BytesIO(_v1(_contents(data), edit=edit))).class_weight == {"a": 2.0, "c": 0.5}
