@@ -160,15 +160,13 @@ def _standardiser(values: np.ndarray, name: str,
                   weights: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and scale of ``values`` (n, k), float64; ValueError where they overflow.
 
-    ``weights`` (n,), where given, weigh the rows (sample_weight; equal weights give the
-    unweighted statistics, bit for bit). A column with (almost) no spread gets scale 1. Under
+    ``weights`` (n,), where given, weigh the rows (sample_weight; the fit passes None for equal
+    weights, so those give the unweighted statistics bit for bit). A column with (almost) no spread gets scale 1. Under
     :data:`_STATS_ALLREDUCE` (unweighted) the mean and standard deviation are those of all
     processes' values (count and sums, then the sums of squared deviations from the global mean:
     two reductions).
     """
     allreduce = _STATS_ALLREDUCE.get()
-    if weights is not None and (weights == weights[0]).all():
-        weights = None
     if weights is not None and allreduce is not None:
         raise ValueError("sample_weight is not supported across processes (rnnkit.distributed)")
     with np.errstate(over="ignore", invalid="ignore"):
