@@ -6,16 +6,18 @@ the gradients that ``backward`` left::
 
     opt = rnnkit.optim.Adam([lstm, (head_w, head_grad_w)], lr=1e-3)
     lstm.forward(x, training=True); lstm.backward(g); opt.step()
+
+:mod:`rnnkit.optim.lr_scheduler` changes ``opt.lr`` over the epochs, as ``torch.optim.lr_scheduler``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._backend import kernel
+from .._backend import kernel
 
 Pair = Tuple[np.ndarray, np.ndarray]
 
@@ -59,7 +61,7 @@ def _is_pair(item: Any) -> bool:
 def _check(value: float, name: str, low: float, high: float = math.inf, high_open: bool = False) -> float:
     value = float(value)
     ok = low <= value < high if high_open else low <= value <= high
-    if not ok:
+    if not (ok and math.isfinite(value)):
         bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
         raise ValueError(f"{name} must lie in {bound}, got {value}")
     return value
@@ -70,11 +72,13 @@ class Optimizer:
 
     _kernel: str = ""
     _buffers: Sequence[str] = ()
+    lr: float
 
     def __init__(self, params: Any) -> None:
         self._params = _pairs(params)
         self.state = [{name: np.zeros_like(p) for name in self._buffers} for p, _ in self._params]
         self.step_count = 0
+        self.initial_lr: Optional[float] = None  # a schedule's base (rnnkit.optim.lr_scheduler)
 
     def zero_grad(self) -> None:
         """Set every gradient to zero."""
@@ -91,8 +95,10 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """The step count and copies of every state buffer (for checkpoints)."""
-        return {"step_count": self.step_count, "state": [{k: v.copy() for k, v in s.items()} for s in self.state]}
+        """The step count, the learning rate (and a schedule's ``initial_lr``) and copies of every
+        state buffer (for checkpoints)."""
+        return {"step_count": self.step_count, "lr": self.lr, "initial_lr": self.initial_lr,
+                "state": [{k: v.copy() for k, v in s.items()} for s in self.state]}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore what :meth:`state_dict` returned, checking sizes."""
@@ -106,6 +112,10 @@ class Optimizer:
                     raise ValueError(f"state_dict: buffer {key!r} has shape {value.shape}, expected {buf.shape}")
                 buf[...] = value
         self.step_count = int(state_dict["step_count"])
+        if "lr" in state_dict:  # absent from the optimizer states that estimators keep in model files
+            self.lr = _check(state_dict["lr"], "state_dict['lr']", 0.0)
+        if state_dict.get("initial_lr") is not None:
+            self.initial_lr = _check(state_dict["initial_lr"], "state_dict['initial_lr']", 0.0)
 
 
 class SGD(Optimizer):
@@ -186,4 +196,6 @@ class RMSprop(Optimizer):
                self.alpha, self.eps, self.weight_decay, self.momentum, self.centered, self.maximize)
 
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Optimizer"]
+from . import lr_scheduler  # noqa: E402  (it needs Optimizer defined)
+
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "lr_scheduler"]
