@@ -37,17 +37,19 @@ def case(name: str) -> tuple[Any, Any, Any]:
         y = [np.stack([np.cumsum(x[:, 0]), x[:, 1] ** 2], axis=1) for x in X]
         est = rnnkit.RNNRegressor(cell="gru", hidden_size=6, output="sequence", batch_size=BATCH, max_epochs=2,
                                   optimizer="sgd", learning_rate=0.05, momentum=0.9, clip_norm=0.5,
-                                  dtype="float64", random_state=3, n_threads=1)
+                                  lr_schedule="cosine", dtype="float64", random_state=3, n_threads=1)
         return est, X, y
     if name == "tagger_balanced":
         # per-step labels, class 2 rare, and rank 0's shard holding more of it than rank 1's:
-        # "balanced" must count the labels of every rank
+        # "balanced" must count the labels of every rank; with tol that large no epoch after the
+        # first improves, so "adaptive" lowers the rate after the third (the same on every rank)
         lengths = rng.integers(3, 9, 41)
         X = [rng.standard_normal((n, 2)) for n in lengths]
         y = [np.digitize(x[:, 0] + (0.8 if i < 12 else 0.0), [-0.3, 1.3]) for i, x in enumerate(X)]
         est = rnnkit.RNNClassifier(cell="gru", hidden_size=6, output="sequence", class_weight="balanced",
-                                   batch_size=BATCH, max_epochs=2, learning_rate=0.02, dtype="float64",
-                                   random_state=2, n_threads=1)
+                                   batch_size=BATCH, max_epochs=4, learning_rate=0.02, dtype="float64",
+                                   lr_schedule="adaptive", tol=1e9, n_iter_no_change=1, random_state=2,
+                                   n_threads=1)
         return est, X, y
     raise KeyError(name)
 
@@ -77,6 +79,7 @@ def main() -> None:
                             checkpoint=checkpoint if name == "classifier" else None)
             results[f"{name}_params"] = est._params_flat.copy()
             results[f"{name}_loss"] = np.asarray(est.loss_curve_)
+            results[f"{name}_learning_rate"] = np.array(est.learning_rate_)
             gathered = comm.gather(est._params_flat.copy(), root=0)
             if rank == 0:
                 results[f"{name}_max_rank_difference"] = np.array(max(np.abs(g - gathered[0]).max() for g in gathered))

@@ -288,3 +288,30 @@ def test_stored_class_weight_pairs_load_as_a_dict(saved):
         meta["params"]["class_weight"] = [["a", 2.0], ["c", 0.5]]
 
     assert rnnkit.load(io.BytesIO(_v1(_contents(data), edit=edit))).class_weight == {"a": 2.0, "c": 0.5}
+
+
+@pytest.mark.parametrize("rate", ["fast", -1e-3, None, True, [0.1]])
+def test_damaged_learning_rate_refused(saved, rate):
+    """learning_rate_ is where partial_fit goes on with lr_schedule="adaptive"; the JSON can hold
+    anything, so the reader checks it is a rate (non-finite values cannot pass through JSON)."""
+    _, data, _ = saved
+
+    def edit(meta):
+        meta["fitted"]["learning_rate_"] = rate
+
+    _refused(_v1(_contents(data), edit=edit), match="is not a finite number >= 0")
+
+
+def test_damaged_learning_rate_refused_in_text_models(tmp_path):
+    from rnnkit.text import TextClassifier
+
+    model = TextClassifier(hidden_size=4, embedding_dim=4, max_epochs=1, random_state=0, n_threads=1)
+    model.fit(["good", "bad", "fine", "awful"], ["p", "n", "p", "n"])
+    path = tmp_path / "t.npz"
+    model.save(path)
+    assert rnnkit.load(path).learning_rate_ == model.learning_rate_ == model.learning_rate
+
+    def edit(meta):
+        meta["fitted"]["learning_rate_"] = "fast"
+
+    _refused(_v1(_contents(path.read_bytes()), edit=edit), match="learning_rate_ 'fast'")

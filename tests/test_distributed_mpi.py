@@ -65,6 +65,8 @@ def test_two_ranks_with_batch_b_train_as_one_process_with_batch_2b(tmp_path):
         assert float(result[f"{name}_max_rank_difference"]) == 0.0  # the ranks hold the same weights
         np.testing.assert_allclose(result[f"{name}_params"], est._params_flat, rtol=0, atol=1e-10, err_msg=name)
         np.testing.assert_allclose(result[f"{name}_loss"], est.loss_curve_, rtol=1e-10, atol=0, err_msg=name)
+        assert float(result[f"{name}_learning_rate"]) == est.learning_rate_, name  # lr_schedule ran alike
+    assert est.learning_rate_ == 0.02 / 5  # the last case's "adaptive" schedule lowered the rate once
     saved = rnnkit.load(checkpoint)  # rank 0's checkpoint, in the portable format
     np.testing.assert_array_equal(saved._params_flat, result["classifier_params"])
     assert saved.classes_.tolist() == ["down", "up"]

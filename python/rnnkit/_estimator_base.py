@@ -27,7 +27,9 @@ from ._fitting import (
     _BatchStep,
     _check_choice,
     _check_device,
+    _check_lr_schedule,
     _check_number,
+    _LearningRate,
     _device_index,
     _init_params,
     _make_rng,
@@ -87,6 +89,7 @@ class _RNNBase(_Base):
         n_threads: Optional[int] = None,
         dtype: str = "float32",
         device: str = "cpu",
+        lr_schedule: Optional[str] = None,
     ) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
@@ -113,6 +116,7 @@ class _RNNBase(_Base):
         self.n_threads = n_threads
         self.dtype = dtype
         self.device = device
+        self.lr_schedule = lr_schedule
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -138,6 +142,7 @@ class _RNNBase(_Base):
         number("tol", 0.0)
         number("verbose", 0, integer=True)
         number("n_threads", 1, integer=True, none_ok=True)
+        _check_lr_schedule(self)
         for flag in ("bidirectional", "nesterov", "early_stopping", "warm_start"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
@@ -209,15 +214,18 @@ class _RNNBase(_Base):
         self._optimizer_state: Optional[dict] = None
         self.loss_curve_: list[float] = []
         self.validation_scores_: list[float] = []
+        self.learning_rate_ = float(self.learning_rate)
         self.n_iter_ = 0
         self.t_ = 0
         self._best_loss = math.inf
         self._best_score = -math.inf
         self._no_improvement = 0
 
-    def _make_optimizer(self) -> optim.Optimizer:
+    def _make_optimizer(self, lr: Optional[float] = None) -> optim.Optimizer:
+        """The optimizer, with its state from the last fit, at ``lr`` (default ``learning_rate``)."""
         pair = [(self._params_flat, self._grads_flat)]
-        lr, wd = float(self.learning_rate), float(self.weight_decay)
+        lr = float(self.learning_rate) if lr is None else lr
+        wd = float(self.weight_decay)
         if self.optimizer == "adam":
             opt: optim.Optimizer = optim.Adam(pair, lr=lr, weight_decay=wd)
         elif self.optimizer == "adamw":
@@ -229,6 +237,7 @@ class _RNNBase(_Base):
             opt = optim.RMSprop(pair, lr=lr, momentum=float(self.momentum), weight_decay=wd)
         if self._optimizer_state is not None:
             opt.load_state_dict(self._optimizer_state)
+            opt.lr = lr  # the state holds the last fit's rate
         return opt
 
     def _threads(self) -> int:
@@ -354,6 +363,9 @@ class _RNNBase(_Base):
         self._validate_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        if incremental and self.lr_schedule == "cosine":
+            raise ValueError("lr_schedule='cosine' anneals over the max_epochs epochs of one fit; partial_fit has "
+                             "no such count: use fit, or lr_schedule='adaptive' or None")
         # Input that fails a check leaves the estimator as it was (fitted or not): the checks
         # run while the attributes they set can still be put back.
         before = dict(self.__dict__)
@@ -373,13 +385,16 @@ class _RNNBase(_Base):
         train_idx, val_idx, val_seqs = data.train_idx, data.val_idx, data.val_seqs
         val_weights = None if weights is None else weights[val_idx]
 
-        opt = self._make_optimizer()
+        # partial_fit goes on at the rate "adaptive" left (scikit-learn's MLP); each fit starts afresh
+        adaptive_goes_on = incremental and self.lr_schedule == "adaptive"
+        opt = self._make_optimizer(self.__dict__.get("learning_rate_") if adaptive_goes_on else None)
         step = _BatchStep(self._spec, self._params_flat, self._grads_flat, opt, dropout=float(self.dropout),
                           clip_norm=self.clip_norm, clip_value=self.clip_value, n_threads=self._threads(),
                           diverged=self._divergence_message, run=self._model_calls()[1])
         labels = self._loss == "cross_entropy"
         best_params = self._params_flat.copy() if early else None
         epochs = 1 if incremental else int(self.max_epochs)
+        rate = _LearningRate(self.lr_schedule, opt, epochs)
         bar = _progress(epochs, self.verbose)
         stopped_early = False
         try:
@@ -418,6 +433,11 @@ class _RNNBase(_Base):
                     improved = epoch_loss < self._best_loss - self.tol
                     self._best_loss = min(self._best_loss, epoch_loss)
                 self._no_improvement = 0 if improved else self._no_improvement + 1
+                if self.lr_schedule is not None:
+                    message += f", learning rate {opt.lr:.3g}"
+                if rate.after_epoch(self._no_improvement > self.n_iter_no_change):
+                    self._no_improvement = 0
+                self.learning_rate_ = opt.lr
                 if self.verbose:
                     _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.2f} s", advance=1)
                 if not incremental and self._no_improvement > self.n_iter_no_change:

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import cuda as _cuda
 from . import optim
+from .optim import lr_scheduler
 from ._backend import kernel
 from ._buffers import _aligned_zeros
 from .clip import clip_grad_norm, clip_grad_value
@@ -62,6 +63,39 @@ except ImportError:  # pragma: no cover - exercised where scikit-learn is not in
     _Base = _Estimator
 
 
+#: The estimators' learning-rate schedules besides None (a constant rate); see :class:`_LearningRate`.
+_LR_SCHEDULES = ("adaptive", "cosine")
+
+#: "adaptive" lowers the rate no further than this, then lets the fit stop (scikit-learn's MLP).
+_ADAPTIVE_FLOOR = 1e-6
+
+
+class _LearningRate:
+    """An estimator's ``lr_schedule`` over the epochs of one fit, acting on ``opt.lr``.
+
+    None keeps the rate. "adaptive" is scikit-learn's MLP schedule: where the fit would stop
+    for want of improvement (``n_iter_no_change`` epochs without it), the rate is divided by 5
+    instead and the count starts again, until the rate is at most 1e-6. "cosine" anneals it
+    to 0 over the fit's ``epochs`` (:class:`rnnkit.optim.lr_scheduler.CosineAnnealingLR`,
+    stepped after each epoch).
+    """
+
+    def __init__(self, schedule: Optional[str], opt: optim.Optimizer, epochs: int) -> None:
+        self.schedule, self.opt = schedule, opt
+        self._cosine = lr_scheduler.CosineAnnealingLR(opt, T_max=epochs) if schedule == "cosine" else None
+
+    def after_epoch(self, stalled: bool) -> bool:
+        """Set the next epoch's rate; ``stalled``: the fit has gone more than ``n_iter_no_change``
+        epochs without improving. Returns True where the rate was lowered for it (the fit goes on
+        and the count restarts)."""
+        if self._cosine is not None:
+            self._cosine.step()
+        if stalled and self.schedule == "adaptive" and self.opt.lr > _ADAPTIVE_FLOOR:
+            self.opt.lr /= 5.0
+            return True
+        return False
+
+
 # ---------------------------------------------------------------------- parameter checks
 def _device_index(model: Any) -> Optional[int]:
     """The CUDA device number of ``model.device``, or None for the CPU."""
@@ -79,6 +113,13 @@ def _check_choice(model: Any, name: str, options: Any) -> None:
     """ValueError unless ``model.<name>`` is one of ``options``."""
     if getattr(model, name) not in options:
         raise ValueError(f"{name} must be one of {sorted(options)!r}, got {getattr(model, name)!r}")
+
+
+def _check_lr_schedule(model: Any) -> None:
+    """ValueError unless ``model.lr_schedule`` is one of :data:`_LR_SCHEDULES`."""
+    value = model.lr_schedule
+    if not (value is None or (isinstance(value, str) and value in _LR_SCHEDULES)):
+        raise ValueError(f"lr_schedule must be None, 'adaptive' or 'cosine', got {value!r}")
 
 
 def _check_number(model: Any, name: str, low: float, high: float = math.inf, integer: bool = False,

@@ -73,7 +73,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from ._sequences import _STATS_ALLREDUCE, per_step_targets
-from ._fitting import _BatchStep, _make_rng
+from ._fitting import _BatchStep, _LearningRate, _make_rng
 from ._estimator_base import _RNNBase
 from .estimators import RNNClassifier, RNNRegressor
 from .exceptions import ConvergenceWarning
@@ -345,6 +345,7 @@ class _Run:
         n_local = x_all.shape[0]
         global_batch = int(est.batch_size) * self.size
         stopped_early = False
+        rate = _LearningRate(est.lr_schedule, opt, int(est.max_epochs))  # the epoch loss is global: ranks agree
         try:
             for _ in range(int(est.max_epochs)):
                 start_time = time.perf_counter()
@@ -385,8 +386,12 @@ class _Run:
                 est._best_loss = min(est._best_loss, epoch_loss)
                 est._no_improvement = 0 if improved else est._no_improvement + 1
                 if est.verbose and self.rank == 0:
-                    print(f"Epoch {est.n_iter_}: loss {epoch_loss:.6f}, {time.perf_counter() - start_time:.2f} s "
+                    lr = "" if est.lr_schedule is None else f", learning rate {opt.lr:.3g}"
+                    print(f"Epoch {est.n_iter_}: loss {epoch_loss:.6f}{lr}, {time.perf_counter() - start_time:.2f} s "
                           f"({self.size} ranks)", flush=True)
+                if rate.after_epoch(est._no_improvement > est.n_iter_no_change):
+                    est._no_improvement = 0
+                est.learning_rate_ = opt.lr
                 if self.checkpoint is not None and self.rank == 0 and est.n_iter_ % self.every == 0:
                     est._optimizer_state = opt.state_dict()
                     _save(est, self.checkpoint)

@@ -81,6 +81,14 @@ class RNNClassifier(_RNNBase):
         parameters, clipping and the optimizer step stay on the host, so a model fitted on a GPU
         is used and saved like any other. ``fit`` and ``predict`` raise RuntimeError, saying
         why, where CUDA is unavailable (``set_params(device="cpu")`` moves a fitted model).
+    lr_schedule : {None, "adaptive", "cosine"}
+        How the learning rate changes over the epochs of a fit (each ``fit`` starts at
+        ``learning_rate``). None: it stays. "adaptive" (scikit-learn's MLP): where the fit would
+        stop for want of improvement (``n_iter_no_change`` epochs without the training loss, or
+        the validation accuracy with early stopping, improving by ``tol``), the rate is divided by
+        5 instead and training goes on, until it is at most 1e-6; ``partial_fit`` goes on at the
+        rate it left. "cosine": annealed to 0 over ``max_epochs`` epochs
+        (:class:`rnnkit.optim.lr_scheduler.CosineAnnealingLR`); not with ``partial_fit``.
     class_weight : dict, "balanced" or None
         Loss weight per class, ``{label: weight}`` (classes not named weigh 1), or "balanced":
         ``n_rows / (n_classes * count of the class)`` over the labels given to ``fit`` (over the
@@ -100,6 +108,8 @@ class RNNClassifier(_RNNBase):
     best_loss_ : float or None
     n_iter_ : int
         Epochs run.
+    learning_rate_ : float
+        The rate the next epoch would run at (``learning_rate`` unless ``lr_schedule`` changed it).
     rnn_ : LSTM, GRU or RNN
         The trained recurrent stack (``rnn_.state_dict()`` in PyTorch layout).
     head_ : dict
@@ -136,6 +146,7 @@ class RNNClassifier(_RNNBase):
         n_threads: Optional[int] = None,
         dtype: str = "float32",
         device: str = "cpu",
+        lr_schedule: Optional[str] = None,
         class_weight: Optional[Union[str, Mapping[Any, float]]] = None,
     ) -> None:
         super().__init__(
@@ -145,7 +156,7 @@ class RNNClassifier(_RNNBase):
             clip_norm=clip_norm, clip_value=clip_value, early_stopping=early_stopping,
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
             warm_start=warm_start, random_state=random_state, verbose=verbose, n_threads=n_threads, dtype=dtype,
-            device=device,
+            device=device, lr_schedule=lr_schedule,
         )
         self.class_weight = class_weight
 
@@ -323,12 +334,13 @@ class RNNClassifier(_RNNBase):
 class RNNRegressor(_RNNBase):
     """Recurrent sequence regressor (LSTM / GRU / RNN + linear head, squared error), trained by BPTT in C++.
 
-    Parameters are those of :class:`RNNClassifier`; ``early_stopping`` watches the validation R².
+    Parameters are those of :class:`RNNClassifier` but ``class_weight``; ``early_stopping`` watches
+    the validation R².
     Targets are standardised per output inside and predictions are returned on the original scale.
 
     Attributes
     ----------
-    n_features_in_, loss_curve_, validation_scores_, best_loss_, n_iter_, rnn_, head_
+    n_features_in_, loss_curve_, validation_scores_, best_loss_, n_iter_, learning_rate_, rnn_, head_
         As in :class:`RNNClassifier`.
     """
 

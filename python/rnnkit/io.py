@@ -36,7 +36,7 @@ FORMAT_VERSION = 2
 
 _FITTED = ("n_features_in_", "_input_kind", "_input_size", "_n_outputs", "loss_curve_", "validation_scores_",
            "n_iter_", "t_", "best_loss_", "best_validation_score_", "stopped_early_", "_best_loss",
-           "_best_score", "_no_improvement", "_y_ndim")
+           "_best_score", "_no_improvement", "_y_ndim", "learning_rate_")
 _FITTED_EXTRA = ("dtype_", "optimizer_step_count", "classes_object", "random_state_")
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -322,6 +322,11 @@ def _whole(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
+def _rate(value: Any) -> bool:
+    """Whether ``value`` (read from JSON) can be a learning rate: a finite float >= 0."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
 def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
     """Rebuild the model from a checked header and the arrays."""
     from .estimators import RNNClassifier, RNNRegressor
@@ -360,6 +365,8 @@ def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
     _expect(_whole(input_size, 1) and _whole(n_outputs, 1) and _whole(fitted.get("n_features_in_"), 1), path,
             "_input_size, _n_outputs and n_features_in_ must be positive integers")
     _expect(fitted.get("_input_kind") in ("2d", "3d", "list"), path, f"unknown input kind {fitted.get('_input_kind')!r}")
+    _expect(_rate(fitted.get("learning_rate_", 0.0)), path,
+            f"learning_rate_ {fitted.get('learning_rate_')!r} is not a finite number >= 0")
     for key, value in fitted.items():
         setattr(est, key, value)
     est.dtype_ = dtype

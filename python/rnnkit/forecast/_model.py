@@ -52,7 +52,7 @@ class RNNForecaster(_Base):
         Threads for the C++ core. The default, 1, is usually fastest: a series gives small
         batches, where more threads only add synchronisation (None: OpenMP's maximum).
     max_epochs, learning_rate, batch_size, weight_decay, dropout, early_stopping, random_state,
-    verbose, dtype, device
+    verbose, dtype, device, lr_schedule
         Passed to the inner :class:`rnnkit.RNNRegressor`.
 
     Attributes
@@ -98,6 +98,7 @@ class RNNForecaster(_Base):
         verbose: int = 0,
         dtype: str = "float32",
         device: str = "cpu",
+        lr_schedule: Optional[str] = None,
     ) -> None:
         self.window = window
         self.horizon = horizon
@@ -119,6 +120,7 @@ class RNNForecaster(_Base):
         self.verbose = verbose
         self.dtype = dtype
         self.device = device
+        self.lr_schedule = lr_schedule
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -178,7 +180,7 @@ class RNNForecaster(_Base):
             output="last", learning_rate=self.learning_rate, weight_decay=self.weight_decay,
             batch_size=self.batch_size, max_epochs=self.max_epochs, early_stopping=self.early_stopping,
             random_state=self.random_state, verbose=self.verbose, n_threads=self.n_threads, dtype=self.dtype,
-            device=self.device,
+            device=self.device, lr_schedule=self.lr_schedule,
         )
 
     # ------------------------------------------------------------------ API

@@ -35,14 +35,14 @@ class TextClassifier(_TextModel, RNNClassifier):
     cell, hidden_size, num_layers, bidirectional, dropout, optimizer, learning_rate, momentum,
     nesterov, weight_decay, batch_size, max_epochs, clip_norm, clip_value, early_stopping,
     validation_fraction, n_iter_no_change, tol, warm_start, random_state, verbose, n_threads, device,
-    class_weight
+    lr_schedule, class_weight
         As in :class:`rnnkit.RNNClassifier` (``class_weight="balanced"`` for imbalanced labels).
 
     Attributes
     ----------
     classes_ : ndarray
     tokenizer_ : Tokenizer
-    loss_curve_, validation_scores_, n_iter_, rnn_, head_
+    loss_curve_, validation_scores_, n_iter_, learning_rate_, rnn_, head_
         As in :class:`rnnkit.RNNClassifier`.
     """
 
@@ -50,7 +50,7 @@ class TextClassifier(_TextModel, RNNClassifier):
     dtype = "float32"
     _fitted_attributes = ("loss_curve_", "validation_scores_", "n_iter_", "t_", "best_loss_",
                           "best_validation_score_", "stopped_early_", "_best_loss", "_best_score",
-                          "_no_improvement", "_n_outputs", "_input_size", "_input_kind")
+                          "_no_improvement", "_n_outputs", "_input_size", "_input_kind", "learning_rate_")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class TextClassifier(_TextModel, RNNClassifier):
         verbose: int = 0,
         n_threads: Optional[int] = None,
         device: str = "cpu",
+        lr_schedule: Optional[str] = None,
         class_weight: Optional[Union[str, Mapping[Any, float]]] = None,
     ) -> None:
         super().__init__(
@@ -92,7 +93,8 @@ class TextClassifier(_TextModel, RNNClassifier):
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, clip_norm=clip_norm,
             clip_value=clip_value, early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, random_state=random_state,
-            verbose=verbose, n_threads=n_threads, device=device, class_weight=class_weight,
+            verbose=verbose, n_threads=n_threads, device=device, lr_schedule=lr_schedule,
+            class_weight=class_weight,
         )
         del self.output, self.dtype  # fixed for text: the class attributes
         self.level = level
