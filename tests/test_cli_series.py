@@ -210,6 +210,27 @@ def test_classify_balanced_weighs_the_rare_class(tmp_path, capsys):
     assert not np.array_equal(saved[True]._params_flat, saved[False]._params_flat)
 
 
+def test_lr_schedule_reaches_the_models(tmp_path, capsys):
+    train = write_ts(tmp_path / "train.ts", *ramps(16, 8, seed=0))
+    test = write_ts(tmp_path / "test.ts", *ramps(6, 8, seed=1))
+    save = tmp_path / "clf.npz"
+    code, out, err = run(["classify", train, test, *CLASSIFY_FAST, "--epochs", "2", "--lr-schedule", "cosine",
+                          "--save", save], capsys)
+    assert code == 0, err
+    loaded = rnnkit.load(save)
+    assert (loaded.lr_schedule, loaded.learning_rate_) == ("cosine", 0.0)
+    csv = tmp_path / "s.csv"
+    csv.write_text("y\n" + "\n".join(str(np.sin(i / 3.0)) for i in range(60)) + "\n")
+    save = tmp_path / "fc.npz"
+    code, out, err = run(["forecast", csv, "-H", "2", "--epochs", "2", "--backtest", "0", "--lr-schedule", "adaptive",
+                          "--save", save], capsys)
+    assert code == 0, err
+    assert rnnkit.load(save).lr_schedule == "adaptive"
+    with pytest.raises(SystemExit) as info:
+        run(["classify", train, test, "--lr-schedule", "linear"], capsys)
+    assert info.value.code == 2 and "--lr-schedule: invalid choice: 'linear'" in capsys.readouterr().err
+
+
 def test_classify_mismatched_features(tmp_path, capsys):
     train = write_ts(tmp_path / "train.ts", *ramps(6, 5, seed=0, dims=2))
     test = write_ts(tmp_path / "test.ts", *ramps(4, 5, seed=1, dims=1))

@@ -62,6 +62,9 @@ def _model_options(parser: argparse.ArgumentParser, hidden: int, epochs: int, lr
     group.add_argument("--epochs", type=positive_int, default=epochs, help=f"training epochs (default: {epochs})")
     group.add_argument("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default: {lr})")
     group.add_argument("--batch-size", type=positive_int, default=batch, help=f"mini-batch size (default: {batch})")
+    group.add_argument("--lr-schedule", choices=("adaptive", "cosine"), help="change the learning rate over the "
+                       "epochs: adaptive divides it by 5 where training would stop for want of improvement, "
+                       "cosine anneals it to 0 over --epochs (default: constant)")
     group.add_argument("--seed", type=int, default=0, help="random seed; same seed and threads, same result (default: 0)")
     group.add_argument("--threads", type=positive_int, default=1, help="threads for the C++ core (default: 1, the "
                        "fastest for small data; more pay off with large batches and hidden sizes)")
@@ -215,8 +218,8 @@ def _forecast(args: argparse.Namespace) -> int:
         window=window, horizon=h, cell=args.cell, hidden_size=args.hidden, num_layers=args.layers,
         differencing="auto" if args.differencing == "auto" else int(args.differencing),
         seasonal_period=season if season > 1 else None, log=args.log, max_epochs=args.epochs,
-        learning_rate=args.lr, batch_size=args.batch_size, random_state=args.seed, n_threads=args.threads,
-        verbose=int(args.verbose))
+        learning_rate=args.lr, lr_schedule=args.lr_schedule, batch_size=args.batch_size, random_state=args.seed,
+        n_threads=args.threads, verbose=int(args.verbose))
     if args.log and (y <= 0).any():
         raise UserError(f"{args.csv}: --log needs positive values, but {data.name} has values <= 0")
 
@@ -351,7 +354,7 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"note: test labels never seen in training (always counted wrong): {', '.join(map(str, unseen))}")
     clf = RNNClassifier(cell=args.cell, hidden_size=args.hidden, num_layers=args.layers,
                         bidirectional=args.bidirectional, max_epochs=args.epochs, learning_rate=args.lr,
-                        n_iter_no_change=args.patience, class_weight="balanced" if args.balanced else None,
+                        lr_schedule=args.lr_schedule, n_iter_no_change=args.patience, class_weight="balanced" if args.balanced else None,
                         batch_size=args.batch_size, random_state=args.seed, n_threads=args.threads,
                         verbose=int(args.verbose))
     t0 = time.perf_counter()
