@@ -77,9 +77,10 @@ def test_train_text_char_level_with_validation(tmp_path, capsys):
     text.write_text(CORPUS, encoding="utf-8")
     out = tmp_path / "chars.npz"
     code, stdout, _ = run(["train-text", str(text), "--out", str(out), "--level", "char", "--cell", "gru",
-                           "--validation", "0.1", *TRAIN], capsys)
+                           "--validation", "0.1", "--lr-schedule", "cosine", *TRAIN], capsys)
     assert code == 0 and out.exists()
     assert "Epoch 2" in stdout and "validation perplexity" in stdout and "char-level GRU" in stdout
+    assert "learning rate 0.005," in stdout and "learning rate 0.0025," in stdout  # cosine over 2 epochs
     code, stdout, _ = run(["next", str(out), "the c", "-k", "2"], capsys)
     assert code == 0 and len(stdout.strip().splitlines()) == 3
 

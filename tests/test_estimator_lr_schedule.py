@@ -198,3 +198,65 @@ def test_verbose_reports_the_rate(capsys):
     out = capsys.readouterr()
     text = out.out + out.err
     assert "learning rate 0.01," in text and "learning rate 0.005," in text
+
+
+TEXT = ("the cat sat on the mat and the dog sat on the log while the bird sang in the tree " * 6).split()
+
+
+def test_language_model_cosine_and_files(tmp_path, rates):
+    from rnnkit.text import LanguageModel
+
+    lm = LanguageModel(hidden_size=8, embedding_dim=4, max_epochs=4, batch_size=64, seq_len=8, learning_rate=0.01,
+                       lr_schedule="cosine", random_state=0, n_threads=1).fit(" ".join(TEXT))
+    per_epoch = list(dict.fromkeys(rates))
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    tsched = torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=4)
+    expected = []
+    for _ in range(4):
+        expected.append(topt.param_groups[0]["lr"])
+        topt.step()
+        tsched.step()
+    assert per_epoch == expected and lm.learning_rate_ == 0.0
+    lm.save(tmp_path / "lm.npz")
+    loaded = rnnkit.load(tmp_path / "lm.npz")
+    assert (loaded.lr_schedule, loaded.learning_rate_) == ("cosine", 0.0)
+
+
+def test_language_model_adaptive_lowers_after_each_epoch_without_improvement(rates):
+    """With a validation tail the rule reads its perplexity. Random words: the model overfits the
+    training part after a few epochs, so epochs that do not improve are there to be seen."""
+    from rnnkit.text import LanguageModel
+
+    text = " ".join(np.random.default_rng(0).choice(list("abcdefghij"), 600))
+    lm = LanguageModel(hidden_size=16, embedding_dim=4, max_epochs=8, batch_size=64, seq_len=8, learning_rate=0.02,
+                       validation_fraction=0.2, lr_schedule="adaptive", random_state=0, n_threads=1).fit(text)
+    ppl = lm.validation_perplexity_
+    expected, lr = [], 0.02
+    for i, value in enumerate(ppl):
+        expected.append(lr)
+        if i and value >= min(ppl[:i]):
+            lr /= 5.0
+    assert list(dict.fromkeys(rates)) == list(dict.fromkeys(expected))  # each epoch's rate, in order
+    assert lm.learning_rate_ == lr and lr < 0.02 / 25  # it lowered the rate more than twice
+
+
+def test_seq2seq_cosine_and_files(tmp_path, rates):
+    from rnnkit.text import Seq2Seq
+
+    sources = ["a b c", "b c d", "c d e", "d e f"] * 4
+    targets = [" ".join(reversed(s.split())) for s in sources]
+    model = Seq2Seq(hidden_size=8, embedding_dim=4, max_epochs=3, batch_size=16, learning_rate=0.01,
+                    lr_schedule="cosine", random_state=0, n_threads=1).fit(sources, targets)
+    np.testing.assert_allclose(list(dict.fromkeys(rates)), [0.01, 0.0075, 0.0025], rtol=1e-15)
+    assert model.learning_rate_ == 0.0
+    model.save(tmp_path / "s.npz")
+    assert rnnkit.load(tmp_path / "s.npz").lr_schedule == "cosine"
+
+
+def test_text_models_refuse_an_unknown_schedule():
+    from rnnkit.music import MelodyModel
+    from rnnkit.text import LanguageModel, Seq2Seq
+
+    for model in (LanguageModel(lr_schedule="step"), MelodyModel(lr_schedule="step"), Seq2Seq(lr_schedule="step")):
+        with pytest.raises(ValueError, match="lr_schedule must be None"):
+            model._validate_params()

@@ -116,8 +116,8 @@ def _train_text(args: argparse.Namespace) -> int:
     text = _read_text(args.file)
     lm = LanguageModel(level=args.level, cell=args.cell, hidden_size=args.hidden, embedding_dim=args.embedding,
                        num_layers=args.layers, max_epochs=args.epochs, batch_size=args.batch_size,
-                       seq_len=args.seq_len, learning_rate=args.lr, max_vocab=args.max_vocab,
-                       validation_fraction=args.validation, random_state=args.seed, verbose=1,
+                       seq_len=args.seq_len, learning_rate=args.lr, lr_schedule=args.lr_schedule,
+                       max_vocab=args.max_vocab, validation_fraction=args.validation, random_state=args.seed, verbose=1,
                        n_threads=args.threads)
     start = time.perf_counter()
     lm.fit(text)
@@ -201,6 +201,9 @@ def register(sub: Any) -> None:
                        help="tokens per training window: the BPTT horizon and the context used (default: %(default)s)")
     train.add_argument("--batch-size", type=positive_int, default=16, help="windows per batch (default: %(default)s)")
     train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default: %(default)s)")
+    train.add_argument("--lr-schedule", choices=("adaptive", "cosine"), default=None,
+                       help="change the learning rate over the epochs: adaptive divides it by 5 after an epoch "
+                            "that does not improve, cosine anneals it to 0 over --epochs (default: constant)")
     train.add_argument("--max-vocab", type=positive_int, default=10000,
                        help="vocabulary size limit; rarer tokens become <unk> (default: %(default)s)")
     train.add_argument("--validation", type=_fraction, default=0.0, metavar="FRACTION",

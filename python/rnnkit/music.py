@@ -92,7 +92,7 @@ class MelodyModel(LanguageModel):
     Parameters
     ----------
     cell, hidden_size, embedding_dim, num_layers, dropout, max_epochs, batch_size, seq_len,
-    learning_rate, clip_norm, validation_fraction, random_state, verbose, n_threads, device
+    learning_rate, clip_norm, validation_fraction, random_state, verbose, n_threads, device, lr_schedule
         As for :class:`~rnnkit.text.LanguageModel`. Every distinct note of the training
         melodies gets a token (no vocabulary limit); notes never seen in training count as
         the unknown token when scoring.
@@ -129,6 +129,7 @@ class MelodyModel(LanguageModel):
         verbose: int = 0,
         n_threads: Optional[int] = None,
         device: str = "cpu",
+        lr_schedule: Optional[str] = None,
     ) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
@@ -145,6 +146,7 @@ class MelodyModel(LanguageModel):
         self.verbose = verbose
         self.n_threads = n_threads
         self.device = device
+        self.lr_schedule = lr_schedule
 
     @staticmethod
     def _texts(melodies: Any, name: str = "melodies") -> list[str]:

@@ -24,7 +24,9 @@ from .._fitting import (
     _BatchStep,
     _CELLS,
     _check_device,
+    _check_lr_schedule,
     _check_number,
+    _LearningRate,
     _device_index,
     _init_params,
     _make_rng,
@@ -105,6 +107,12 @@ class LanguageModel(_TextModel, _Base):
     device : {"cpu", "cuda", "cuda:N"}
         Where training batches and predictions run (see :mod:`rnnkit.cuda`); generation steps
         run on the CPU.
+    lr_schedule : {None, "adaptive", "cosine"}
+        How the learning rate changes over the epochs. None: it stays. "adaptive": divided by
+        5 after each epoch that does not lower the best validation perplexity (the training
+        loss when ``validation_fraction`` is 0), down to 1e-6; the classic recipe for word
+        models (PyTorch's word_language_model example divides by 4). "cosine": annealed to 0
+        over ``max_epochs`` (:class:`rnnkit.optim.lr_scheduler.CosineAnnealingLR`).
 
     Attributes
     ----------
@@ -116,6 +124,8 @@ class LanguageModel(_TextModel, _Base):
         Perplexity on the held-out tail after each epoch (with ``validation_fraction`` > 0).
     n_iter_ : int
         Epochs run.
+    learning_rate_ : float
+        The rate the next epoch would run at (``learning_rate`` unless ``lr_schedule`` changed it).
     n_tokens_ : int
         Tokens in the training stream.
 
@@ -127,7 +137,7 @@ class LanguageModel(_TextModel, _Base):
     """
 
     _fitted_attributes = ("loss_curve_", "validation_perplexity_", "best_validation_perplexity_", "n_iter_",
-                          "n_tokens_")
+                          "n_tokens_", "learning_rate_")
 
     def __init__(
         self,
@@ -151,6 +161,7 @@ class LanguageModel(_TextModel, _Base):
         verbose: int = 0,
         n_threads: Optional[int] = None,
         device: str = "cpu",
+        lr_schedule: Optional[str] = None,
     ) -> None:
         self.level = level
         self.cell = cell
@@ -172,9 +183,11 @@ class LanguageModel(_TextModel, _Base):
         self.verbose = verbose
         self.n_threads = n_threads
         self.device = device
+        self.lr_schedule = lr_schedule
 
     def _validate_params(self) -> None:
         _check_text_params(self)
+        _check_lr_schedule(self)
         number = functools.partial(_check_number, self)
         number("hidden_size", 1, integer=True)
         number("num_layers", 1, integer=True)
@@ -265,9 +278,12 @@ class LanguageModel(_TextModel, _Base):
         self.validation_perplexity_: list[float] = []
         self.best_validation_perplexity_: Optional[float] = None
         self.n_iter_ = 0
+        self.learning_rate_ = float(self.learning_rate)
         best = None
+        best_loss = math.inf
         T, B = int(self.seq_len), int(self.batch_size)
         epochs = int(self.max_epochs)
+        rate = _LearningRate(self.lr_schedule, opt, epochs)
         n_batches = math.ceil(math.ceil((train.size - 1) / T) / B)
         bar = _progress(epochs * n_batches, self.verbose, unit="batch")
         try:
@@ -293,13 +309,20 @@ class LanguageModel(_TextModel, _Base):
                 self.loss_curve_.append(total / count)
                 message = (f"Epoch {self.n_iter_}: loss {total / count:.4f} "
                            f"(perplexity {math.exp(min(total / count, 700)):.1f})")
+                improved = total / count < best_loss
+                best_loss = min(best_loss, total / count)
                 if n_val:
                     ppl = self._perplexity_of(held_out)
                     self.validation_perplexity_.append(ppl)
                     message += f", validation perplexity {ppl:.1f}"
-                    if best is None or ppl < self.best_validation_perplexity_:
+                    improved = best is None or ppl < self.best_validation_perplexity_
+                    if improved:
                         self.best_validation_perplexity_ = ppl
                         best = self._params_flat.copy()
+                if self.lr_schedule is not None:
+                    message += f", learning rate {opt.lr:.3g}"
+                rate.after_epoch(not improved)
+                self.learning_rate_ = opt.lr
                 if self.verbose:
                     _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.1f} s", keep=True)
         except KeyboardInterrupt:

@@ -28,7 +28,9 @@ from .._fitting import (
     _CELLS,
     _check_choice,
     _check_device,
+    _check_lr_schedule,
     _check_number,
+    _LearningRate,
     _make_rng,
     _progress,
     _report_epoch,
@@ -115,6 +117,10 @@ class Seq2Seq(_TextModel, _Base):
     device : {"cpu", "cuda", "cuda:N"}
         Where the encoder and decoder stacks run in training and in teacher-forced scoring (see
         :mod:`rnnkit.cuda`); decoding steps run on the CPU.
+    lr_schedule : {None, "adaptive", "cosine"}
+        How the learning rate changes over the epochs, as in
+        :class:`~rnnkit.text.LanguageModel` ("adaptive" reads the validation loss, or the
+        training loss when ``validation_fraction`` is 0).
 
     Attributes
     ----------
@@ -127,6 +133,8 @@ class Seq2Seq(_TextModel, _Base):
         Held-out cross-entropy per target token after each epoch.
     n_iter_ : int
         Epochs run.
+    learning_rate_ : float
+        The rate the next epoch would run at (``learning_rate`` unless ``lr_schedule`` changed it).
     max_length_ : int
         The decoding limit in use.
 
@@ -137,7 +145,8 @@ class Seq2Seq(_TextModel, _Base):
     ['ninety-seven']
     """
 
-    _fitted_attributes = ("loss_curve_", "validation_loss_", "best_validation_loss_", "n_iter_", "max_length_")
+    _fitted_attributes = ("loss_curve_", "validation_loss_", "best_validation_loss_", "n_iter_", "max_length_",
+                          "learning_rate_")
 
     def __init__(
         self,
@@ -165,6 +174,7 @@ class Seq2Seq(_TextModel, _Base):
         verbose: int = 0,
         n_threads: Optional[int] = None,
         device: str = "cpu",
+        lr_schedule: Optional[str] = None,
     ) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
@@ -190,6 +200,7 @@ class Seq2Seq(_TextModel, _Base):
         self.verbose = verbose
         self.n_threads = n_threads
         self.device = device
+        self.lr_schedule = lr_schedule
 
     # ------------------------------------------------------------------ parameters
     def _validate_params(self) -> None:
@@ -205,6 +216,7 @@ class Seq2Seq(_TextModel, _Base):
         number("max_length", 1, integer=True, none_ok=True)
         number("verbose", 0, integer=True)
         number("n_threads", 1, integer=True, none_ok=True)
+        _check_lr_schedule(self)
         if not isinstance(self.reverse_source, (bool, np.bool_)):
             raise TypeError(f"reverse_source must be a bool, got {self.reverse_source!r}")
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.Generator,
@@ -305,7 +317,10 @@ class Seq2Seq(_TextModel, _Base):
         self.validation_loss_: list[float] = []
         self.best_validation_loss_: Optional[float] = None
         self.n_iter_ = 0
+        self.learning_rate_ = float(self.learning_rate)
         best = None
+        best_loss = math.inf
+        rate = _LearningRate(self.lr_schedule, opt, int(self.max_epochs))
         B = int(self.batch_size)
         n_batches = math.ceil(train_idx.size / B)
         bar = _progress(int(self.max_epochs) * n_batches, self.verbose, unit="batch")
@@ -325,13 +340,20 @@ class Seq2Seq(_TextModel, _Base):
                 self.n_iter_ += 1
                 self.loss_curve_.append(total / count)
                 message = f"Epoch {self.n_iter_}: loss {total / count:.4f}"
+                improved = total / count < best_loss
+                best_loss = min(best_loss, total / count)
                 if n_val:
                     val = self._mean_loss([src[i] for i in val_idx], [tgt[i] for i in val_idx])
                     self.validation_loss_.append(val)
                     message += f", validation loss {val:.4f}"
-                    if self.best_validation_loss_ is None or val < self.best_validation_loss_:
+                    improved = self.best_validation_loss_ is None or val < self.best_validation_loss_
+                    if improved:
                         self.best_validation_loss_ = val
                         best = [a.copy() for a in self._buffers()]
+                if self.lr_schedule is not None:
+                    message += f", learning rate {opt.lr:.3g}"
+                rate.after_epoch(not improved)
+                self.learning_rate_ = opt.lr
                 if self.verbose:
                     _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.1f} s", keep=True)
         except KeyboardInterrupt:
