@@ -57,6 +57,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--lr-schedule", choices=("adaptive", "cosine"), default=None,
                     help="change the learning rate over the epochs (default: constant)")
+    ap.add_argument("--validation", type=float, default=0.0, metavar="FRACTION",
+                    help="hold out the end of the training text: the best epoch on it is kept, and it drives "
+                         "--lr-schedule adaptive (default: 0, none)")
     ap.add_argument("--max-vocab", type=int, default=2000)
     ap.add_argument("--punctuation", choices=("split", "strip", "keep"), default="strip")
     ap.add_argument("--prompt", action="append", help="prompt for next-word predictions (repeatable)")
@@ -86,7 +89,7 @@ def main() -> None:
         hidden = matched_hidden(cell, budget, args.embedding, vocab) if args.compare else args.hidden
         lm = LanguageModel(cell=cell, hidden_size=hidden, embedding_dim=args.embedding, max_epochs=args.epochs,
                            batch_size=args.batch_size, seq_len=args.seq_len, learning_rate=args.lr,
-                           lr_schedule=args.lr_schedule, max_vocab=args.max_vocab, punctuation=args.punctuation, random_state=args.seed,
+                           lr_schedule=args.lr_schedule, validation_fraction=args.validation, max_vocab=args.max_vocab, punctuation=args.punctuation, random_state=args.seed,
                            n_threads=args.threads, verbose=1)
         print(f"{cell}: hidden {hidden}")
         start = time.perf_counter()

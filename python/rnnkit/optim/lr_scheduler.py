@@ -22,27 +22,17 @@ the schedule's position; make both anew (``last_epoch=-1``) and load both to res
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections import Counter
 from typing import Any, Callable, Iterable
 
+from .._checks import check_float, check_int
 from . import Optimizer
-
-
-def _integer(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
 
 
 def _real(value: Any, name: str, low: float, high: float = math.inf, low_open: bool = False,
           high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    value = float(value)
+    value = check_float(value, name)
     above = value > low if low_open else value >= low
     below = value < high if high_open else value <= high
     if not (above and below and math.isfinite(value)):
@@ -70,7 +60,7 @@ class LRScheduler:
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
-        last_epoch = _integer(last_epoch, "last_epoch", -1)
+        last_epoch = check_int(last_epoch, "last_epoch", -1)
         if last_epoch == -1:
             if optimizer.initial_lr is None:
                 optimizer.initial_lr = optimizer.lr
@@ -154,7 +144,7 @@ class StepLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
-        self.step_size = _integer(step_size, "step_size", 1)
+        self.step_size = check_int(step_size, "step_size", 1)
         self.gamma = _real(gamma, "gamma", 0.0)
         super().__init__(optimizer, last_epoch)
 
@@ -174,7 +164,7 @@ class MultiStepLR(LRScheduler):
             listed = list(milestones)
         except TypeError:
             raise TypeError(f"milestones must be an iterable of ints, got {milestones!r}") from None
-        self.milestones = Counter(_integer(m, "milestones[]", 0) for m in listed)
+        self.milestones = Counter(check_int(m, "milestones[]", 0) for m in listed)
         self.gamma = _real(gamma, "gamma", 0.0)
         super().__init__(optimizer, last_epoch)
 
@@ -203,7 +193,7 @@ class LinearLR(LRScheduler):
                  total_iters: int = 5, last_epoch: int = -1) -> None:
         self.start_factor = _real(start_factor, "start_factor", 0.0, 1.0, low_open=True)
         self.end_factor = _real(end_factor, "end_factor", 0.0, 1.0)
-        self.total_iters = _integer(total_iters, "total_iters", 1)
+        self.total_iters = check_int(total_iters, "total_iters", 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -220,7 +210,7 @@ class CosineAnnealingLR(LRScheduler):
     (PyTorch's recursive form, which rises again past ``T_max``)."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
-        self.T_max = _integer(T_max, "T_max", 1)
+        self.T_max = check_int(T_max, "T_max", 1)
         self.eta_min = _real(eta_min, "eta_min", 0.0)
         super().__init__(optimizer, last_epoch)
 
@@ -273,9 +263,9 @@ class ReduceLROnPlateau(LRScheduler):
         self.optimizer = optimizer
         self.mode, self.threshold_mode = mode, threshold_mode
         self.factor = _real(factor, "factor", 0.0, 1.0, low_open=True, high_open=True)
-        self.patience = _integer(patience, "patience", 0)
+        self.patience = check_int(patience, "patience", 0)
         self.threshold = _real(threshold, "threshold", 0.0)
-        self.cooldown = _integer(cooldown, "cooldown", 0)
+        self.cooldown = check_int(cooldown, "cooldown", 0)
         self.min_lr = _real(min_lr, "min_lr", 0.0)
         self.eps = _real(eps, "eps", 0.0)
         self.last_epoch = 0
@@ -296,9 +286,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metrics: float) -> None:  # type: ignore[override]
         """Record this epoch's metric and lower the learning rate if it has stalled."""
-        if isinstance(metrics, bool) or not isinstance(metrics, numbers.Real):
-            raise TypeError(f"metrics must be a number (this epoch's loss or score), got {metrics!r}")
-        current = float(metrics)
+        current = check_float(metrics, "metrics")
         self.last_epoch += 1
         if self._is_better(current):
             self.best = current
