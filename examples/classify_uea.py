@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--lr-schedule", choices=("adaptive", "cosine"), default=None)
     parser.add_argument("--baselines", action="store_true", help="also 1-NN DTW and MiniRocket from sktime")
     parser.add_argument("--paths", action="store_true", help="print the rnnkit classify command for each and exit")
     args = parser.parse_args()
@@ -77,8 +78,8 @@ def main() -> None:
         accs, seconds = [], []
         for seed in range(args.seeds):
             clf = RNNClassifier(hidden_size=args.hidden, bidirectional=args.bidirectional, max_epochs=args.epochs,
-                                learning_rate=3e-3, batch_size=16, n_iter_no_change=30, random_state=seed,
-                                n_threads=1)
+                                learning_rate=3e-3, lr_schedule=args.lr_schedule, batch_size=16, n_iter_no_change=30,
+                                random_state=seed, n_threads=1)
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

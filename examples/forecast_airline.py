@@ -97,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", nargs="+", choices=sorted(SERIES), default=sorted(SERIES))
     parser.add_argument("--seeds", type=int, default=5, help="LSTM seeds (0..N-1); seed 0 is what the command gives")
+    parser.add_argument("--lr-schedule", choices=("adaptive", "cosine"), default=None)
     parser.add_argument("--write-csv", metavar="DIR", help="write each series as DIR/NAME.csv and exit")
     args = parser.parse_args()
 
@@ -114,7 +115,8 @@ def main() -> None:
         t0 = time.perf_counter()
         scores = []
         for seed in range(args.seeds):
-            model = RNNForecaster(window=2 * SEASON, horizon=HORIZON, seasonal_period=SEASON, log=log, random_state=seed)
+            model = RNNForecaster(window=2 * SEASON, horizon=HORIZON, seasonal_period=SEASON, log=log,
+                                  lr_schedule=args.lr_schedule, random_state=seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = backtest(model, y, n_windows=WINDOWS)

@@ -260,3 +260,21 @@ def test_text_models_refuse_an_unknown_schedule():
     for model in (LanguageModel(lr_schedule="step"), MelodyModel(lr_schedule="step"), Seq2Seq(lr_schedule="step")):
         with pytest.raises(ValueError, match="lr_schedule must be None"):
             model._validate_params()
+
+
+def test_language_model_adaptive_ends_training_at_the_floor():
+    """At 1e-6 or below, the next epoch without improvement ends the fit (sklearn's MLP rule)."""
+    from rnnkit.text import LanguageModel
+
+    text = " ".join(np.random.default_rng(0).choice(list("abcdefghij"), 600))
+    lm = LanguageModel(hidden_size=16, embedding_dim=4, max_epochs=60, batch_size=64, seq_len=8,
+                       learning_rate=0.02, validation_fraction=0.2, lr_schedule="adaptive", random_state=0,
+                       n_threads=1).fit(text)
+    ppl, lr = lm.validation_perplexity_, 0.02
+    for i in range(1, len(ppl)):
+        if ppl[i] >= min(ppl[:i]):
+            if lr <= 1e-6:
+                break
+            lr /= 5.0
+    assert i == len(ppl) - 1 < 59 and lr <= 1e-6  # it ended at the first stall at the floor
+    assert lm.learning_rate_ == lr and lm.n_iter_ == len(ppl)

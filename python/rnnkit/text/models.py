@@ -110,8 +110,9 @@ class LanguageModel(_TextModel, _Base):
     lr_schedule : {None, "adaptive", "cosine"}
         How the learning rate changes over the epochs. None: it stays. "adaptive": divided by
         5 after each epoch that does not lower the best validation perplexity (the training
-        loss when ``validation_fraction`` is 0), down to 1e-6; the classic recipe for word
-        models (PyTorch's word_language_model example divides by 4). "cosine": annealed to 0
+        loss when ``validation_fraction`` is 0), the classic recipe for word models (PyTorch's
+        word_language_model example divides by 4); once it is at most 1e-6, the next such epoch
+        ends training (scikit-learn's MLP rule, as in the estimators). "cosine": annealed to 0
         over ``max_epochs`` (:class:`rnnkit.optim.lr_scheduler.CosineAnnealingLR`).
 
     Attributes
@@ -321,10 +322,13 @@ class LanguageModel(_TextModel, _Base):
                         best = self._params_flat.copy()
                 if self.lr_schedule is not None:
                     message += f", learning rate {opt.lr:.3g}"
-                rate.after_epoch(not improved)
+                # "adaptive" at its floor: an epoch without improvement ends training (as in the estimators)
+                done = not rate.after_epoch(not improved) and not improved and self.lr_schedule == "adaptive"
                 self.learning_rate_ = opt.lr
                 if self.verbose:
                     _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.1f} s", keep=True)
+                if done:
+                    break
         except KeyboardInterrupt:
             _warn_interrupted(self, stacklevel=3)
         finally:

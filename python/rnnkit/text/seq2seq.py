@@ -352,10 +352,13 @@ class Seq2Seq(_TextModel, _Base):
                         best = [a.copy() for a in self._buffers()]
                 if self.lr_schedule is not None:
                     message += f", learning rate {opt.lr:.3g}"
-                rate.after_epoch(not improved)
+                # "adaptive" at its floor: an epoch without improvement ends training (as in the estimators)
+                done = not rate.after_epoch(not improved) and not improved and self.lr_schedule == "adaptive"
                 self.learning_rate_ = opt.lr
                 if self.verbose:
                     _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.1f} s", keep=True)
+                if done:
+                    break
         except KeyboardInterrupt:
             _warn_interrupted(self, stacklevel=2)
         finally:
