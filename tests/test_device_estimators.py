@@ -26,6 +26,8 @@ MODEL_CASES = [
     ("rnn_tanh", True, 1, 4, "cross_entropy", "sequence", 0, [5, 1, 3]),
     ("rnn_relu", False, 2, 2, "squared_error", "sequence", 0, None),
     ("lstm", False, 2, 7, "cross_entropy", "sequence", 7, [5, 3, 2]),
+    ("gru", True, 1, 3, "binary_cross_entropy", "last", 0, [4, 2, 5]),  # multi-label
+    ("lstm", False, 1, 2, "binary_cross_entropy", "sequence", 0, [5, 1, 3]),
 ]
 
 
@@ -46,6 +48,9 @@ def test_model_calls_match_the_cpu_engine(device, case, dtype):
     rows = B * T if readout == "sequence" else B
     labels = rng.integers(0, n_out, rows).astype(np.int64) if loss == "cross_entropy" else None
     values = rng.normal(size=rows * n_out).astype(dtype) if loss == "squared_error" else None
+    if loss == "binary_cross_entropy":
+        values = np.where(rng.random(rows * n_out) < 0.3, rng.random(rows * n_out),
+                          rng.integers(0, 2, rows * n_out)).astype(dtype)
 
     cpu_predict, cpu_loss = _model_calls(_Owner(), spec, dtype, None)
     dev_predict, dev_loss = _model_calls(_Owner(), spec, dtype, rnnkit.cuda.parse_device(device))

@@ -29,12 +29,24 @@ def _loss(spec, params, x, lens, labels, values):
     return core.model_loss_and_grad_float64(spec, params, x, lens, labels, values, g, 0.0, 0, 1), g
 
 
+def _values(loss, rng, size):
+    """Regression targets, or multi-label ones in [0, 1] (hard 0/1, and soft ones)."""
+    if loss == "squared_error":
+        return rng.standard_normal(size)
+    if loss == "binary_cross_entropy":
+        return np.where(rng.random(size) < 0.3, rng.random(size), rng.integers(0, 2, size).astype(float))
+    return None
+
+
 CASES = [
     ("lstm", "cross_entropy", "last", 0),
     ("gru", "cross_entropy", "sequence", 0),
     ("rnn_tanh", "squared_error", "last", 0),
     ("lstm", "squared_error", "sequence", 0),
     ("gru", "cross_entropy", "sequence", 7),  # token ids through a trained embedding
+    ("lstm", "binary_cross_entropy", "last", 0),  # multi-label
+    ("rnn_relu", "binary_cross_entropy", "sequence", 0),
+    ("gru", "binary_cross_entropy", "last", 7),
 ]
 
 
@@ -45,7 +57,7 @@ def test_gradient_matches_finite_differences(cell, loss, readout, vocab):
     params, x, lens, rng = _problem(spec, vocab=vocab)
     rows = x.shape[0] * (x.shape[1] if readout == "sequence" else 1)
     labels = rng.integers(0, n_out, rows).astype(np.int64) if loss == "cross_entropy" else None
-    values = rng.standard_normal(rows * n_out) if loss == "squared_error" else None
+    values = _values(loss, rng, rows * n_out)
     if labels is not None and readout == "sequence":
         labels = labels.reshape(x.shape[0], x.shape[1])
     if values is not None:
@@ -119,7 +131,7 @@ def test_a_reused_workspace_gives_the_results_of_a_fresh_one(cell, loss, readout
         params, x, lens, rng = _problem(spec, B=B, T=T, seed=i, vocab=vocab, lengths=lengths)
         rows = B * (T if readout == "sequence" else 1)
         labels = rng.integers(0, n_out, rows).astype(np.int64) if loss == "cross_entropy" else None
-        values = rng.standard_normal(rows * n_out) if loss == "squared_error" else None
+        values = _values(loss, rng, rows * n_out)
         if labels is not None and readout == "sequence":
             labels = labels.reshape(B, T)
         if values is not None:
@@ -133,3 +145,56 @@ def test_a_reused_workspace_gives_the_results_of_a_fresh_one(cell, loss, readout
         np.testing.assert_array_equal(core.model_predict_float64(spec, params, x, lens, 1, workspace),
                                       core.model_predict_float64(spec, params, x, lens, 1), err_msg=f"call {i}")
     assert workspace.nbytes > 0
+
+
+@pytest.mark.parametrize("readout", ["last", "sequence"])
+def test_multi_label_loss_and_gradient_match_torch(readout):
+    """binary_cross_entropy: the sigmoid head's probabilities, PyTorch's BCEWithLogitsLoss (mean
+    over the valid rows and the outputs) and the whole gradient, on a ragged batch."""
+    torch = require_torch()
+    n_out = 3
+    spec = _spec("gru", "binary_cross_entropy", readout, n_out, D=3, H=4, layers=1, bi=True)
+    params, x, lens, rng = _problem(spec, B=3, T=5)
+    rows = (3, 5) if readout == "sequence" else (3,)
+    y = _values("binary_cross_entropy", rng, int(np.prod(rows)) * n_out).reshape(*rows, n_out)
+    y[0, ..., 0] = 1.0
+    params[spec.head_offset] = 30.0  # a saturated logit: no log of a rounded probability
+    loss, grad = _loss(spec, params, x, lens, None, y)
+    proba = core.model_predict_float64(spec, params, x, lens, 1)
+
+    layer = torch.nn.GRU(3, 4, 1, batch_first=True, bidirectional=True).double()
+    flat = torch.tensor(params, requires_grad=True)
+    offset, weights = 0, {}
+    for name, p in layer.named_parameters():
+        weights[name] = flat[offset : offset + p.numel()].reshape(p.shape)
+        offset += p.numel()
+    w = flat[spec.head_offset : spec.head_offset + n_out * 8].reshape(n_out, 8)
+    b = flat[spec.head_offset + n_out * 8 : spec.embedding_offset]
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), torch.tensor(lens), batch_first=True,
+                                                     enforce_sorted=False)
+    out, h_n = torch.func.functional_call(layer, weights, (packed,))
+    if readout == "last":
+        logits = torch.cat([h_n[0], h_n[1]], dim=1) @ w.T + b
+        mask = torch.ones(3, dtype=torch.bool)
+    else:
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=5)
+        logits = out @ w.T + b
+        mask = torch.arange(5)[None, :] < torch.tensor(lens)[:, None]
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], torch.tensor(y)[mask])
+    ref.backward()
+    assert abs(loss - ref.item()) <= 1e-12 * abs(ref.item())
+    np.testing.assert_allclose(grad, flat.grad.numpy(), rtol=1e-10, atol=1e-14)
+    expected = torch.sigmoid(logits).detach().numpy() * mask.numpy()[..., None]  # padding rows read 0
+    np.testing.assert_allclose(proba, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_multi_label_targets_must_lie_in_0_1():
+    spec = _spec("lstm", "binary_cross_entropy", "last", 2)
+    params, x, lens, _ = _problem(spec)
+    for bad in (2.0, -0.5, np.nan):
+        y = np.zeros((3, 2))
+        y[1, 1] = bad
+        with pytest.raises(ValueError, match=r"multi-label targets must lie in \[0, 1\]"):
+            _loss(spec, params, x, lens, None, y)
+    with pytest.raises(ValueError, match="loss must be"):
+        _spec("lstm", "bce", "last", 2)

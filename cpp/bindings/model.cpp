@@ -192,9 +192,7 @@ void register_model(py::module_& m) {
            py::arg("rnn"), py::arg("n_outputs"), py::arg("loss"), py::arg("readout"), py::arg("vocab_size") = 0)
       .def_readonly("rnn", &ModelSpec::rnn)
       .def_readonly("n_outputs", &ModelSpec::n_outputs)
-      .def_property_readonly("loss", [](const ModelSpec& s) {
-        return s.loss == rnnkit::Loss::SoftmaxCrossEntropy ? "cross_entropy" : "squared_error";
-      })
+      .def_property_readonly("loss", [](const ModelSpec& s) { return loss_name(s.loss); })
       .def_property_readonly("readout", [](const ModelSpec& s) {
         return s.readout == rnnkit::Readout::Last ? "last" : "sequence";
       })

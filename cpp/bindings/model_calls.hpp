@@ -13,8 +13,18 @@ namespace rnnkit_py {
 
 using Ints = py::array_t<std::int64_t, py::array::c_style>;
 
-/// A validated ModelSpec from the Python-side names of its loss ("cross_entropy" or
-/// "squared_error") and read-out ("last" or "sequence").
+/// The Python-side name of each loss.
+inline const char* loss_name(rnnkit::Loss loss) {
+  switch (loss) {
+    case rnnkit::Loss::SoftmaxCrossEntropy: return "cross_entropy";
+    case rnnkit::Loss::SquaredError: return "squared_error";
+    case rnnkit::Loss::SigmoidBinaryCrossEntropy: return "binary_cross_entropy";
+  }
+  return "";
+}
+
+/// A validated ModelSpec from the Python-side names of its loss ("cross_entropy",
+/// "squared_error" or "binary_cross_entropy") and read-out ("last" or "sequence").
 inline rnnkit::ModelSpec model_spec_of(const rnnkit::LayerSpec& rnn, rnnkit::Index n_outputs, const std::string& loss,
                                        const std::string& readout, rnnkit::Index vocab_size) {
   rnnkit::ModelSpec s;
@@ -25,8 +35,10 @@ inline rnnkit::ModelSpec model_spec_of(const rnnkit::LayerSpec& rnn, rnnkit::Ind
     s.loss = rnnkit::Loss::SoftmaxCrossEntropy;
   } else if (loss == "squared_error") {
     s.loss = rnnkit::Loss::SquaredError;
+  } else if (loss == "binary_cross_entropy") {
+    s.loss = rnnkit::Loss::SigmoidBinaryCrossEntropy;
   } else {
-    throw py::value_error("loss must be 'cross_entropy' or 'squared_error'");
+    throw py::value_error("loss must be 'cross_entropy', 'squared_error' or 'binary_cross_entropy'");
   }
   if (readout == "last") {
     s.readout = rnnkit::Readout::Last;
@@ -80,6 +92,12 @@ rnnkit::Targets<T> targets_of(const rnnkit::ModelSpec& spec, const rnnkit::Batch
   } else {
     if (!values || values->size() != rows * spec.n_outputs) throw py::value_error("y: wrong number of targets");
     targets.values = values->data();
+    if (spec.loss == rnnkit::Loss::SigmoidBinaryCrossEntropy) {
+      for (py::ssize_t i = 0; i < values->size(); ++i) {
+        const T v = targets.values[i];
+        if (!(v >= T(0) && v <= T(1))) throw py::value_error("y: multi-label targets must lie in [0, 1]");
+      }
+    }
   }
   if (weights) {
     if (weights->size() != rows) {

@@ -7,6 +7,8 @@
 #include <cstdint>
 
 #include "rnnkit/gate_math.hpp"
+#include "rnnkit/head_math.hpp"
+#include "rnnkit/model_spec.hpp"
 #include "rnnkit/random.hpp"
 #include "rnnkit/spec.hpp"
 
@@ -250,17 +252,19 @@ struct ScatterLast {
 };
 
 /// The head's per-row finish, one thread per output row: softmax for cross-entropy models,
-/// zeros for rows that do not count (past a sequence's length); when training, the row's loss
-/// (cross-entropy, or half the squared error) and dL/dlogits in place, over `count` rows.
+/// sigmoids for multi-label ones (not when training: their loss reads the logits), zeros for
+/// rows that do not count (past a sequence's length); when training, the row's loss
+/// (cross-entropy, binary cross-entropy or half the squared error) and dL/dlogits in place,
+/// over `count` rows (times n_out for the last two), as the CPU engine's (src/model.cpp).
 template <class T>
 struct HeadRows {
-  bool cross_entropy;
+  Loss loss;
   bool training;
   Index n_out;
   T* y;                          // [rows, n_out] logits in; probabilities / dL/dlogits out
   const T* valid;                // [rows] 1 or 0
   const std::int64_t* labels;    // [rows] (cross-entropy)
-  const T* values;               // [rows, n_out] (squared error)
+  const T* values;               // [rows, n_out] (squared error, multi-label)
   double count;                  // rows that count (their total weight, with weights)
   double* row_loss;              // [rows] (training)
   const T* weights = nullptr;    // [rows] loss weights (training), or none
@@ -271,6 +275,11 @@ struct HeadRows {
       for (Index k = 0; k < n_out; ++k) row[k] = T(0);
       if (training) row_loss[r] = 0.0;
       return;
+    }
+    const bool cross_entropy = loss == Loss::SoftmaxCrossEntropy;
+    const bool multi_label = loss == Loss::SigmoidBinaryCrossEntropy;
+    if (multi_label && !training) {
+      for (Index k = 0; k < n_out; ++k) row[k] = static_cast<T>(head_math::sigmoid(static_cast<double>(row[k])));
     }
     if (cross_entropy) {
       T top = row[0];
@@ -291,6 +300,14 @@ struct HeadRows {
       row_loss[r] = -static_cast<double>(w) * log(p > 1e-300 ? p : 1e-300);
       row[label] -= T(1);
       for (Index k = 0; k < n_out; ++k) row[k] = row[k] * w / static_cast<T>(count);
+    } else if (multi_label) {
+      double acc = 0.0;
+      for (Index k = 0; k < n_out; ++k) {
+        const double z = static_cast<double>(row[k]), y = static_cast<double>(values[r * n_out + k]);
+        acc += static_cast<double>(w) * head_math::bce_with_logit(z, y);
+        row[k] = static_cast<T>(static_cast<double>(w) * (head_math::sigmoid(z) - y) / (count * static_cast<double>(n_out)));
+      }
+      row_loss[r] = acc;
     } else {
       double acc = 0.0;
       for (Index k = 0; k < n_out; ++k) {

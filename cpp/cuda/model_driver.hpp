@@ -29,7 +29,7 @@ class Model final : public DeviceModel<T> {
     Exec& ex = stack_.exec();
     ex.activate();
     Head head = run(params, batch, false, 0.0, 0);
-    ex.launch(head.rows, HeadRows<T>{spec_.loss == Loss::SoftmaxCrossEntropy, false, spec_.n_outputs, head.logits.data(),
+    ex.launch(head.rows, HeadRows<T>{spec_.loss, false, spec_.n_outputs, head.logits.data(),
                                      head.valid.data(), nullptr, nullptr, head.count, nullptr});
     ex.download(out, head.logits.data(), head.logits.size());
     ex.synchronize();
@@ -72,7 +72,7 @@ class Model final : public DeviceModel<T> {
       weights = stack_.uploaded(targets.weights, rows);
     }
     Buf<double> row_loss = ex.template alloc<double>(rows);
-    ex.launch(rows, HeadRows<T>{ce, true, n_out, head.logits.data(), head.valid.data(), ce ? labels.data() : nullptr,
+    ex.launch(rows, HeadRows<T>{spec_.loss, true, n_out, head.logits.data(), head.valid.data(), ce ? labels.data() : nullptr,
                                 ce ? nullptr : values.data(), count, row_loss.data(),
                                 targets.weights != nullptr ? weights.data() : nullptr});
     std::vector<double> losses(static_cast<std::size_t>(rows));

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "rnnkit/head_math.hpp"
 #include "row_exact.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
@@ -79,21 +80,25 @@ Features<T> run_stack(const ModelSpec& spec, const T* params, const Batch<T>& ba
   return f;
 }
 
-/// logits[rows, n_out] = features W^T + b, then softmax for cross-entropy models.
+/// logits[rows, n_out] = features W^T + b, then (with `probabilities`) softmax for cross-entropy
+/// models and the sigmoid of each logit for multi-label ones.
 template <class T>
-void head_forward(const ModelSpec& spec, const T* params, const Features<T>& f, T* out) {
+void head_forward(const ModelSpec& spec, const T* params, const Features<T>& f, T* out, bool probabilities = true) {
   const Index F = spec.features(), n_out = spec.n_outputs;
   const ConstMatrixMap<T> w(params + spec.head_offset(), n_out, F);
   const ConstRowMap<T> bias(params + spec.head_offset() + n_out * F, n_out);
   MatrixMap<T> y(out, f.rows, n_out);
   y.noalias() = ConstMatrixMap<T>(f.values, f.rows, F) * w.transpose();
   y.rowwise() += bias;
-  if (spec.loss == Loss::SoftmaxCrossEntropy) {
+  if (probabilities && spec.loss == Loss::SoftmaxCrossEntropy) {
     for (Index r = 0; r < f.rows; ++r) {
       auto row = y.row(r).array();
       assign_by_position(row, (row - row.maxCoeff()).exp());
       row /= sum_by_position(row.data(), n_out);
     }
+  } else if (probabilities && spec.loss == Loss::SigmoidBinaryCrossEntropy) {
+    T* values = y.data();  // element by element, in double: no result depends on alignment
+    for (Index i = 0; i < f.rows * n_out; ++i) values[i] = static_cast<T>(head_math::sigmoid(values[i]));
   }
   for (Index r = 0; r < f.rows; ++r) {
     if (f.valid[r] == T(0)) y.row(r).setZero();
@@ -157,9 +162,11 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
   const Index dirs = rnn.directions();
   const Features<T> f = run_stack(spec, params, batch, true, dropout, dropout_key, n_threads, ws);
 
-  // Head forward, loss, and dL/dlogits (rows that do not count get zero gradient).
+  // Head forward, loss, and dL/dlogits (rows that do not count get zero gradient). The
+  // multi-label loss reads the logits (as BCEWithLogitsLoss: no log of a rounded probability).
+  const bool multi_label = spec.loss == Loss::SigmoidBinaryCrossEntropy;
   ws.head.resize(static_cast<std::size_t>(f.rows * n_out));
-  head_forward(spec, params, f, ws.head.data());
+  head_forward(spec, params, f, ws.head.data(), !multi_label);
   // The loss is the weighted mean over the rows that count (PyTorch's CrossEntropyLoss(weight=...),
   // scikit-learn's MLP): count is their total weight. A weight of 1 (or none) multiplies exactly:
   // unweighted, the arithmetic is the same bit for bit. All weights 0: loss and gradients 0.
@@ -179,6 +186,12 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
       g(r, label) -= T(1);
       g.row(r) *= w;
       g.row(r) /= static_cast<T>(count);
+    } else if (multi_label) {
+      for (Index k = 0; k < n_out; ++k) {
+        const double z = static_cast<double>(g(r, k)), y = static_cast<double>(targets.values[r * n_out + k]);
+        loss += static_cast<double>(w) * head_math::bce_with_logit(z, y);
+        g(r, k) = static_cast<T>(static_cast<double>(w) * (head_math::sigmoid(z) - y) / (count * static_cast<double>(n_out)));
+      }
     } else {
       for (Index k = 0; k < n_out; ++k) {
         const double diff = static_cast<double>(g(r, k)) - static_cast<double>(targets.values[r * n_out + k]);

@@ -493,6 +493,9 @@ def _local_labels(est: RNNClassifier, seqs: Any, y: Any) -> np.ndarray:
         labels = np.asarray(y)
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels.ravel()
+        if labels.ndim == 2:
+            raise ValueError(f"rnnkit.distributed.fit: a multi-label y (shape {labels.shape}) is not supported with "
+                             "several ranks; fit it in one process")
         if labels.ndim != 1:
             raise ValueError(f"y must be 1-D (one label per sequence) with output='last', got shape {labels.shape}")
     else:

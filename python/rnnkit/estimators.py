@@ -116,8 +116,13 @@ class RNNClassifier(_RNNBase):
         The dense head's weight and bias.
     """
 
-    _loss = "cross_entropy"
     _estimator_type = "classifier"
+    _multilabel = False  # fitted on a multi-label indicator y (set by fit)
+
+    @property
+    def _loss(self) -> str:
+        """The compiled model's loss: softmax cross-entropy, or a sigmoid per label for multi-label y."""
+        return "binary_cross_entropy" if self._multilabel else "cross_entropy"
 
     def __init__(
         self,
@@ -198,6 +203,12 @@ class RNNClassifier(_RNNBase):
                         weights: Optional[np.ndarray] = None) -> np.ndarray:
         if self.output == "last":
             y = np.asarray(y)
+            if y.ndim == 2 and y.shape[1] > 1:
+                return self._encode_multilabel(y, seqs, reset, classes)
+        if not reset and self._multilabel:
+            raise ValueError(f"y must be a multi-label indicator matrix (n_samples, {self.classes_.size}) of 0 and 1, "
+                             f"as in the first fit; got shape {np.shape(y)}")
+        if self.output == "last":
             if y.ndim == 2 and y.shape[1] == 1:
                 warnings.warn("A column-vector y was passed when a 1d array was expected; it was raveled.",
                               DataConversionWarning, stacklevel=4)
@@ -209,9 +220,14 @@ class RNNClassifier(_RNNBase):
             valid = y
         else:
             y = per_step_targets(y, seqs)
+            if y.ndim != 2:
+                raise ValueError("y: one label per step is expected with output='sequence'; multi-label targets (a "
+                                 f"column of 0 and 1 per label) are supported with output='last' (got {y.shape[2:]} "
+                                 "values per step)")
             valid = y[seqs.valid_mask()]
         _check_labels(valid)
         if reset:
+            self._multilabel = False
             classes = np.unique(valid) if classes is None else classes
             if classes.size < 2:
                 raise ValueError(
@@ -225,6 +241,29 @@ class RNNClassifier(_RNNBase):
             raise ValueError(f"y contains labels not seen in the first fit: {unknown[:5]!r}")
         codes = np.searchsorted(self.classes_, y if self.output == "last" else np.where(seqs.valid_mask(), y, self.classes_[0]))
         return codes.astype(np.int64)
+
+    def _encode_multilabel(self, y: np.ndarray, seqs: Sequences, reset: bool, classes: Any) -> np.ndarray:
+        """Multi-label targets: an indicator matrix (n, n_labels) of 0 and 1 (scikit-learn's
+        "multilabel-indicator"), as float targets of the sigmoid head."""
+        if y.shape[0] != seqs.n:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: [{seqs.n}, {y.shape[0]}]")
+        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+            raise ValueError(f"y of shape {y.shape}: a 2-D y must be a multi-label indicator matrix of 0 and 1 (one "
+                             "column per label; sklearn.preprocessing.MultiLabelBinarizer makes one); multi-output "
+                             "multi-class targets are not supported")
+        k = y.shape[1]
+        if reset:
+            if classes is not None and not np.array_equal(classes, np.arange(k)):
+                raise ValueError(f"classes must be the label columns 0..{k - 1} for a multi-label y of {k} columns, "
+                                 f"got {classes!r}")
+            self.classes_ = np.arange(k)
+            self._n_outputs_for_fit = k
+            self._multilabel = True
+        elif not self._multilabel or k != self.classes_.size:
+            first = (f"{self.classes_.size} label columns" if self._multilabel else
+                     "one label per sequence")
+            raise ValueError(f"y has shape {y.shape}, but the first fit had {first}")
+        return y.astype(np.dtype(self.dtype) if reset else self.dtype_)
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -242,6 +281,9 @@ class RNNClassifier(_RNNBase):
         cw = self.class_weight
         if cw is None:
             return None
+        if self._multilabel:
+            raise ValueError("class_weight is not supported with a multi-label y; weigh the sequences with "
+                             "sample_weight instead")
         k = self.classes_.size
         if isinstance(cw, str):  # "balanced", over the rows that count (of every process, under MPI)
             valid = codes if self.output == "last" else codes[seqs.valid_mask()]
@@ -264,6 +306,8 @@ class RNNClassifier(_RNNBase):
 
     def _validation_score(self, seqs: Sequences, codes: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         proba = self._raw_outputs(seqs)
+        if self._multilabel:  # subset accuracy: every label of a sequence right
+            return float(np.average(((proba > 0.5) == (codes > 0.5)).all(axis=1), weights=weights))
         pred = proba.argmax(axis=-1)
         if self.output == "last":
             return float(np.average(pred == codes, weights=weights))
@@ -302,20 +346,34 @@ class RNNClassifier(_RNNBase):
     def predict_step(self, x_t: Any, state: Any = None) -> tuple[Any, Any]:
         """Predicted labels after one more time step of each stream; see :meth:`predict_proba_step`."""
         proba, state = self.predict_proba_step(x_t, state)
-        return self.classes_[proba.argmax(axis=-1)], state
+        return self._labels_of(proba), state
 
     def predict(self, X: Any) -> Any:
-        """Predicted labels: (n,); with output="sequence" (n, T) or, for list input, a list."""
+        """Predicted labels: (n,); with output="sequence" (n, T) or, for list input, a list; for a
+        multi-label fit the indicator matrix (n, n_labels) of 0 and 1."""
         self._check_fitted()
         seqs = self._check_X(X, reset=False)
-        labels = self.classes_[self._raw_outputs(seqs).argmax(axis=-1)]
+        labels = self._labels_of(self._raw_outputs(seqs))
         return _per_sequence(labels, seqs) if self.output == "sequence" else labels
 
+    def _labels_of(self, proba: np.ndarray) -> np.ndarray:
+        """The most probable class of each row; multi-label: 1 for each label whose probability
+        exceeds 0.5 (scikit-learn's MLP)."""
+        if self._multilabel:
+            return (proba > 0.5).astype(np.int64)
+        return self.classes_[proba.argmax(axis=-1)]
+
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy (over sequences, or over valid time steps with output="sequence"),
-        weighted by ``sample_weight`` (one weight per sequence) where given."""
+        """Mean accuracy (over sequences, or over valid time steps with output="sequence"; for a
+        multi-label fit the subset accuracy, every label right), weighted by ``sample_weight``
+        (one weight per sequence) where given."""
         pred = self.predict(X)
         weights = _checks.sample_weights(sample_weight, len(pred))
+        if self._multilabel:  # subset accuracy, as sklearn.metrics.accuracy_score
+            truth = np.asarray(y)
+            if truth.shape != pred.shape:
+                raise ValueError(f"y has shape {truth.shape}, expected {pred.shape} (the label columns of the fit)")
+            return float(np.average((pred == truth).all(axis=1), weights=weights))
         if self.output == "last":
             return float(np.average(pred == np.asarray(y).ravel(), weights=weights))
         seqs = self._check_X(X, reset=False)
@@ -328,7 +386,7 @@ class RNNClassifier(_RNNBase):
         from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
 
         return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags(multi_label=False), input_tags=InputTags(three_d_array=True))
+                    classifier_tags=ClassifierTags(multi_label=True), input_tags=InputTags(three_d_array=True))
 
 
 class RNNRegressor(_RNNBase):

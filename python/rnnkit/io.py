@@ -36,7 +36,7 @@ FORMAT_VERSION = 2
 
 _FITTED = ("n_features_in_", "_input_kind", "_input_size", "_n_outputs", "loss_curve_", "validation_scores_",
            "n_iter_", "t_", "best_loss_", "best_validation_score_", "stopped_early_", "_best_loss",
-           "_best_score", "_no_improvement", "_y_ndim", "learning_rate_")
+           "_best_score", "_no_improvement", "_y_ndim", "learning_rate_", "_multilabel")
 _FITTED_EXTRA = ("dtype_", "optimizer_step_count", "classes_object", "random_state_")
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -365,6 +365,9 @@ def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
     _expect(_whole(input_size, 1) and _whole(n_outputs, 1) and _whole(fitted.get("n_features_in_"), 1), path,
             "_input_size, _n_outputs and n_features_in_ must be positive integers")
     _expect(fitted.get("_input_kind") in ("2d", "3d", "list"), path, f"unknown input kind {fitted.get('_input_kind')!r}")
+    _expect(isinstance(fitted.get("_multilabel", False), bool) and (meta["class"] == "RNNClassifier" or
+                                                                   "_multilabel" not in fitted), path,
+            f"_multilabel {fitted.get('_multilabel')!r} is not a classifier's bool")
     _expect(_rate(fitted.get("learning_rate_", 0.0)), path,
             f"learning_rate_ {fitted.get('learning_rate_')!r} is not a finite number >= 0")
     for key, value in fitted.items():
@@ -377,6 +380,8 @@ def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
         _expect(labels.ndim == 1 and labels.size == n_outputs and n_outputs >= 2, path,
                 f"'classes' has shape {labels.shape}, the model has {n_outputs} outputs")
         _expect(bool(np.all(labels[:-1] < labels[1:])), path, "'classes' is not sorted and unique")
+        _expect(not fitted.get("_multilabel") or np.array_equal(labels, np.arange(n_outputs)), path,
+                "a multi-label model's 'classes' must be its label columns 0..n-1")
         est.classes_ = labels.astype(object) if classes_object else labels
     else:
         _expect(fitted.get("_y_ndim") in (1, 2) and (fitted.get("_y_ndim") == 2 or n_outputs == 1), path,

@@ -15,7 +15,11 @@
 
 RNNKIT_BEGIN_NAMESPACE
 
-enum class Loss { SoftmaxCrossEntropy, SquaredError };
+/// SoftmaxCrossEntropy: one label per row among n_outputs classes. SquaredError: n_outputs
+/// values per row (half the squared error, averaged over rows and outputs). SigmoidBinaryCrossEntropy:
+/// n_outputs independent yes/no targets in [0, 1] per row (multi-label), each through a sigmoid,
+/// averaged over rows and outputs (PyTorch's BCEWithLogitsLoss).
+enum class Loss { SoftmaxCrossEntropy, SquaredError, SigmoidBinaryCrossEntropy };
 enum class Readout {
   Last,      // one output per sequence, read from the final states of the top layer
   Sequence,  // one output per valid time step, read from the top layer's outputs
@@ -48,7 +52,8 @@ struct Batch {
 };
 
 /// Targets of a batch. Classification: labels [B] (Last) or [B, T] (Sequence), each in
-/// [0, n_outputs). Regression: values [B, n_outputs] or [B, T, n_outputs]. Entries past a
+/// [0, n_outputs). Regression and multi-label: values [B, n_outputs] or [B, T, n_outputs]
+/// (multi-label: each in [0, 1]). Entries past a
 /// sequence's length are ignored. `weights` (optional, finite and >= 0), one per output row
 /// like the labels ([B] or [B, T]), weigh the rows' losses: the batch's loss is their weighted mean.
 template <class T>

@@ -155,6 +155,7 @@ class _Readout:
     bias: np.ndarray
     per_step: bool  # read every step's output, or the top layer's final states
     softmax: bool  # probabilities; else affine outputs ``raw * y_scale + y_mean``
+    sigmoid: bool = False  # with softmax: a multi-label classifier's probabilities, one sigmoid per label
     embedding: Optional[np.ndarray] = None  # token-id input through this table, (vocab, input_size)
     x_mean: Optional[np.ndarray] = None  # real-valued input standardised with these
     x_scale: Optional[np.ndarray] = None
@@ -197,7 +198,10 @@ def _export_model(onnx: Any, spec: _Readout, opset: int, lengths: bool, doc: str
         raw = g.one("Add", [g.one("MatMul", [per_step, g.const("head_weight_t", weight.T)]), g.const("head_bias", bias)])
         out_axes = ["batch", "time"]
     n_out = weight.shape[0]
-    if spec.softmax:
+    if spec.softmax and spec.sigmoid:
+        g.one("Sigmoid", [raw], out="probabilities")
+        outputs = [info("probabilities", f32, out_axes + [n_out])]
+    elif spec.softmax:
         g.one("Softmax", [raw], out="probabilities", axis=-1)
         outputs = [info("probabilities", f32, out_axes + [n_out])]
     else:
@@ -218,7 +222,7 @@ def _estimator_readout(est: Any) -> _Readout:
     est._check_fitted()
     head = est.head_
     readout = _Readout(layer=est.rnn_, weight=head["weight"], bias=head["bias"], per_step=est.output != "last",
-                       softmax=isinstance(est, RNNClassifier))
+                       softmax=isinstance(est, RNNClassifier), sigmoid=isinstance(est, RNNClassifier) and est._multilabel)
     if est._spec.vocab_size:
         offset = est._spec.embedding_offset
         readout.embedding = est._params_flat[offset:].reshape(est._spec.vocab_size, -1)
@@ -289,7 +293,8 @@ def export(model: Any, path: Optional[PathLike] = None, opset: int = DEFAULT_OPS
     layer's final states (``output="last"``) or its per-step outputs (``output="sequence"``)
     and applies the dense head. A classifier's output is ``"probabilities"``, (B, n_classes) or
     (B, T, n_classes), in the order of ``classes_``: the labels themselves stay in Python
-    (``est.classes_[p.argmax(-1)]``). A regressor's output is ``"predictions"`` on the
+    (``est.classes_[p.argmax(-1)]``); for a multi-label classifier each label's own
+    probability (a Sigmoid node; the label is on where it exceeds 0.5). A regressor's output is ``"predictions"`` on the
     targets' scale, shaped like ``predict``'s result.
     """
     onnx = _require_onnx()

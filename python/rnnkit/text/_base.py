@@ -48,6 +48,8 @@ class _TextModel:
                 raise ValueError(f"unexpected attribute {key!r} in the model file")
             if key == "learning_rate_" and not _rate(value):
                 raise ValueError(f"learning_rate_ {value!r} in the model file is not a finite number >= 0")
+            if key == "_multilabel" and not isinstance(value, bool):
+                raise ValueError(f"_multilabel {value!r} in the model file is not a bool")
             setattr(model, key, value)
         return model
 

@@ -50,7 +50,8 @@ class TextClassifier(_TextModel, RNNClassifier):
     dtype = "float32"
     _fitted_attributes = ("loss_curve_", "validation_scores_", "n_iter_", "t_", "best_loss_",
                           "best_validation_score_", "stopped_early_", "_best_loss", "_best_score",
-                          "_no_improvement", "_n_outputs", "_input_size", "_input_kind", "learning_rate_")
+                          "_no_improvement", "_n_outputs", "_input_size", "_input_kind", "learning_rate_",
+                          "_multilabel")
 
     def __init__(
         self,
