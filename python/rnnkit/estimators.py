@@ -99,6 +99,7 @@ class RNNClassifier(_RNNBase):
     Attributes
     ----------
     classes_ : ndarray
+        The labels; for a multi-label fit the label columns ``0 .. n_labels - 1``.
     n_features_in_ : int
         Features per time step (for 2-D input: the number of columns).
     loss_curve_ : list of float
@@ -172,6 +173,11 @@ class RNNClassifier(_RNNBase):
         ----------
         X : array (n, T, n_features), (n, T) or list of (T_i, n_features) arrays
         y : array (n,), or per step with output="sequence"
+            With output="last", a 2-D indicator matrix (n, n_labels) of 0 and 1 fits a
+            multi-label model (as scikit-learn's MLP): one sigmoid per label, trained with the
+            binary cross-entropy averaged over the labels (PyTorch's ``BCEWithLogitsLoss``);
+            ``predict`` then returns such a matrix (probability above 0.5), ``score`` the
+            subset accuracy. ``class_weight`` does not apply to it.
         sample_weight : array (n,), float or None
             Weighs each sequence's loss (every step's, with output="sequence"): a mini-batch's
             loss is the weighted mean ``sum(w * loss) / sum(w)`` over its rows, as in PyTorch's
