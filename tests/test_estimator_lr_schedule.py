@@ -132,6 +132,16 @@ def test_each_fit_starts_its_schedule_afresh(rates):
     assert rates[0] == 1e-3 and model.n_iter_ == 8
 
 
+def test_a_warm_start_anneals_from_the_new_learning_rate(rates):
+    X, y = _data()
+    model = rnnkit.RNNClassifier(hidden_size=4, batch_size=40, max_epochs=2, learning_rate=0.01, lr_schedule="cosine",
+                                 warm_start=True, random_state=0, n_threads=1)
+    _quiet_fit(model, X, y)
+    rates.clear()
+    _quiet_fit(model.set_params(learning_rate=0.004), X, y)
+    assert rates == [0.004, 0.002]
+
+
 def test_cosine_is_refused_by_partial_fit_and_changes_nothing():
     X, y = _data()
     model = rnnkit.RNNClassifier(hidden_size=4, max_epochs=2, lr_schedule="cosine", random_state=0, n_threads=1)

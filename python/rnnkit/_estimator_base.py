@@ -237,7 +237,7 @@ class _RNNBase(_Base):
             opt = optim.RMSprop(pair, lr=lr, momentum=float(self.momentum), weight_decay=wd)
         if self._optimizer_state is not None:
             opt.load_state_dict(self._optimizer_state)
-            opt.lr = lr  # the state holds the last fit's rate
+            opt.lr, opt.initial_lr = lr, None  # the state holds the last fit's rate and schedule base
         return opt
 
     def _threads(self) -> int:
