@@ -101,9 +101,11 @@ def test_bad_token_ids_raise():
         core.model_predict_float64(spec, params, np.zeros((1, 2, 3)), None, 1)
 
 
-def test_classifier_head_matches_torch():
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
+def test_classifier_head_matches_torch(loss):
+    """Softmax probabilities, or one sigmoid per label (multi-label)."""
     torch = require_torch()
-    spec = _spec("lstm", "cross_entropy", "last", 3, D=3, H=4, layers=1, bi=True)
+    spec = _spec("lstm", loss, "last", 3, D=3, H=4, layers=1, bi=True)
     params, x, _, rng = _problem(spec, lengths=False)
     proba = core.model_predict_float64(spec, params, x, None, 1)
     layer = torch.nn.LSTM(3, 4, 1, batch_first=True, bidirectional=True).double()
@@ -117,7 +119,8 @@ def test_classifier_head_matches_torch():
         w = torch.tensor(params[spec.head_offset : spec.head_offset + 3 * 8].reshape(3, 8))
         b = torch.tensor(params[spec.head_offset + 24 : spec.embedding_offset])
         _, (h_n, _) = layer(torch.tensor(x))
-        ref = torch.softmax(torch.cat([h_n[0], h_n[1]], dim=1) @ w.T + b, dim=1).numpy()
+        logits = torch.cat([h_n[0], h_n[1]], dim=1) @ w.T + b
+        ref = (torch.softmax(logits, dim=1) if loss == "cross_entropy" else torch.sigmoid(logits)).numpy()
     np.testing.assert_allclose(proba, ref, rtol=1e-12, atol=1e-14)
 
 
@@ -147,45 +150,24 @@ def test_a_reused_workspace_gives_the_results_of_a_fresh_one(cell, loss, readout
     assert workspace.nbytes > 0
 
 
-@pytest.mark.parametrize("readout", ["last", "sequence"])
-def test_multi_label_loss_and_gradient_match_torch(readout):
-    """binary_cross_entropy: the sigmoid head's probabilities, PyTorch's BCEWithLogitsLoss (mean
-    over the valid rows and the outputs) and the whole gradient, on a ragged batch."""
-    torch = require_torch()
-    n_out = 3
-    spec = _spec("gru", "binary_cross_entropy", readout, n_out, D=3, H=4, layers=1, bi=True)
-    params, x, lens, rng = _problem(spec, B=3, T=5)
-    rows = (3, 5) if readout == "sequence" else (3,)
-    y = _values("binary_cross_entropy", rng, int(np.prod(rows)) * n_out).reshape(*rows, n_out)
-    y[0, ..., 0] = 1.0
-    params[spec.head_offset] = 30.0  # a saturated logit: no log of a rounded probability
+def test_multi_label_loss_of_saturated_logits():
+    """binary_cross_entropy reads the logits (as BCEWithLogitsLoss), so saturated ones give the
+    exact loss, not a log of a probability rounded to 0 or 1: numpy's logaddexp as the reference."""
+    spec = _spec("lstm", "binary_cross_entropy", "last", 4, layers=1)
+    params, x, lens, _ = _problem(spec)
+    params[spec.head_offset : spec.embedding_offset] = 0.0
+    bias = np.array([40.0, -40.0, 0.5, -745.0])
+    params[spec.head_offset + 4 * 8 : spec.embedding_offset] = bias  # every row's logits
+    y = np.tile([0.0, 1.0, 1.0, 0.25], (3, 1))
     loss, grad = _loss(spec, params, x, lens, None, y)
+    expected = np.mean(np.logaddexp(0.0, bias) - bias * y[0])
+    assert loss == pytest.approx(expected, rel=1e-15)
+    with np.errstate(over="ignore"):
+        sigmoid = np.where(bias >= 0, 1 / (1 + np.exp(-bias)), np.exp(bias) / (1 + np.exp(bias)))
+    np.testing.assert_allclose(grad[spec.head_offset + 4 * 8 : spec.embedding_offset], (sigmoid - y[0]) / 4,
+                               rtol=1e-15, atol=1e-300)
     proba = core.model_predict_float64(spec, params, x, lens, 1)
-
-    layer = torch.nn.GRU(3, 4, 1, batch_first=True, bidirectional=True).double()
-    flat = torch.tensor(params, requires_grad=True)
-    offset, weights = 0, {}
-    for name, p in layer.named_parameters():
-        weights[name] = flat[offset : offset + p.numel()].reshape(p.shape)
-        offset += p.numel()
-    w = flat[spec.head_offset : spec.head_offset + n_out * 8].reshape(n_out, 8)
-    b = flat[spec.head_offset + n_out * 8 : spec.embedding_offset]
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), torch.tensor(lens), batch_first=True,
-                                                     enforce_sorted=False)
-    out, h_n = torch.func.functional_call(layer, weights, (packed,))
-    if readout == "last":
-        logits = torch.cat([h_n[0], h_n[1]], dim=1) @ w.T + b
-        mask = torch.ones(3, dtype=torch.bool)
-    else:
-        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=5)
-        logits = out @ w.T + b
-        mask = torch.arange(5)[None, :] < torch.tensor(lens)[:, None]
-    ref = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], torch.tensor(y)[mask])
-    ref.backward()
-    assert abs(loss - ref.item()) <= 1e-12 * abs(ref.item())
-    np.testing.assert_allclose(grad, flat.grad.numpy(), rtol=1e-10, atol=1e-14)
-    expected = torch.sigmoid(logits).detach().numpy() * mask.numpy()[..., None]  # padding rows read 0
-    np.testing.assert_allclose(proba, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(proba, np.tile(sigmoid, (3, 1)), rtol=1e-15)
 
 
 def test_multi_label_targets_must_lie_in_0_1():

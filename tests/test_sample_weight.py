@@ -32,6 +32,9 @@ def _problem(spec, readout, loss, dtype="float64", B=4, T=5, seed=0):
     shape = (B, T) if readout == "sequence" else (B,)
     labels = rng.integers(0, N_OUT, shape).astype(np.int64) if loss == "cross_entropy" else None
     values = rng.standard_normal(shape + (N_OUT,)).astype(dtype) if loss == "squared_error" else None
+    if loss == "binary_cross_entropy":  # multi-label targets: 0/1 and some soft ones
+        values = np.where(rng.random(shape + (N_OUT,)) < 0.3, rng.random(shape + (N_OUT,)),
+                          rng.integers(0, 2, shape + (N_OUT,))).astype(dtype)
     weights = rng.uniform(0.2, 3.0, shape).astype(dtype)  # one per output row
     return params, x, lens, labels, values, weights
 
@@ -47,6 +50,8 @@ CASES = [
     ("gru", "cross_entropy", "sequence"),
     ("rnn_tanh", "squared_error", "last"),
     ("lstm", "squared_error", "sequence"),
+    ("gru", "binary_cross_entropy", "last"),
+    ("rnn_tanh", "binary_cross_entropy", "sequence"),
 ]
 
 
@@ -84,6 +89,9 @@ def test_weighted_loss_and_gradients_match_torch(cell, loss, readout):
     logits = feats @ w_head.T + b_head
     if loss == "cross_entropy":
         per_row = torch.nn.functional.cross_entropy(logits, torch.tensor(labels.reshape(-1)), reduction="none")
+    elif loss == "binary_cross_entropy":
+        per_row = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, torch.tensor(values.reshape(-1, N_OUT)), reduction="none").mean(dim=1)
     else:
         per_row = 0.5 * ((logits - torch.tensor(values.reshape(-1, N_OUT))) ** 2).mean(dim=1)
     row_w = torch.tensor(weights.reshape(-1))
@@ -130,7 +138,8 @@ def test_a_zero_weight_sequence_does_not_count(cell, loss, readout):
     params, x, lens, labels, values, weights = _problem(spec, readout, loss)
     weights[1] = 0.0
     base = _loss(spec, params, x, lens, labels, values, weights)
-    other = (None if labels is None else (N_OUT - 1) - labels, None if values is None else values + 5.0)
+    other = (None if labels is None else (N_OUT - 1) - labels,
+             None if values is None else (1.0 - values if loss == "binary_cross_entropy" else values + 5.0))
     changed = _loss(spec, params, x, lens, *other[:1], other[1], weights)
     labels2 = None if labels is None else labels.copy()
     values2 = None if values is None else values.copy()
