@@ -86,6 +86,7 @@ def test_files_pickles_and_clones_keep_it(fitted, tmp_path):
     for copy in (rnnkit.load(tmp_path / "m.npz"), pickle.loads(pickle.dumps(model))):
         assert copy._multilabel
         np.testing.assert_array_equal(copy.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(rnnkit.freeze(model).predict(X), model.predict(X))
     sklearn_base = pytest.importorskip("sklearn.base")
     assert not sklearn_base.clone(model)._multilabel  # a clone is unfitted
 
