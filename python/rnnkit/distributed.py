@@ -500,6 +500,9 @@ def _local_labels(est: RNNClassifier, seqs: Any, y: Any) -> np.ndarray:
             raise ValueError(f"y must be 1-D (one label per sequence) with output='last', got shape {labels.shape}")
     else:
         labels = per_step_targets(y, seqs)[seqs.valid_mask()]
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            raise ValueError(f"rnnkit.distributed.fit: a multi-label y ({labels.shape[1]} labels per step) is not "
+                             "supported with several ranks; fit it in one process")
     return np.unique(labels)
 
 

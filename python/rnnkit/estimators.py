@@ -173,11 +173,13 @@ class RNNClassifier(_RNNBase):
         ----------
         X : array (n, T, n_features), (n, T) or list of (T_i, n_features) arrays
         y : array (n,), or per step with output="sequence"
-            With output="last", a 2-D indicator matrix (n, n_labels) of 0 and 1 fits a
-            multi-label model (as scikit-learn's MLP): one sigmoid per label, trained with the
-            binary cross-entropy averaged over the labels (PyTorch's ``BCEWithLogitsLoss``);
-            ``predict`` then returns such a matrix (probability above 0.5), ``score`` the
-            subset accuracy. ``class_weight`` does not apply to it.
+            An indicator matrix (n, n_labels) of 0 and 1 fits a multi-label model (as
+            scikit-learn's MLP), and with output="sequence" one such row per step, (n, T,
+            n_labels) or a list of (T_i, n_labels) (several notes or events at once): one
+            sigmoid per label, trained with the binary cross-entropy averaged over the labels
+            (PyTorch's ``BCEWithLogitsLoss``). ``predict`` then returns such matrices
+            (probability above 0.5) and ``score`` the subset accuracy (every label of a
+            sequence, or of a step, right). ``class_weight`` does not apply to it.
         sample_weight : array (n,), float or None
             Weighs each sequence's loss (every step's, with output="sequence"): a mini-batch's
             loss is the weighted mean ``sum(w * loss) / sum(w)`` over its rows, as in PyTorch's
@@ -207,14 +209,15 @@ class RNNClassifier(_RNNBase):
 
     def _encode_targets(self, y: Any, seqs: Sequences, reset: bool, classes: Any = None,
                         weights: Optional[np.ndarray] = None) -> np.ndarray:
-        if self.output == "last":
-            y = np.asarray(y)
-            if y.ndim == 2 and y.shape[1] > 1:
-                return self._encode_multilabel(y, seqs, reset, classes)
+        sequence = self.output == "sequence"
+        y = per_step_targets(y, seqs) if sequence else np.asarray(y)
+        if y.ndim == (3 if sequence else 2) and y.shape[-1] > 1:  # a column of 0 and 1 per label
+            return self._encode_multilabel(y, seqs, reset, classes)
         if not reset and self._multilabel:
-            raise ValueError(f"y must be a multi-label indicator matrix (n_samples, {self.classes_.size}) of 0 and 1, "
-                             f"as in the first fit; got shape {np.shape(y)}")
-        if self.output == "last":
+            shape = "(n_samples, n_steps, " if sequence else "(n_samples, "
+            raise ValueError(f"y must be a multi-label indicator matrix {shape}{self.classes_.size}) of 0 and 1, as "
+                             f"in the first fit; got shape {np.shape(y)}")
+        if not sequence:
             if y.ndim == 2 and y.shape[1] == 1:
                 warnings.warn("A column-vector y was passed when a 1d array was expected; it was raveled.",
                               DataConversionWarning, stacklevel=4)
@@ -225,11 +228,9 @@ class RNNClassifier(_RNNBase):
                 raise ValueError(f"Found input variables with inconsistent numbers of samples: [{seqs.n}, {y.shape[0]}]")
             valid = y
         else:
-            y = per_step_targets(y, seqs)
             if y.ndim != 2:
-                raise ValueError("y: one label per step is expected with output='sequence'; multi-label targets (a "
-                                 f"column of 0 and 1 per label) are supported with output='last' (got {y.shape[2:]} "
-                                 "values per step)")
+                raise ValueError("y: with output='sequence', one label per step, or one row of 0 and 1 per step "
+                                 f"(multi-label, two labels or more); got {y.shape[2:]} values per step")
             valid = y[seqs.valid_mask()]
         _check_labels(valid)
         if reset:
@@ -250,14 +251,17 @@ class RNNClassifier(_RNNBase):
 
     def _encode_multilabel(self, y: np.ndarray, seqs: Sequences, reset: bool, classes: Any) -> np.ndarray:
         """Multi-label targets: an indicator matrix (n, n_labels) of 0 and 1 (scikit-learn's
-        "multilabel-indicator"), as float targets of the sigmoid head."""
+        "multilabel-indicator"), or one such row per step (n, T, n_labels) with
+        output="sequence", as float targets of the sigmoid head."""
         if y.shape[0] != seqs.n:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: [{seqs.n}, {y.shape[0]}]")
-        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
-            raise ValueError(f"y of shape {y.shape}: a 2-D y must be a multi-label indicator matrix of 0 and 1 (one "
+        sequence = self.output == "sequence"
+        valid = y[seqs.valid_mask()] if sequence else y
+        if y.dtype.kind not in "biuf" or not np.isin(valid, (0, 1)).all():
+            raise ValueError(f"y of shape {y.shape}: a multi-label y must be an indicator matrix of 0 and 1 (one "
                              "column per label; sklearn.preprocessing.MultiLabelBinarizer makes one); multi-output "
                              "multi-class targets are not supported")
-        k = y.shape[1]
+        k = y.shape[-1]
         if reset:
             if classes is not None and not np.array_equal(classes, np.arange(k)):
                 raise ValueError(f"classes must be the label columns 0..{k - 1} for a multi-label y of {k} columns, "
@@ -267,9 +271,12 @@ class RNNClassifier(_RNNBase):
             self._multilabel = True
         elif not self._multilabel or k != self.classes_.size:
             first = (f"{self.classes_.size} label columns" if self._multilabel else
-                     "one label per sequence")
+                     f"one label per {'step' if sequence else 'sequence'}")
             raise ValueError(f"y has shape {y.shape}, but the first fit had {first}")
-        return y.astype(np.dtype(self.dtype) if reset else self.dtype_)
+        targets = y.astype(np.dtype(self.dtype) if reset else self.dtype_)
+        if sequence:
+            targets[~seqs.valid_mask()] = 0  # padding: read by no loss, but the model wants [0, 1]
+        return targets
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -312,8 +319,11 @@ class RNNClassifier(_RNNBase):
 
     def _validation_score(self, seqs: Sequences, codes: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         proba = self._raw_outputs(seqs)
-        if self._multilabel:  # subset accuracy: every label of a sequence right
-            return float(np.average(((proba > 0.5) == (codes > 0.5)).all(axis=1), weights=weights))
+        if self._multilabel:  # subset accuracy: every label of a sequence (or step) right
+            right = ((proba > 0.5) == (codes > 0.5)).all(axis=-1)
+            if self.output == "last":
+                return float(np.average(right, weights=weights))
+            return float(np.average(right[seqs.valid_mask()], weights=seqs.step_weights(weights)))
         pred = proba.argmax(axis=-1)
         if self.output == "last":
             return float(np.average(pred == codes, weights=weights))
@@ -375,7 +385,7 @@ class RNNClassifier(_RNNBase):
         (one weight per sequence) where given."""
         pred = self.predict(X)
         weights = _checks.sample_weights(sample_weight, len(pred))
-        if self._multilabel:  # subset accuracy, as sklearn.metrics.accuracy_score
+        if self._multilabel and self.output == "last":  # subset accuracy, as sklearn.metrics.accuracy_score
             truth = np.asarray(y)
             if truth.shape != pred.shape:
                 raise ValueError(f"y has shape {truth.shape}, expected {pred.shape} (the label columns of the fit)")
@@ -386,7 +396,14 @@ class RNNClassifier(_RNNBase):
         truth = per_step_targets(y, seqs)
         mask = seqs.valid_mask()
         flat_pred = _padded(pred, seqs)
-        return float(np.average(flat_pred[mask] == truth[mask], weights=seqs.step_weights(weights)))
+        if self._multilabel:  # every label of a step right
+            if truth.shape != flat_pred.shape:
+                raise ValueError(f"y has {truth.shape[2:]} values per step, expected ({self.classes_.size},) (the "
+                                 "label columns of the fit)")
+            right = (flat_pred == truth).all(axis=-1)
+        else:
+            right = flat_pred == truth
+        return float(np.average(right[mask], weights=seqs.step_weights(weights)))
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
