@@ -265,3 +265,17 @@ def test_tagging_needs_the_same_labels_later(tagger):
     with pytest.raises(ValueError, match=r"multi-label indicator matrix \(n_samples, n_steps, 3\)"):
         model.set_params(warm_start=True).fit(X[:10], Y[:10, :, 0])
     model.set_params(warm_start=False)
+
+
+def test_padding_in_a_padded_y_is_ignored():
+    """Ragged X with y padded to T: what y holds past each length (here -1) is never read."""
+    X, Y = echo_task(n=24)
+    lengths = [12 - i % 4 for i in range(24)]
+    Xl = [X[i, :n] for i, n in enumerate(lengths)]
+    padded = Y.copy()
+    for i, n in enumerate(lengths):
+        padded[i, n:] = -1
+    kw = dict(output="sequence", hidden_size=4, max_epochs=2, random_state=0, n_threads=1)
+    a = _fit(RNNClassifier(**kw), Xl, padded)
+    b = _fit(RNNClassifier(**kw), Xl, [Y[i, :n] for i, n in enumerate(lengths)])
+    np.testing.assert_array_equal(a._params_flat, b._params_flat)
