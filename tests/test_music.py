@@ -105,3 +105,27 @@ def test_bach_chorales_reads_the_music21_corpus():
         assert 48 <= min(pitches) and max(pitches) <= 84  # a soprano line, transposed by at most a tritone
     with pytest.raises(ValueError, match="limit"):
         bach_chorales(limit=0)
+
+
+def test_bach_piano_rolls_hold_every_voice_at_each_beat():
+    pytest.importorskip("music21")
+    from rnnkit.music import bach_chorales, bach_piano_rolls
+
+    rolls = bach_piano_rolls(limit=2)
+    melodies = bach_chorales(limit=2)  # the soprano line, read on its own (these two have one)
+    for roll, melody in zip(rolls, melodies):
+        assert roll.dtype == np.uint8 and roll.shape[1] == 128
+        assert 2 <= roll.sum(axis=1).min() and roll.sum(axis=1).max() <= 4  # four voices, unisons merge
+        onset = 0.0
+        for pitch, duration in melody:  # the soprano sounds at every beat its note spans
+            for beat in range(int(np.ceil(onset - 1e-9)), int(np.ceil(onset + duration - 1e-9))):
+                if pitch is not None:
+                    assert roll[beat, pitch] == 1 and not roll[beat, pitch + 1 :].any(), (beat, pitch)
+            onset += duration
+        assert len(roll) == int(np.ceil(onset - 1e-9))
+    halves = bach_piano_rolls(step=0.5, limit=1)[0]
+    np.testing.assert_array_equal(halves[::2], rolls[0])
+    with pytest.raises(ValueError, match="step"):
+        bach_piano_rolls(step=0)
+    with pytest.raises(ValueError, match="limit"):
+        bach_piano_rolls(limit=0)

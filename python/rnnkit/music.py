@@ -6,6 +6,10 @@ Each note is one token (``"67_0.5"``, a rest ``"R_1"``), and :class:`MelodyModel
 :class:`~rnnkit.text.LanguageModel` over those tokens: it predicts the next note from the
 notes before it, and samples new melodies note by note.
 
+For all four voices at once, :func:`bach_piano_rolls` gives each chorale as a piano roll (one
+row of 0 and 1 over the 128 pitches per beat): the per-step multi-label targets of
+``RNNClassifier(output="sequence")`` (examples/polyphonic_music.py).
+
 The Bach chorales come from the corpus bundled with ``music21``, and MIDI files are written
 with ``mido``; both are optional (``pip install "rnnkit[music]"``) and imported only when used.
 
@@ -22,12 +26,14 @@ import numbers
 from fractions import Fraction
 from typing import Any, Iterable, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .text.models import LanguageModel
 
 Note = Tuple[Optional[int], float]
 END = "END"  # token between melodies: the model learns how pieces begin and end
 
-__all__ = ["END", "MelodyModel", "bach_chorales", "melody_to_tokens", "tokens_to_melody", "write_midi"]
+__all__ = ["END", "MelodyModel", "bach_chorales", "bach_piano_rolls", "melody_to_tokens", "tokens_to_melody", "write_midi"]
 
 
 def _duration_text(duration: float) -> str:
@@ -243,12 +249,7 @@ def bach_chorales(part: str = "Soprano", transpose: bool = True, limit: Optional
         voice = next((p for p in score.parts if (p.partName or "").lower() == part.lower()), None)
         if voice is None:
             continue
-        shift = 0
-        if transpose:
-            key = score.analyze("key")
-            target = 0 if key.mode == "major" else 9  # C major / A minor
-            shift = (target - key.tonic.pitchClass) % 12
-            shift -= 12 if shift > 6 else 0
+        shift = _key_shift(score) if transpose else 0
         notes: list[Note] = []
         for element in voice.flatten().notesAndRests:
             duration = float(element.quarterLength)
@@ -262,6 +263,60 @@ def bach_chorales(part: str = "Soprano", transpose: bool = True, limit: Optional
         if notes:
             melodies.append(notes)
     return melodies
+
+
+def bach_piano_rolls(step: float = 1.0, transpose: bool = True, limit: Optional[int] = None) -> list[np.ndarray]:
+    """Every Bach chorale in the corpus that ships with ``music21`` as a piano roll: all voices,
+    one frame per ``step`` quarter notes, 128 MIDI pitches (the targets of a multi-label model,
+    as in Boulanger-Lewandowski et al.'s polyphonic music modelling on these chorales).
+
+    Parameters
+    ----------
+    step : float
+        Frame length in quarter notes (1.0: a frame per beat, the usual JSB Chorales grid).
+    transpose : bool
+        Transpose each chorale to C major / A minor (as :func:`bach_chorales`).
+    limit : int, optional
+        Read at most this many chorales (parsing takes about 0.4 s each).
+
+    Returns
+    -------
+    list of uint8 arrays (n_frames, 128)
+        1 where a pitch sounds at a frame's start (notes between two frame starts, such as
+        passing notes on a beat grid, are not seen).
+    """
+    try:
+        from music21 import corpus
+    except ImportError as exc:
+        raise ImportError("bach_piano_rolls() reads the corpus bundled with music21: pip install \"rnnkit[music]\"") \
+            from exc
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not 0 < step < math.inf:
+        raise ValueError(f"step must be a positive number of quarter notes, got {step!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise ValueError(f"limit must be None or a positive integer, got {limit!r}")
+    rolls: list[np.ndarray] = []
+    for score in corpus.chorales.Iterator(returnType="stream"):
+        if limit is not None and len(rolls) >= limit:
+            break
+        shift = _key_shift(score) if transpose else 0
+        spans = [(float(n.offset), float(n.offset + n.quarterLength), p.midi + shift)
+                 for n in score.flatten().notes if n.quarterLength > 0 for p in n.pitches]
+        if not spans:
+            continue
+        roll = np.zeros((int(math.ceil(max(end for _, end, _ in spans) / step - 1e-9)), 128), dtype=np.uint8)
+        for start, end, pitch in spans:
+            if 0 <= pitch < 128:  # the frames whose start lies in [start, end)
+                roll[int(math.ceil(start / step - 1e-9)) : int(math.ceil(end / step - 1e-9)), pitch] = 1
+        rolls.append(roll)
+    return rolls
+
+
+def _key_shift(score: Any) -> int:
+    """Semitones (-5..6) that take a music21 score's analysed key to C major or A minor."""
+    key = score.analyze("key")
+    target = 0 if key.mode == "major" else 9  # C major / A minor
+    shift = (target - key.tonic.pitchClass) % 12
+    return shift - 12 if shift > 6 else shift
 
 
 def write_midi(melody: Iterable[Any], path: Any, tempo: float = 90.0, program: int = 0, velocity: int = 80) -> None:
