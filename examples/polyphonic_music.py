@@ -81,8 +81,9 @@ def main() -> None:
     truth = np.concatenate([r[1:] for r in test])
     rows = []
     for cell in args.cells:
+        # scale_inputs=False: the frames are 0/1; standardising them would blow up a rare pitch's 1s
         model = RNNClassifier(cell=cell, hidden_size=args.hidden, output="sequence", learning_rate=args.lr,
-                              batch_size=16, random_state=args.seed, n_threads=args.threads)
+                              batch_size=16, scale_inputs=False, random_state=args.seed, n_threads=args.threads)
         start = time.perf_counter()
         best, best_epoch, saved = np.inf, 0, b""
         for epoch in range(1, args.epochs + 1):

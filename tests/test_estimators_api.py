@@ -1169,3 +1169,26 @@ def test_a_refused_refit_leaves_the_fitted_model_as_it_was(cls):
     model.fit(X3, y)  # continues from the generator and weights as they were
     reference = pickle.loads(state).set_params(warm_start=True).fit(X3, y)
     np.testing.assert_array_equal(model._params_flat, reference._params_flat)
+
+
+@pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
+def test_scale_inputs_false_reads_the_inputs_as_given(cls, tmp_path):
+    """With scale_inputs=False the model sees X itself: it equals a scaled fit on inputs that
+    are already standardised to mean 0 and deviation 1 exactly (the scaling is then x itself)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6, 3)) * 5.0 + 2.0
+    y = (X[:, :, 0].sum(axis=1) > 12).astype(int)
+    kw = dict(hidden_size=4, max_epochs=2, random_state=0, n_threads=1, dtype="float64")
+    raw = cls(scale_inputs=False, **kw).fit(X, y)
+    np.testing.assert_array_equal(raw._x_mean, 0.0)
+    np.testing.assert_array_equal(raw._x_scale, 1.0)
+    scaled = cls(**kw).fit(X, y)
+    assert not np.array_equal(raw._params_flat, scaled._params_flat)
+    Z = (X - scaled._x_mean) / scaled._x_scale  # what the scaled fit's model reads
+    again = cls(scale_inputs=False, **kw).fit(Z, y)
+    np.testing.assert_allclose(again.predict_proba(Z) if cls is RNNClassifier else again.predict(Z),
+                               scaled.predict_proba(X) if cls is RNNClassifier else scaled.predict(X), rtol=1e-9)
+    raw.save(tmp_path / "m.npz")
+    assert rnnkit.load(tmp_path / "m.npz").scale_inputs is False
+    with pytest.raises(TypeError, match="scale_inputs must be a bool"):
+        cls(scale_inputs="no").fit(X, y)

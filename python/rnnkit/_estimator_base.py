@@ -90,6 +90,7 @@ class _RNNBase(_Base):
         dtype: str = "float32",
         device: str = "cpu",
         lr_schedule: Optional[str] = None,
+        scale_inputs: bool = True,
     ) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
@@ -117,6 +118,7 @@ class _RNNBase(_Base):
         self.dtype = dtype
         self.device = device
         self.lr_schedule = lr_schedule
+        self.scale_inputs = scale_inputs
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -143,7 +145,7 @@ class _RNNBase(_Base):
         number("verbose", 0, integer=True)
         number("n_threads", 1, integer=True, none_ok=True)
         _check_lr_schedule(self)
-        for flag in ("bidirectional", "nesterov", "early_stopping", "warm_start"):
+        for flag in ("bidirectional", "nesterov", "early_stopping", "warm_start", "scale_inputs"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator)):
@@ -258,6 +260,9 @@ class _RNNBase(_Base):
                           "data's mean and standard deviation")
 
     def _fit_scaler(self, seqs: Sequences, weights: Optional[np.ndarray] = None) -> None:
+        if not self.scale_inputs:  # inputs as given: (x - 0) / 1 is x exactly
+            self._x_mean, self._x_scale = np.zeros(seqs.x.shape[2]), np.ones(seqs.x.shape[2])
+            return
         valid = seqs.valid_mask()
         values = seqs.x[valid].astype(np.float64)
         self._x_mean, self._x_scale = _standardiser(values, "X", seqs.step_weights(weights))

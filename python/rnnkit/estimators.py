@@ -89,6 +89,11 @@ class RNNClassifier(_RNNBase):
         5 instead and training goes on, until it is at most 1e-6; ``partial_fit`` goes on at the
         rate it left. "cosine": annealed to 0 over ``max_epochs`` epochs
         (:class:`rnnkit.optim.lr_scheduler.CosineAnnealingLR`); not with ``partial_fit``.
+    scale_inputs : bool
+        Standardise each input feature with the training data's mean and standard deviation
+        (default), or read the inputs as given: better for one-hot or multi-hot inputs (a
+        piano roll, token indicators), where a rare feature's small deviation would blow its
+        rare 1s up in sequences that use it often.
     class_weight : dict, "balanced" or None
         Loss weight per class, ``{label: weight}`` (classes not named weigh 1), or "balanced":
         ``n_rows / (n_classes * count of the class)`` over the labels given to ``fit`` (over the
@@ -153,6 +158,7 @@ class RNNClassifier(_RNNBase):
         dtype: str = "float32",
         device: str = "cpu",
         lr_schedule: Optional[str] = None,
+        scale_inputs: bool = True,
         class_weight: Optional[Union[str, Mapping[Any, float]]] = None,
     ) -> None:
         super().__init__(
@@ -162,7 +168,7 @@ class RNNClassifier(_RNNBase):
             clip_norm=clip_norm, clip_value=clip_value, early_stopping=early_stopping,
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
             warm_start=warm_start, random_state=random_state, verbose=verbose, n_threads=n_threads, dtype=dtype,
-            device=device, lr_schedule=lr_schedule,
+            device=device, lr_schedule=lr_schedule, scale_inputs=scale_inputs,
         )
         self.class_weight = class_weight
 

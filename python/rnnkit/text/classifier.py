@@ -48,6 +48,7 @@ class TextClassifier(_TextModel, RNNClassifier):
 
     output = "last"
     dtype = "float32"
+    scale_inputs = False  # token ids
     _fitted_attributes = ("loss_curve_", "validation_scores_", "n_iter_", "t_", "best_loss_",
                           "best_validation_score_", "stopped_early_", "_best_loss", "_best_score",
                           "_no_improvement", "_n_outputs", "_input_size", "_input_kind", "learning_rate_",
@@ -97,7 +98,7 @@ class TextClassifier(_TextModel, RNNClassifier):
             verbose=verbose, n_threads=n_threads, device=device, lr_schedule=lr_schedule,
             class_weight=class_weight,
         )
-        del self.output, self.dtype  # fixed for text: the class attributes
+        del self.output, self.dtype, self.scale_inputs  # fixed for text: the class attributes
         self.level = level
         self.embedding_dim = embedding_dim
         self.max_length = max_length
