@@ -438,9 +438,8 @@ class _RNNBase(_Base):
                     improved = epoch_loss < self._best_loss - self.tol
                     self._best_loss = min(self._best_loss, epoch_loss)
                 self._no_improvement = 0 if improved else self._no_improvement + 1
-                if self.lr_schedule is not None:
-                    message += f", learning rate {opt.lr:.3g}"
-                if rate.after_epoch(self._no_improvement > self.n_iter_no_change):
+                message += rate.note()
+                if rate.after_epoch(self._no_improvement > self.n_iter_no_change) == "lowered":
                     self._no_improvement = 0
                 self.learning_rate_ = opt.lr
                 if self.verbose:

@@ -84,16 +84,23 @@ class _LearningRate:
         self.schedule, self.opt = schedule, opt
         self._cosine = lr_scheduler.CosineAnnealingLR(opt, T_max=epochs) if schedule == "cosine" else None
 
-    def after_epoch(self, stalled: bool) -> bool:
-        """Set the next epoch's rate; ``stalled``: the fit has gone more than ``n_iter_no_change``
-        epochs without improving. Returns True where the rate was lowered for it (the fit goes on
-        and the count restarts)."""
+    def note(self) -> str:
+        """The progress line's mention of the epoch's rate ("" without a schedule)."""
+        return "" if self.schedule is None else f", learning rate {self.opt.lr:.3g}"
+
+    def after_epoch(self, stalled: bool) -> Optional[str]:
+        """Set the next epoch's rate; ``stalled``: the epoch ends a run without improvement long
+        enough to stop the fit. Returns "lowered" where "adaptive" lowered the rate for it (the
+        fit goes on and its count restarts), "spent" where "adaptive" is at its floor (the fit
+        stops), else None."""
         if self._cosine is not None:
             self._cosine.step()
-        if stalled and self.schedule == "adaptive" and self.opt.lr > _ADAPTIVE_FLOOR:
+        if not (stalled and self.schedule == "adaptive"):
+            return None
+        if self.opt.lr > _ADAPTIVE_FLOOR:
             self.opt.lr /= 5.0
-            return True
-        return False
+            return "lowered"
+        return "spent"
 
 
 # ---------------------------------------------------------------------- parameter checks

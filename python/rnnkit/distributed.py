@@ -386,10 +386,10 @@ class _Run:
                 est._best_loss = min(est._best_loss, epoch_loss)
                 est._no_improvement = 0 if improved else est._no_improvement + 1
                 if est.verbose and self.rank == 0:
-                    lr = "" if est.lr_schedule is None else f", learning rate {opt.lr:.3g}"
-                    print(f"Epoch {est.n_iter_}: loss {epoch_loss:.6f}{lr}, {time.perf_counter() - start_time:.2f} s "
+                    print(f"Epoch {est.n_iter_}: loss {epoch_loss:.6f}{rate.note()}, "
+                          f"{time.perf_counter() - start_time:.2f} s "
                           f"({self.size} ranks)", flush=True)
-                if rate.after_epoch(est._no_improvement > est.n_iter_no_change):
+                if rate.after_epoch(est._no_improvement > est.n_iter_no_change) == "lowered":
                     est._no_improvement = 0
                 est.learning_rate_ = opt.lr
                 if self.checkpoint is not None and self.rank == 0 and est.n_iter_ % self.every == 0:

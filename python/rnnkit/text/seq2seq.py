@@ -350,10 +350,9 @@ class Seq2Seq(_TextModel, _Base):
                     if improved:
                         self.best_validation_loss_ = val
                         best = [a.copy() for a in self._buffers()]
-                if self.lr_schedule is not None:
-                    message += f", learning rate {opt.lr:.3g}"
+                message += rate.note()
                 # "adaptive" at its floor: an epoch without improvement ends training (as in the estimators)
-                done = not rate.after_epoch(not improved) and not improved and self.lr_schedule == "adaptive"
+                done = rate.after_epoch(not improved) == "spent"
                 self.learning_rate_ = opt.lr
                 if self.verbose:
                     _report_epoch(bar, f"{message}, {time.perf_counter() - start_time:.1f} s", keep=True)
