@@ -33,7 +33,8 @@ from .text.models import LanguageModel
 Note = Tuple[Optional[int], float]
 END = "END"  # token between melodies: the model learns how pieces begin and end
 
-__all__ = ["END", "MelodyModel", "bach_chorales", "bach_piano_rolls", "melody_to_tokens", "tokens_to_melody", "write_midi"]
+__all__ = ["END", "MelodyModel", "bach_chorales", "bach_piano_rolls", "melody_to_tokens", "tokens_to_melody",
+           "write_midi"]
 
 
 def _duration_text(duration: float) -> str:
@@ -236,14 +237,8 @@ def bach_chorales(part: str = "Soprano", transpose: bool = True, limit: Optional
     -------
     list of melodies, each a list of (pitch, duration) notes (chords keep their top note).
     """
-    try:
-        from music21 import corpus
-    except ImportError as exc:
-        raise ImportError("bach_chorales() reads the corpus bundled with music21: pip install \"rnnkit[music]\"") from exc
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
-        raise ValueError(f"limit must be None or a positive integer, got {limit!r}")
     melodies: list[list[Note]] = []
-    for score in corpus.chorales.Iterator(returnType="stream"):
+    for score in _chorale_scores("bach_chorales", limit):
         if limit is not None and len(melodies) >= limit:
             break
         voice = next((p for p in score.parts if (p.partName or "").lower() == part.lower()), None)
@@ -285,17 +280,10 @@ def bach_piano_rolls(step: float = 1.0, transpose: bool = True, limit: Optional[
         1 where a pitch sounds at a frame's start (notes between two frame starts, such as
         passing notes on a beat grid, are not seen).
     """
-    try:
-        from music21 import corpus
-    except ImportError as exc:
-        raise ImportError("bach_piano_rolls() reads the corpus bundled with music21: pip install \"rnnkit[music]\"") \
-            from exc
     if isinstance(step, bool) or not isinstance(step, numbers.Real) or not 0 < step < math.inf:
         raise ValueError(f"step must be a positive number of quarter notes, got {step!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
-        raise ValueError(f"limit must be None or a positive integer, got {limit!r}")
     rolls: list[np.ndarray] = []
-    for score in corpus.chorales.Iterator(returnType="stream"):
+    for score in _chorale_scores("bach_piano_rolls", limit):
         if limit is not None and len(rolls) >= limit:
             break
         shift = _key_shift(score) if transpose else 0
@@ -309,6 +297,18 @@ def bach_piano_rolls(step: float = 1.0, transpose: bool = True, limit: Optional[
                 roll[int(math.ceil(start / step - 1e-9)) : int(math.ceil(end / step - 1e-9)), pitch] = 1
         rolls.append(roll)
     return rolls
+
+
+def _chorale_scores(caller: str, limit: Optional[int]) -> Any:
+    """The chorales of music21's corpus, parsed one by one, after checking ``limit`` (the caller
+    stops at it: it counts the chorales it keeps)."""
+    try:
+        from music21 import corpus
+    except ImportError as exc:
+        raise ImportError(f"{caller}() reads the corpus bundled with music21: pip install \"rnnkit[music]\"") from exc
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise ValueError(f"limit must be None or a positive integer, got {limit!r}")
+    return corpus.chorales.Iterator(returnType="stream")
 
 
 def _key_shift(score: Any) -> int:
