@@ -315,3 +315,14 @@ def test_damaged_learning_rate_refused_in_text_models(tmp_path):
         meta["fitted"]["learning_rate_"] = "fast"
 
     _refused(_v1(_contents(path.read_bytes()), edit=edit), match="learning_rate_ 'fast'")
+
+
+@pytest.mark.parametrize("value,match", [("yes", "_multilabel 'yes' is not a bool"), (1, "_multilabel 1 is not a bool")])
+def test_damaged_multilabel_flag_refused(saved, value, match):
+    """_multilabel picks the model's loss (sigmoid or softmax head) when the file is read back."""
+    _, data, _ = saved
+
+    def edit(meta):
+        meta["fitted"]["_multilabel"] = value
+
+    _refused(_v1(_contents(data), edit=edit), match=match)

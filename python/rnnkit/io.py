@@ -25,7 +25,7 @@ import math
 import numbers
 import os
 import zipfile
-from typing import IO, Any, Mapping, Union
+from typing import IO, Any, Mapping, Optional, Union
 
 import numpy as np
 
@@ -322,9 +322,15 @@ def _whole(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-def _rate(value: Any) -> bool:
-    """Whether ``value`` (read from JSON) can be a learning rate: a finite float >= 0."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+def fitted_value_problem(key: str, value: Any) -> Optional[str]:
+    """What is wrong with a stored fitted attribute that training reads back (the estimators'
+    and the text models' files), or None."""
+    if key == "learning_rate_" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                        and math.isfinite(value) and value >= 0):
+        return f"learning_rate_ {value!r} is not a finite number >= 0"
+    if key == "_multilabel" and not isinstance(value, bool):
+        return f"_multilabel {value!r} is not a bool"
+    return None
 
 
 def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
@@ -365,12 +371,10 @@ def _restore(meta: dict, contents: dict, path: PathLike) -> Any:
     _expect(_whole(input_size, 1) and _whole(n_outputs, 1) and _whole(fitted.get("n_features_in_"), 1), path,
             "_input_size, _n_outputs and n_features_in_ must be positive integers")
     _expect(fitted.get("_input_kind") in ("2d", "3d", "list"), path, f"unknown input kind {fitted.get('_input_kind')!r}")
-    _expect(isinstance(fitted.get("_multilabel", False), bool) and (meta["class"] == "RNNClassifier" or
-                                                                   "_multilabel" not in fitted), path,
-            f"_multilabel {fitted.get('_multilabel')!r} is not a classifier's bool")
-    _expect(_rate(fitted.get("learning_rate_", 0.0)), path,
-            f"learning_rate_ {fitted.get('learning_rate_')!r} is not a finite number >= 0")
+    _expect(meta["class"] == "RNNClassifier" or "_multilabel" not in fitted, path, "only a classifier has _multilabel")
     for key, value in fitted.items():
+        problem = fitted_value_problem(key, value)
+        _expect(problem is None, path, str(problem))
         setattr(est, key, value)
     est.dtype_ = dtype
     est._x_mean = _float_vector(contents, "x_mean", input_size, path)

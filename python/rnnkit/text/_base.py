@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _threads
 from .._fitting import _CELLS, _check_choice, _check_number
-from ..io import _json_value, _rate, params_from_portable, portable_params
+from ..io import _json_value, fitted_value_problem, params_from_portable, portable_params
 from .tokenizer import Tokenizer
 
 
@@ -46,10 +46,9 @@ class _TextModel:
         for key, value in meta["fitted"].items():
             if key not in cls._fitted_attributes:
                 raise ValueError(f"unexpected attribute {key!r} in the model file")
-            if key == "learning_rate_" and not _rate(value):
-                raise ValueError(f"learning_rate_ {value!r} in the model file is not a finite number >= 0")
-            if key == "_multilabel" and not isinstance(value, bool):
-                raise ValueError(f"_multilabel {value!r} in the model file is not a bool")
+            problem = fitted_value_problem(key, value)
+            if problem is not None:
+                raise ValueError(f"{problem} (in the model file)")
             setattr(model, key, value)
         return model
 
