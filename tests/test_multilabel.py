@@ -265,6 +265,8 @@ def test_tagging_needs_the_same_labels_later(tagger):
     with pytest.raises(ValueError, match=r"multi-label indicator matrix \(n_samples, n_steps, 3\)"):
         model.set_params(warm_start=True).fit(X[:10], Y[:10, :, 0])
     model.set_params(warm_start=False)
+    with pytest.raises(ValueError, match=r"y has shape \(5, 12, 2\), expected \(5, 12, 3\)"):
+        model.score(X[:5], Y[:5, :, :2])
 
 
 def test_padding_in_a_padded_y_is_ignored():

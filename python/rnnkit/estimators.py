@@ -325,16 +325,20 @@ class RNNClassifier(_RNNBase):
 
     def _validation_score(self, seqs: Sequences, codes: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
         proba = self._raw_outputs(seqs)
-        if self._multilabel:  # subset accuracy: every label of a sequence (or step) right
-            right = ((proba > 0.5) == (codes > 0.5)).all(axis=-1)
-            if self.output == "last":
-                return float(np.average(right, weights=weights))
-            return float(np.average(right[seqs.valid_mask()], weights=seqs.step_weights(weights)))
-        pred = proba.argmax(axis=-1)
+        if self._multilabel:
+            return self._accuracy(proba > 0.5, codes > 0.5, seqs, weights)
+        return self._accuracy(proba.argmax(axis=-1), codes, seqs, weights)
+
+    def _accuracy(self, pred: np.ndarray, truth: np.ndarray, seqs: Optional[Sequences],
+                  weights: Optional[np.ndarray]) -> float:
+        """The weighted share of rows predicted right (for a multi-label fit, every label of the
+        row): over the sequences with output="last", else over the valid steps of ``seqs``."""
+        right = pred == truth
+        if self._multilabel:
+            right = right.all(axis=-1)
         if self.output == "last":
-            return float(np.average(pred == codes, weights=weights))
-        mask = seqs.valid_mask()
-        return float(np.average(pred[mask] == codes[mask], weights=seqs.step_weights(weights)))
+            return float(np.average(right, weights=weights))
+        return float(np.average(right[seqs.valid_mask()], weights=seqs.step_weights(weights)))
 
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities: (n, n_classes); with output="sequence" (n, T, n_classes) or a list."""
@@ -391,25 +395,15 @@ class RNNClassifier(_RNNBase):
         (one weight per sequence) where given."""
         pred = self.predict(X)
         weights = _checks.sample_weights(sample_weight, len(pred))
-        if self._multilabel and self.output == "last":  # subset accuracy, as sklearn.metrics.accuracy_score
-            truth = np.asarray(y)
-            if truth.shape != pred.shape:
-                raise ValueError(f"y has shape {truth.shape}, expected {pred.shape} (the label columns of the fit)")
-            return float(np.average((pred == truth).all(axis=1), weights=weights))
+        seqs = None
         if self.output == "last":
-            return float(np.average(pred == np.asarray(y).ravel(), weights=weights))
-        seqs = self._check_X(X, reset=False)
-        truth = per_step_targets(y, seqs)
-        mask = seqs.valid_mask()
-        flat_pred = _padded(pred, seqs)
-        if self._multilabel:  # every label of a step right
-            if truth.shape != flat_pred.shape:
-                raise ValueError(f"y has {truth.shape[2:]} values per step, expected ({self.classes_.size},) (the "
-                                 "label columns of the fit)")
-            right = (flat_pred == truth).all(axis=-1)
+            truth = np.asarray(y) if self._multilabel else np.asarray(y).ravel()
         else:
-            right = flat_pred == truth
-        return float(np.average(right[mask], weights=seqs.step_weights(weights)))
+            seqs = self._check_X(X, reset=False)
+            truth, pred = per_step_targets(y, seqs), _padded(pred, seqs)
+        if self._multilabel and truth.shape != pred.shape:  # subset accuracy, as sklearn.metrics.accuracy_score
+            raise ValueError(f"y has shape {truth.shape}, expected {pred.shape} (the label columns of the fit)")
+        return self._accuracy(pred, truth, seqs, weights)
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
