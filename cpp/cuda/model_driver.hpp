@@ -63,12 +63,7 @@ class Model final : public DeviceModel<T> {
     double count = head.count;
     Buf<T> weights;
     if (targets.weights != nullptr) {
-      count = 0.0;
-      for (Index r = 0; r < rows; ++r) {
-        count += static_cast<double>(head.valid_host[static_cast<std::size_t>(r)]) *
-                 static_cast<double>(targets.weights[r]);
-      }
-      if (count == 0.0) count = 1.0;
+      count = weighted_row_count(head.valid_host.data(), targets.weights, rows);
       weights = stack_.uploaded(targets.weights, rows);
     }
     Buf<double> row_loss = ex.template alloc<double>(rows);

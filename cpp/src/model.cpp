@@ -167,13 +167,10 @@ double loss_and_grad(const ModelSpec& spec, const T* params, const Batch<T>& bat
   const bool multi_label = spec.loss == Loss::SigmoidBinaryCrossEntropy;
   ws.head.resize(static_cast<std::size_t>(f.rows * n_out));
   head_forward(spec, params, f, ws.head.data(), !multi_label);
-  // The loss is the weighted mean over the rows that count (PyTorch's CrossEntropyLoss(weight=...),
-  // scikit-learn's MLP): count is their total weight. A weight of 1 (or none) multiplies exactly:
-  // unweighted, the arithmetic is the same bit for bit. All weights 0: loss and gradients 0.
+  // The weighted mean over the rows that count (weighted_row_count). A weight of 1 (or none)
+  // multiplies exactly: unweighted, the arithmetic is the same bit for bit.
   const auto weight = [&](Index r) { return targets.weights != nullptr ? targets.weights[r] : T(1); };
-  double count = 0.0;
-  for (Index r = 0; r < f.rows; ++r) count += static_cast<double>(f.valid[r]) * static_cast<double>(weight(r));
-  if (count == 0.0) count = 1.0;
+  const double count = weighted_row_count(f.valid, targets.weights, f.rows);
   double loss = 0.0;
   MatrixMap<T> g(ws.head.data(), f.rows, n_out);
   for (Index r = 0; r < f.rows; ++r) {

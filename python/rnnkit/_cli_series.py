@@ -354,8 +354,8 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"note: test labels never seen in training (always counted wrong): {', '.join(map(str, unseen))}")
     clf = RNNClassifier(cell=args.cell, hidden_size=args.hidden, num_layers=args.layers,
                         bidirectional=args.bidirectional, max_epochs=args.epochs, learning_rate=args.lr,
-                        lr_schedule=args.lr_schedule, n_iter_no_change=args.patience, class_weight="balanced" if args.balanced else None,
-                        batch_size=args.batch_size, random_state=args.seed, n_threads=args.threads,
+                        lr_schedule=args.lr_schedule, n_iter_no_change=args.patience,
+                        class_weight="balanced" if args.balanced else None, batch_size=args.batch_size, random_state=args.seed, n_threads=args.threads,
                         verbose=int(args.verbose))
     t0 = time.perf_counter()
     _fit_quietly(args.verbose, lambda: clf.fit(X_train, y_train))

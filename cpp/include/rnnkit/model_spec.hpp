@@ -63,6 +63,19 @@ struct Targets {
   const T* weights = nullptr;
 };
 
+/// The denominator of a batch's loss: the total weight of its output rows that count (valid
+/// 1 or 0 per row; weights nullptr: each row weighs 1), or 1 where that is 0 (loss and
+/// gradients are then 0). The loss is the weighted mean over those rows (PyTorch's
+/// CrossEntropyLoss(weight=...), scikit-learn's MLP).
+template <class T>
+double weighted_row_count(const T* valid, const T* weights, Index rows) noexcept {
+  double count = 0.0;
+  for (Index r = 0; r < rows; ++r) {
+    count += static_cast<double>(valid[r]) * (weights != nullptr ? static_cast<double>(weights[r]) : 1.0);
+  }
+  return count == 0.0 ? 1.0 : count;
+}
+
 /// Valid steps of sequence b.
 template <class T>
 Index valid_steps(const Batch<T>& batch, Index b) noexcept {
