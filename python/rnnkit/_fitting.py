@@ -12,7 +12,7 @@ import numbers
 import sys
 import time
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -122,11 +122,17 @@ def _check_choice(model: Any, name: str, options: Any) -> None:
         raise ValueError(f"{name} must be one of {sorted(options)!r}, got {getattr(model, name)!r}")
 
 
+def _check_optional_choice(model: Any, name: str, options: Sequence[str]) -> None:
+    """ValueError unless ``model.<name>`` is None or one of the strings ``options``."""
+    value = getattr(model, name)
+    if not (value is None or (isinstance(value, str) and value in options)):
+        names = ["None"] + [repr(o) for o in options]
+        raise ValueError(f"{name} must be {', '.join(names[:-1])} or {names[-1]}, got {value!r}")
+
+
 def _check_lr_schedule(model: Any) -> None:
-    """ValueError unless ``model.lr_schedule`` is one of :data:`_LR_SCHEDULES`."""
-    value = model.lr_schedule
-    if not (value is None or (isinstance(value, str) and value in _LR_SCHEDULES)):
-        raise ValueError(f"lr_schedule must be None, 'adaptive' or 'cosine', got {value!r}")
+    """ValueError unless ``model.lr_schedule`` is None or one of :data:`_LR_SCHEDULES`."""
+    _check_optional_choice(model, "lr_schedule", _LR_SCHEDULES)
 
 
 def _check_number(model: Any, name: str, low: float, high: float = math.inf, integer: bool = False,

@@ -2,13 +2,15 @@
 
 :class:`Seq2Seq` reads a source text with one recurrent stack (the encoder) and writes the
 target text token by token with another (the decoder), whose initial state is the encoder's
-final state (Sutskever et al., 2014). Training uses teacher forcing: the decoder reads the true
-previous target token at every step, so one batch is one ``forward`` of each stack and one
-BPTT through both (the decoder's gradient with respect to its initial state flows into the
-encoder). Decoding is greedy or beam search, one :meth:`~rnnkit.LSTM.step` per token.
+final state (Sutskever et al., 2014), optionally attending to all of the encoder's outputs at
+every target step (Luong et al., 2015; see :mod:`rnnkit.text._attention`). Training uses
+teacher forcing: the decoder reads the true previous target token at every step, so one batch
+is one ``forward`` of each stack and one BPTT through both (the decoder's gradient with respect
+to its initial state flows into the encoder). Decoding is greedy or beam search, one
+:meth:`~rnnkit.LSTM.step` per token.
 
-The recurrent stacks are rnnkit's C++ layers; the embedding tables and the softmax head are
-small numpy products around them.
+The recurrent stacks are rnnkit's C++ layers; the embedding tables, the attention and the softmax
+head are small numpy products around them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .._fitting import (
     _check_device,
     _check_lr_schedule,
     _check_number,
+    _check_optional_choice,
     _LearningRate,
     _make_rng,
     _progress,
@@ -39,6 +42,8 @@ from .._fitting import (
 from ..exceptions import not_fitted_error
 from .._buffers import _aligned_zeros
 from ..layers import _Recurrent, layer_for_mode
+from . import _attention
+from ._attention import Memory
 from ._base import _TextModel
 from .tokenizer import Tokenizer, check_texts
 
@@ -95,6 +100,12 @@ class Seq2Seq(_TextModel, _Base):
     reverse_source : bool
         Feed the source to the encoder backwards, so that its first tokens are the freshest
         in the state when decoding starts (helps on long inputs; Sutskever et al.).
+    attention : {None, "dot", "general"}
+        Global attention (Luong et al., 2015): at every target step the decoder's output
+        scores each source position (``"dot"``: ``h . e``; ``"general"``: ``h . W_a e``), and
+        ``tanh(W_c [context; h])`` feeds the output layer instead of ``h``. Without it the
+        encoder's final state is all the decoder knows of the source, which limits long
+        inputs. It does not feed back into the decoder's recurrence (no "input feeding").
     max_epochs, batch_size, learning_rate, clip_norm
         Adam with gradient-norm clipping, over sentence pairs in random order.
     validation_fraction : float
@@ -138,6 +149,10 @@ class Seq2Seq(_TextModel, _Base):
     max_length_ : int
         The decoding limit in use.
 
+    Notes
+    -----
+    With attention, :meth:`attention_weights` shows which source tokens each target token read.
+
     Examples
     --------
     >>> model = Seq2Seq(max_epochs=30, random_state=0).fit(sources, targets)   # doctest: +SKIP
@@ -162,6 +177,7 @@ class Seq2Seq(_TextModel, _Base):
         lower: bool = True,
         punctuation: str = "split",
         reverse_source: bool = True,
+        attention: Optional[str] = None,
         max_epochs: int = 20,
         batch_size: int = 32,
         learning_rate: float = 3e-3,
@@ -188,6 +204,7 @@ class Seq2Seq(_TextModel, _Base):
         self.lower = lower
         self.punctuation = punctuation
         self.reverse_source = reverse_source
+        self.attention = attention
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -217,6 +234,7 @@ class Seq2Seq(_TextModel, _Base):
         number("verbose", 0, integer=True)
         number("n_threads", 1, integer=True, none_ok=True)
         _check_lr_schedule(self)
+        _check_optional_choice(self, "attention", _attention.SCORES)
         if not isinstance(self.reverse_source, (bool, np.bool_)):
             raise TypeError(f"reverse_source must be a bool, got {self.reverse_source!r}")
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.Generator,
@@ -247,6 +265,10 @@ class Seq2Seq(_TextModel, _Base):
         vt = len(self.target_tokenizer_) + 2  # + <s>, </s>
         self._shapes = {"source_embedding": (vs, D), "target_embedding": (vt, D), "head_weight": (vt, H),
                         "head_bias": (vt,)}
+        if self.attention is not None:  # after the others: a model without attention keeps its layout
+            self._shapes["attention_combine"] = (H, 2 * H)
+            if self.attention == "general":
+                self._shapes["attention_score"] = (H, H)
         size = sum(math.prod(s) for s in self._shapes.values())
         self._extra = _aligned_zeros(size, np.dtype(np.float32))
         self._extra_grad = _aligned_zeros(size, np.dtype(np.float32))
@@ -262,12 +284,14 @@ class Seq2Seq(_TextModel, _Base):
         return views
 
     def _init_extra(self, rng: np.random.Generator) -> None:
-        """Embeddings standard normal (``nn.Embedding``), head uniform in ±1/sqrt(H) (``nn.Linear``)."""
+        """Embeddings standard normal (``nn.Embedding``); the head and the attention's matrices
+        uniform in ±1/sqrt(fan_in) (``nn.Linear``)."""
         for name in ("source_embedding", "target_embedding"):
             self._p[name][...] = rng.standard_normal(self._p[name].shape)
-        bound = 1.0 / math.sqrt(int(self.hidden_size))
-        for name in ("head_weight", "head_bias"):
-            self._p[name][...] = rng.uniform(-bound, bound, self._p[name].shape)
+        for name in ("head_weight", "head_bias", "attention_combine", "attention_score"):
+            if name in self._p:
+                bound = 1.0 / math.sqrt(self._p[name].shape[-1] if name.startswith("attention") else self.hidden_size)
+                self._p[name][...] = rng.uniform(-bound, bound, self._p[name].shape)
 
     @property
     def _bos(self) -> int:
@@ -388,21 +412,40 @@ class Seq2Seq(_TextModel, _Base):
             raise ValueError(message)
         return loss, n_tokens
 
+    def _memory(self, enc_out: np.ndarray, lengths: np.ndarray) -> Optional[Memory]:
+        """What the decoder attends to (None without attention)."""
+        if self.attention is None:
+            return None
+        return Memory.of(enc_out, lengths, self._p.get("attention_score"))
+
+    def _encode(self, xs: np.ndarray, lengths: np.ndarray, training: bool = False) -> tuple[Any, Optional[Memory]]:
+        """The encoder's final state (the decoder's initial one) and its outputs as attention memory."""
+        enc_out, state = self.encoder_.forward(self._p["source_embedding"][xs], lengths=lengths, training=training)
+        return state, self._memory(enc_out, lengths)
+
     def _teacher_forced(self, src: list[np.ndarray], tgt: list[np.ndarray], training: bool) -> tuple:
-        """Encoder and decoder forwards with the true previous tokens as decoder inputs."""
+        """Encoder and decoder forwards with the true previous tokens as decoder inputs.
+
+        Returns ``(xs, src_len, attention, dec_in, dec_out, mask, h, logp)``: ``attention`` is None
+        or ``(memory, decoder outputs, cache)``, ``h`` the output layer's inputs at the valid steps.
+        """
         xs, src_len = _pad(src, reverse=bool(self.reverse_source))
         dec_in, tgt_len = _pad([np.concatenate(([self._bos], t)) for t in tgt])
         dec_out, _ = _pad([np.concatenate((t, [self._eos])) for t in tgt])
-        _, state = self.encoder_.forward(self._p["source_embedding"][xs], lengths=src_len, training=training)
+        state, memory = self._encode(xs, src_len, training)
         out, _ = self.decoder_.forward(self._p["target_embedding"][dec_in], state, lengths=tgt_len, training=training)
+        attention = None
+        if memory is not None:
+            cache = _attention.attend(out, memory, self._p["attention_combine"])
+            attention, out = (memory, out, cache), cache.out
         mask = np.arange(dec_in.shape[1])[None, :] < tgt_len[:, None]
         h = out[mask]
         logp = _log_softmax(h @ self._p["head_weight"].T + self._p["head_bias"])
-        return xs, src_len, dec_in, dec_out, mask, h, logp
+        return xs, src_len, attention, dec_in, dec_out, mask, h, logp
 
     def _loss_and_grads(self, src: list[np.ndarray], tgt: list[np.ndarray]) -> tuple[float, int]:
         """Mean cross-entropy per target token (``</s>`` included) and its gradients in every buffer."""
-        xs, src_len, dec_in, dec_out, mask, h, logp = self._teacher_forced(src, tgt, training=True)
+        xs, src_len, attention, dec_in, dec_out, mask, h, logp = self._teacher_forced(src, tgt, training=True)
         labels = dec_out[mask]
         n = labels.size
         loss = -float(logp[np.arange(n), labels].astype(np.float64).mean())
@@ -414,8 +457,15 @@ class Seq2Seq(_TextModel, _Base):
         g["head_bias"][...] = d_logits.sum(axis=0)
         d_out = np.zeros(mask.shape + (h.shape[1],), dtype=np.float32)
         d_out[mask] = d_logits @ self._p["head_weight"]
+        d_enc_out = None
+        if attention is not None:
+            memory, dec_h, cache = attention
+            d_out, d_enc_out, g["attention_combine"][...], d_score = _attention.attend_backward(
+                d_out, dec_h, memory, cache, self._p["attention_combine"], self._p.get("attention_score"))
+            if d_score is not None:
+                g["attention_score"][...] = d_score
         d_emb_t, d_state = self.decoder_.backward(d_out)
-        d_emb_s, _ = self.encoder_.backward(None, d_state)
+        d_emb_s, _ = self.encoder_.backward(d_enc_out, d_state)
         g["target_embedding"][...] = 0
         np.add.at(g["target_embedding"], dec_in[mask], d_emb_t[mask])
         g["source_embedding"][...] = 0
@@ -434,18 +484,20 @@ class Seq2Seq(_TextModel, _Base):
         return total / count
 
     # ------------------------------------------------------------------ decoding
-    def _step_logp(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+    def _step_logp(self, tokens: np.ndarray, state: Any, memory: Optional[Memory] = None) -> tuple[np.ndarray, Any]:
         y, state = self.decoder_.step(self._p["target_embedding"][tokens], state)
+        if memory is not None:
+            y = _attention.attend_step(y, memory, self._p["attention_combine"])
         logp = _log_softmax(y @ self._p["head_weight"].T + self._p["head_bias"])
         logp[:, self._bos] = -np.inf  # never emitted
         return logp, state
 
-    def _greedy(self, state: Any, batch: int, max_len: int) -> list[list[int]]:
+    def _greedy(self, state: Any, batch: int, max_len: int, memory: Optional[Memory] = None) -> list[list[int]]:
         tokens = np.full(batch, self._bos, dtype=np.int64)
         out: list[list[int]] = [[] for _ in range(batch)]
         done = np.zeros(batch, dtype=bool)
         for _ in range(max_len):
-            logp, state = self._step_logp(tokens, state)
+            logp, state = self._step_logp(tokens, state, memory)
             tokens = np.argmax(logp, axis=1)
             for i in np.flatnonzero(~done):
                 if tokens[i] == self._eos:
@@ -456,7 +508,8 @@ class Seq2Seq(_TextModel, _Base):
                 break
         return out
 
-    def _beam(self, state: Any, batch: int, max_len: int, k: int) -> list[list[int]]:
+    def _beam(self, state: Any, batch: int, max_len: int, k: int,
+              memory: Optional[Memory] = None) -> list[list[int]]:
         """Beam search of width ``k`` for every sentence of the batch at once (``batch * k`` decoder rows).
 
         Each step extends the live hypotheses by every token and keeps the ``k`` best
@@ -470,6 +523,7 @@ class Seq2Seq(_TextModel, _Base):
             return tuple(part[:, rows] for part in s) if isinstance(s, tuple) else s[:, rows]
 
         state = gather(state, np.repeat(np.arange(batch), k))
+        memory = None if memory is None else memory.repeat(k)  # hypotheses never change sentence
         scores = np.full((batch, k), -np.inf)
         scores[:, 0] = 0.0  # one live hypothesis at the start
         history: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
@@ -478,7 +532,7 @@ class Seq2Seq(_TextModel, _Base):
         done = np.zeros(batch, dtype=bool)
         alpha = float(self.length_penalty)
         for t in range(max_len):
-            logp, state = self._step_logp(tokens, state)
+            logp, state = self._step_logp(tokens, state, memory)
             vocab = logp.shape[1]
             cand = (scores[:, :, None] + logp.reshape(batch, k, vocab)).reshape(batch, k * vocab)
             m = min(2 * k, cand.shape[1])  # k live ones remain even if k of the best are </s>
@@ -549,11 +603,11 @@ class Seq2Seq(_TextModel, _Base):
         for b0 in range(0, len(src), _ENCODE_CHUNK):
             chunk = src[b0 : b0 + _ENCODE_CHUNK]
             xs, lengths = _pad(chunk, reverse=bool(self.reverse_source))
-            _, state = self.encoder_.forward(self._p["source_embedding"][xs], lengths=lengths)
+            state, memory = self._encode(xs, lengths)
             if k == 1:
-                out += self._greedy(state, len(chunk), self.max_length_)
+                out += self._greedy(state, len(chunk), self.max_length_, memory)
             else:
-                out += self._beam(state, len(chunk), self.max_length_, k)
+                out += self._beam(state, len(chunk), self.max_length_, k, memory)
         return out
 
     def log_probability(self, X: Iterable[str], y: Iterable[str]) -> np.ndarray:
@@ -569,6 +623,37 @@ class Seq2Seq(_TextModel, _Base):
             picked = np.zeros(mask.shape)
             picked[mask] = logp[np.arange(mask.sum()), dec_out[mask]]
             out[sl] = picked.sum(axis=1)
+        return out
+
+    def attention_weights(self, X: Iterable[str], y: Iterable[str]) -> list[np.ndarray]:
+        """Where the decoder looked: the attention weights of each pair ``(X[i], y[i])``, teacher-forced.
+
+        Parameters
+        ----------
+        X, y : list of str
+            Source texts and the target texts to score (e.g. :meth:`predict`'s output).
+
+        Returns
+        -------
+        list of ndarray
+            One ``(n_target_tokens + 1, n_source_tokens)`` array per pair: row ``t`` is the
+            distribution over the source tokens (in reading order, whatever ``reverse_source``)
+            when the decoder predicts target token ``t`` (the last row: ``</s>``). Each row sums
+            to 1. The tokens are the tokenizers' (``source_tokenizer_.tokenize``).
+        """
+        self._check_fitted()
+        if self.attention is None:
+            raise ValueError("attention_weights needs a model fitted with attention='dot' or 'general'")
+        sources, targets = self._check_pairs(X, y)
+        src = self._encode_sources(sources)
+        tgt = [self.target_tokenizer_.encode(t) for t in targets]
+        out: list[np.ndarray] = []
+        for b0 in range(0, len(src), _ENCODE_CHUNK):
+            sl = slice(b0, b0 + _ENCODE_CHUNK)
+            _, _, (_, _, cache), *_ = self._teacher_forced(src[sl], tgt[sl], training=False)
+            for i, (s, t) in enumerate(zip(src[sl], tgt[sl])):
+                w = cache.weights[i, : t.size + 1, : s.size]
+                out.append(np.ascontiguousarray(w[:, ::-1] if self.reverse_source else w))
         return out
 
     def score(self, X: Iterable[str], y: Iterable[str]) -> float:
