@@ -19,23 +19,24 @@ import numpy as np
 SCORES = ("dot", "general")
 
 
+def _linear(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` over the last axis of ``x`` as one GEMM (numpy runs a 3-D @ 2-D product as one per row)."""
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(x.shape[:-1] + (w.shape[-1],))
+
+
 @dataclass
 class Memory:
     """What the decoder attends to: one source batch's encoder outputs and their keys."""
 
     values: np.ndarray  # (B, S, H) encoder outputs
     keys: np.ndarray  # (B, S, H): the values (dot) or W_a applied to them (general)
-    valid: np.ndarray  # (B, S) bool, True inside each source
+    padding: np.ndarray  # (B, S): 0 inside each source, -inf after its end (added to the scores)
 
     @classmethod
     def of(cls, values: np.ndarray, lengths: np.ndarray, w_score: Optional[np.ndarray]) -> "Memory":
         valid = np.arange(values.shape[1])[None, :] < np.asarray(lengths)[:, None]
-        keys = values if w_score is None else values @ w_score.T
-        return cls(values, keys, valid)
-
-    def repeat(self, k: int) -> "Memory":
-        """Each source's rows ``k`` times in a row (the layout of a beam of width ``k``)."""
-        return Memory(*(np.repeat(a, k, axis=0) for a in (self.values, self.keys, self.valid)))
+        keys = values if w_score is None else _linear(values, w_score.T)
+        return cls(values, keys, np.where(valid, 0.0, -np.inf).astype(values.dtype))
 
 
 @dataclass
@@ -50,17 +51,24 @@ class Cache:
 def attend(h: np.ndarray, memory: Memory, w_combine: np.ndarray) -> Cache:
     """Attentional states ``tanh(W_c [c_t; h_t])`` for decoder outputs ``h`` of shape (B, T, H)."""
     scores = h @ memory.keys.transpose(0, 2, 1)
-    scores = np.where(memory.valid[:, None, :], scores, -np.inf)  # every source has a valid position
+    scores += memory.padding[:, None, :]  # every source has a valid position: no row is all -inf
     scores -= scores.max(axis=-1, keepdims=True)
-    weights = np.exp(scores)
+    weights = np.exp(scores, out=scores)
     weights /= weights.sum(axis=-1, keepdims=True)
     joined = np.concatenate([weights @ memory.values, h], axis=-1)
-    return Cache(weights, joined, np.tanh(joined @ w_combine.T))
+    return Cache(weights, joined, np.tanh(_linear(joined, w_combine.T)))
 
 
 def attend_step(h: np.ndarray, memory: Memory, w_combine: np.ndarray) -> np.ndarray:
-    """Attentional states for one decoding step's outputs ``h`` of shape (B, H)."""
-    return attend(h[:, None, :], memory, w_combine).out[:, 0]
+    """Attentional states for one decoding step's outputs ``h`` of shape (rows, H).
+
+    The rows belong to the memory's sources in order, each source's rows consecutive and as
+    many for every source (a beam's hypotheses): they attend as the steps of one source do,
+    so that each source's keys and values are read once, however wide the beam.
+    """
+    per_source = h.shape[0] // memory.values.shape[0]
+    queries = h.reshape(memory.values.shape[0], per_source, h.shape[1])
+    return attend(queries, memory, w_combine).out.reshape(h.shape)
 
 
 def attend_backward(d_out: np.ndarray, h: np.ndarray, memory: Memory, cache: Cache, w_combine: np.ndarray,
@@ -76,7 +84,7 @@ def attend_backward(d_out: np.ndarray, h: np.ndarray, memory: Memory, cache: Cac
     hidden = h.shape[-1]
     d_pre = d_out * (1.0 - cache.out * cache.out)
     d_w_combine = d_pre.reshape(-1, hidden).T @ cache.joined.reshape(-1, 2 * hidden)
-    d_joined = d_pre @ w_combine
+    d_joined = _linear(d_pre, w_combine)
     d_context, d_h = d_joined[..., :hidden], d_joined[..., hidden:]
     a = cache.weights
     d_values = a.transpose(0, 2, 1) @ d_context
@@ -87,4 +95,4 @@ def attend_backward(d_out: np.ndarray, h: np.ndarray, memory: Memory, cache: Cac
     if w_score is None:
         return d_h, d_values + d_keys, d_w_combine, None
     d_w_score = d_keys.reshape(-1, hidden).T @ memory.values.reshape(-1, hidden)
-    return d_h, d_values + d_keys @ w_score, d_w_combine, d_w_score
+    return d_h, d_values + _linear(d_keys, w_score), d_w_combine, d_w_score

@@ -493,14 +493,14 @@ class Seq2Seq(_TextModel, _Base):
         return logp, state
 
     def _greedy(self, state: Any, batch: int, max_len: int, memory: Optional[Memory] = None) -> list[list[int]]:
-        tokens = np.full(batch, self._bos, dtype=np.int64)
+        tokens, eos = np.full(batch, self._bos, dtype=np.int64), self._eos
         out: list[list[int]] = [[] for _ in range(batch)]
         done = np.zeros(batch, dtype=bool)
         for _ in range(max_len):
             logp, state = self._step_logp(tokens, state, memory)
             tokens = np.argmax(logp, axis=1)
             for i in np.flatnonzero(~done):
-                if tokens[i] == self._eos:
+                if tokens[i] == eos:
                     done[i] = True
                 else:
                     out[i].append(int(tokens[i]))
@@ -522,12 +522,11 @@ class Seq2Seq(_TextModel, _Base):
         def gather(s: Any, rows: np.ndarray) -> Any:
             return tuple(part[:, rows] for part in s) if isinstance(s, tuple) else s[:, rows]
 
-        state = gather(state, np.repeat(np.arange(batch), k))
-        memory = None if memory is None else memory.repeat(k)  # hypotheses never change sentence
+        state = gather(state, np.repeat(np.arange(batch), k))  # the memory stays one row per sentence
         scores = np.full((batch, k), -np.inf)
         scores[:, 0] = 0.0  # one live hypothesis at the start
         history: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
-        tokens = np.full(batch * k, self._bos, dtype=np.int64)
+        tokens, eos = np.full(batch * k, self._bos, dtype=np.int64), self._eos
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
         done = np.zeros(batch, dtype=bool)
         alpha = float(self.length_penalty)
@@ -540,7 +539,7 @@ class Seq2Seq(_TextModel, _Base):
             top = np.take_along_axis(top, np.argsort(-np.take_along_axis(cand, top, 1), axis=1, kind="stable"), 1)
             new_scores = np.full((batch, k), -np.inf)
             parents = np.tile(np.arange(k), (batch, 1))
-            new_tokens = np.full((batch, k), self._eos, dtype=np.int64)
+            new_tokens = np.full((batch, k), eos, dtype=np.int64)
             new_history: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
             for b in np.flatnonzero(~done):
                 alive = 0
@@ -549,7 +548,7 @@ class Seq2Seq(_TextModel, _Base):
                     if not np.isfinite(score) or alive == k:
                         break
                     parent, token = divmod(int(flat), vocab)
-                    if token == self._eos:
+                    if token == eos:
                         if rank < k:
                             finished[b].append((score / (t + 1) ** alpha, history[b][parent]))
                         continue
