@@ -9,6 +9,12 @@ its word order differs from English: "quatre-vingt-dix-sept" is "four-twenty-ten
 
     pip install num2words
     python examples/translate_numbers.py [--source fr] [--epochs N] [--cell lstm|gru|rnn] [--seed S]
+    python examples/translate_numbers.py --max-number 999999999 --pairs 12000 --attention general
+
+With ``--pairs N`` the data are N distinct numbers up to ``--max-number``, their digit count
+drawn uniformly (so that long numbers are as common as short ones), instead of every number.
+Long number names are where attention (``--attention dot|general``) pays: without it the
+decoder knows the source only through the encoder's final state.
 
 Reports exact-match accuracy on the held-out numbers with greedy decoding and with beam search,
 and a few translations.
@@ -25,12 +31,23 @@ import numpy as np
 from rnnkit.text import Seq2Seq
 
 
-def number_pairs(source: str, target: str, n_max: int) -> tuple[list[str], list[str]]:
+def sample_numbers(n_max: int, count: int, rng: np.random.Generator) -> list[int]:
+    """``count`` distinct numbers in [1, n_max], each one's digit count uniform over those possible."""
+    digits = len(str(n_max))
+    if count > n_max:
+        sys.exit(f"--pairs {count} is more than the {n_max} numbers up to --max-number")
+    chosen: set[int] = set()
+    while len(chosen) < count:
+        d = int(rng.integers(1, digits + 1))
+        chosen.add(int(rng.integers(10 ** (d - 1), min(10 ** d - 1, n_max) + 1)))
+    return sorted(chosen)
+
+
+def number_pairs(source: str, target: str, numbers: range | list[int]) -> tuple[list[str], list[str]]:
     try:
         from num2words import num2words
     except ImportError:
         sys.exit("this example reads its data from the 'num2words' package: pip install num2words")
-    numbers = range(1, n_max + 1)
     return [num2words(n, lang=source) for n in numbers], [num2words(n, lang=target) for n in numbers]
 
 
@@ -41,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source-level", default="word", choices=["word", "char"],
                         help="char for languages that write numbers as one compound word (de)")
     parser.add_argument("--max-number", type=int, default=9999)
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="draw this many numbers up to --max-number (default: every number)")
+    parser.add_argument("--attention", default=None, choices=["dot", "general"])
     parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=20)
@@ -49,14 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
 
-    sources, targets = number_pairs(args.source, args.target, args.max_number)
     rng = np.random.default_rng(args.seed)
+    numbers = range(1, args.max_number + 1) if args.pairs is None else sample_numbers(args.max_number, args.pairs, rng)
+    sources, targets = number_pairs(args.source, args.target, numbers)
     order = rng.permutation(len(sources))
     n_test = len(sources) // 5
     test, train = order[:n_test], order[n_test:]
-    model = Seq2Seq(cell=args.cell, source_level=args.source_level, hidden_size=args.hidden, embedding_dim=64, max_epochs=args.epochs,
-                    batch_size=32, learning_rate=3e-3, validation_fraction=0.05, random_state=args.seed,
-                    verbose=1, n_threads=args.threads)
+    model = Seq2Seq(cell=args.cell, source_level=args.source_level, hidden_size=args.hidden, embedding_dim=64,
+                    max_epochs=args.epochs, batch_size=32, learning_rate=3e-3, validation_fraction=0.05,
+                    attention=args.attention, random_state=args.seed, verbose=1, n_threads=args.threads)
     start = time.perf_counter()
     model.fit([sources[i] for i in train], [targets[i] for i in train])
     elapsed = time.perf_counter() - start
@@ -76,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     for i in test[:8]:
         out = model.predict([sources[i]], beam_width=args.beam)[0].replace(" - ", "-")
         mark = "ok" if tokenize(out) == tokenize(targets[i]) else f"expected: {targets[i]}"
-        print(f"  {i + 1:>5}  {sources[i]:<45} -> {out}   [{mark}]")
+        print(f"  {numbers[i]:>5}  {sources[i]:<45} -> {out}   [{mark}]")
 
 
 if __name__ == "__main__":
