@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=None,
                         help="draw this many numbers up to --max-number (default: every number)")
     parser.add_argument("--attention", default=None, choices=["dot", "general"])
+    parser.add_argument("--bidirectional-encoder", action="store_true")
     parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=20)
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     test, train = order[:n_test], order[n_test:]
     model = Seq2Seq(cell=args.cell, source_level=args.source_level, hidden_size=args.hidden, embedding_dim=64,
                     max_epochs=args.epochs, batch_size=32, learning_rate=3e-3, validation_fraction=0.05,
-                    attention=args.attention, random_state=args.seed, verbose=1, n_threads=args.threads)
+                    attention=args.attention, bidirectional_encoder=args.bidirectional_encoder,
+                    random_state=args.seed, verbose=1, n_threads=args.threads)
     start = time.perf_counter()
     model.fit([sources[i] for i in train], [targets[i] for i in train])
     elapsed = time.perf_counter() - start

@@ -52,9 +52,23 @@ _ENCODE_CHUNK = 512  # sentences per decoding batch
 
 
 def _make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, seed: int,
-                n_threads: Optional[int], device: str) -> _Recurrent:
+                n_threads: Optional[int], device: str, bidirectional: bool = False) -> _Recurrent:
     return layer_for_mode(_CELLS[cell], input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                          dropout=dropout, seed=seed, n_threads=n_threads, device=device)
+                          dropout=dropout, seed=seed, n_threads=n_threads, device=device, bidirectional=bidirectional)
+
+
+def _sum_directions(state: Any) -> Any:
+    """A bidirectional stack's final state (layer-major rows: forward, reverse) as one per layer: their sum."""
+    if isinstance(state, tuple):
+        return tuple(_sum_directions(part) for part in state)
+    return state[0::2] + state[1::2]
+
+
+def _spread_directions(d_state: Any) -> Any:
+    """The gradient of :func:`_sum_directions`: each layer's gradient to both of its directions."""
+    if isinstance(d_state, tuple):
+        return tuple(_spread_directions(part) for part in d_state)
+    return np.repeat(d_state, 2, axis=0)
 
 
 def _pad(seqs: Sequence[np.ndarray], reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +114,10 @@ class Seq2Seq(_TextModel, _Base):
     reverse_source : bool
         Feed the source to the encoder backwards, so that its first tokens are the freshest
         in the state when decoding starts (helps on long inputs; Sutskever et al.).
+    bidirectional_encoder : bool
+        Read the source in both directions. The decoder's layer ``l`` starts from the sum of the
+        encoder's two final states of layer ``l``, and the attention reads the sum of the two
+        directions' outputs at each source position (summed as PyTorch's chatbot tutorial does).
     attention : {None, "dot", "general"}
         Global attention (Luong et al., 2015): at every target step the decoder's output
         scores each source position (``"dot"``: ``h . e``; ``"general"``: ``h . W_a e``), and
@@ -137,7 +155,8 @@ class Seq2Seq(_TextModel, _Base):
     ----------
     source_tokenizer_, target_tokenizer_ : Tokenizer
     encoder_, decoder_ : rnnkit.LSTM, GRU or RNN
-        The two recurrent stacks (``batch_first=True``).
+        The two recurrent stacks (``batch_first=True``; the encoder bidirectional with
+        ``bidirectional_encoder``).
     loss_curve_ : list of float
         Mean training cross-entropy per target token, per epoch.
     validation_loss_ : list of float
@@ -177,6 +196,7 @@ class Seq2Seq(_TextModel, _Base):
         lower: bool = True,
         punctuation: str = "split",
         reverse_source: bool = True,
+        bidirectional_encoder: bool = False,
         attention: Optional[str] = None,
         max_epochs: int = 20,
         batch_size: int = 32,
@@ -204,6 +224,7 @@ class Seq2Seq(_TextModel, _Base):
         self.lower = lower
         self.punctuation = punctuation
         self.reverse_source = reverse_source
+        self.bidirectional_encoder = bidirectional_encoder
         self.attention = attention
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -235,8 +256,9 @@ class Seq2Seq(_TextModel, _Base):
         number("n_threads", 1, integer=True, none_ok=True)
         _check_lr_schedule(self)
         _check_optional_choice(self, "attention", _attention.SCORES)
-        if not isinstance(self.reverse_source, (bool, np.bool_)):
-            raise TypeError(f"reverse_source must be a bool, got {self.reverse_source!r}")
+        for flag in ("reverse_source", "bidirectional_encoder"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.Generator,
                                                                                  np.random.RandomState)):
             raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
@@ -259,7 +281,8 @@ class Seq2Seq(_TextModel, _Base):
         """Create the two stacks and the numpy parameters for the fitted vocabularies."""
         H, D, L = int(self.hidden_size), int(self.embedding_dim), int(self.num_layers)
         seeds = np.random.SeedSequence(seed).generate_state(2)
-        self.encoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[0]), self.n_threads, self.device)
+        self.encoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[0]), self.n_threads, self.device,
+                                    bool(self.bidirectional_encoder))
         self.decoder_ = _make_layer(self.cell, D, H, L, float(self.dropout), int(seeds[1]), self.n_threads, self.device)
         vs = len(self.source_tokenizer_)
         vt = len(self.target_tokenizer_) + 2  # + <s>, </s>
@@ -421,6 +444,9 @@ class Seq2Seq(_TextModel, _Base):
     def _encode(self, xs: np.ndarray, lengths: np.ndarray, training: bool = False) -> tuple[Any, Optional[Memory]]:
         """The encoder's final state (the decoder's initial one) and its outputs as attention memory."""
         enc_out, state = self.encoder_.forward(self._p["source_embedding"][xs], lengths=lengths, training=training)
+        if self.bidirectional_encoder:
+            hidden = enc_out.shape[-1] // 2
+            enc_out, state = enc_out[..., :hidden] + enc_out[..., hidden:], _sum_directions(state)
         return state, self._memory(enc_out, lengths)
 
     def _teacher_forced(self, src: list[np.ndarray], tgt: list[np.ndarray], training: bool) -> tuple:
@@ -465,6 +491,10 @@ class Seq2Seq(_TextModel, _Base):
             if d_score is not None:
                 g["attention_score"][...] = d_score
         d_emb_t, d_state = self.decoder_.backward(d_out)
+        if self.bidirectional_encoder:
+            d_state = _spread_directions(d_state)
+            if d_enc_out is not None:
+                d_enc_out = np.concatenate([d_enc_out, d_enc_out], axis=-1)
         d_emb_s, _ = self.encoder_.backward(d_enc_out, d_state)
         g["target_embedding"][...] = 0
         np.add.at(g["target_embedding"], dec_in[mask], d_emb_t[mask])
@@ -638,7 +668,8 @@ class Seq2Seq(_TextModel, _Base):
             One ``(n_target_tokens + 1, n_source_tokens)`` array per pair: row ``t`` is the
             distribution over the source tokens (in reading order, whatever ``reverse_source``)
             when the decoder predicts target token ``t`` (the last row: ``</s>``). Each row sums
-            to 1. The tokens are the tokenizers' (``source_tokenizer_.tokenize``).
+            to 1. The tokens are the tokenizers' (``source_tokenizer_.tokenize``); an empty
+            source is read as one unknown token.
         """
         self._check_fitted()
         if self.attention is None:
