@@ -156,7 +156,9 @@ def test_forecaster_and_seq2seq_pass_the_device_on(device):
     src = ["one two", "two three", "three four", "four five"] * 3
     tgt = ["1 2", "2 3", "3 4", "4 5"] * 3
     kw = dict(hidden_size=8, embedding_dim=4, max_epochs=2, batch_size=4, random_state=0, n_threads=1)
-    s_cpu = rnnkit.text.Seq2Seq(**kw).fit(src, tgt)
-    s_dev = rnnkit.text.Seq2Seq(device=device, **kw).fit(src, tgt)
-    assert s_dev.encoder_.device == device and s_dev.decoder_.device == device
-    np.testing.assert_allclose(s_dev.loss_curve_, s_cpu.loss_curve_, rtol=1e-5)
+    for extra in ({}, {"attention": "general", "bidirectional_encoder": True}):  # attention: numpy on the host
+        s_cpu = rnnkit.text.Seq2Seq(**kw, **extra).fit(src, tgt)
+        s_dev = rnnkit.text.Seq2Seq(device=device, **kw, **extra).fit(src, tgt)
+        assert s_dev.encoder_.device == device and s_dev.decoder_.device == device
+        np.testing.assert_allclose(s_dev.loss_curve_, s_cpu.loss_curve_, rtol=1e-5)
+        assert s_dev.predict(src[:4], beam_width=2) == s_cpu.predict(src[:4], beam_width=2)
