@@ -254,6 +254,22 @@ def test_save_load_and_pickle_keep_the_translations(reverser, tmp_path):
     assert pickle.loads(pickle.dumps(reverser)).predict(X, beam_width=3) == expected
 
 
+def test_files_from_before_attention_load_as_plain_models(tmp_path):
+    """A file written before ``attention`` and ``bidirectional_encoder`` existed (its params lack them)."""
+    from rnnkit import io
+
+    X, y = reverse_pairs(40, 7)
+    m = Seq2Seq(**TINY).fit(X, y)
+    meta, arrays = m._export()
+    for name in ("attention", "bidirectional_encoder"):
+        del meta["params"][name]
+    path = tmp_path / "old.npz"
+    io._write(path, {"class": "rnnkit.text.seq2seq:Seq2Seq", **meta}, arrays)
+    loaded = rnnkit.load(path)
+    assert loaded.attention is None and loaded.bidirectional_encoder is False
+    assert loaded.predict(X, beam_width=2) == m.predict(X, beam_width=2)
+
+
 def test_same_seed_same_model():
     X, y = reverse_pairs(64, 3)
     a = Seq2Seq(**TINY).fit(X, y)
