@@ -155,8 +155,8 @@ def test_greedy_output_is_the_argmax_of_the_teacher_forced_pass(reverser):
     out = reverser._decode(X, 1)
     finished = [i for i, o in enumerate(out) if len(o) < reverser.max_length_]
     assert len(finished) > 50
-    *_, mask, _, logp = reverser._teacher_forced([src[i] for i in finished], [np.array(out[i], np.int64)
-                                                                                for i in finished], training=False)
+    logp = reverser._teacher_forced([src[i] for i in finished], [np.array(out[i], np.int64) for i in finished],
+                                    training=False).logp
     logp[:, len(reverser.target_tokenizer_)] = -np.inf  # <s> is never emitted
     expected = np.concatenate([out[i] + [len(reverser.target_tokenizer_) + 1] for i in finished])
     np.testing.assert_array_equal(np.argmax(logp, axis=1), expected)

@@ -19,7 +19,7 @@ import functools
 import math
 import numbers
 import time
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from .._fitting import (
 from ..exceptions import not_fitted_error
 from .._buffers import _aligned_zeros
 from ..layers import _Recurrent, layer_for_mode
-from . import _attention
+from . import _attention, _search
 from ._attention import Memory
 from ._base import _TextModel
 from .tokenizer import Tokenizer, check_texts
@@ -69,6 +69,19 @@ def _spread_directions(d_state: Any) -> Any:
     if isinstance(d_state, tuple):
         return tuple(_spread_directions(part) for part in d_state)
     return np.repeat(d_state, 2, axis=0)
+
+
+class _Forced(NamedTuple):
+    """One teacher-forced pass over a batch of pairs."""
+
+    xs: np.ndarray  # (B, S) source ids, as the encoder read them
+    src_len: np.ndarray  # (B,)
+    dec_in: np.ndarray  # (B, T): <s> and the target
+    dec_out: np.ndarray  # (B, T): what each step should predict, the target and </s>
+    mask: np.ndarray  # (B, T): True at the valid steps
+    h: np.ndarray  # (n_valid, H): the output layer's inputs at the valid steps
+    logp: np.ndarray  # (n_valid, V): log-probabilities of the next token
+    attention: Optional[tuple]  # (memory, decoder outputs, cache), or None without attention
 
 
 def _pad(seqs: Sequence[np.ndarray], reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -449,12 +462,8 @@ class Seq2Seq(_TextModel, _Base):
             enc_out, state = enc_out[..., :hidden] + enc_out[..., hidden:], _sum_directions(state)
         return state, self._memory(enc_out, lengths)
 
-    def _teacher_forced(self, src: list[np.ndarray], tgt: list[np.ndarray], training: bool) -> tuple:
-        """Encoder and decoder forwards with the true previous tokens as decoder inputs.
-
-        Returns ``(xs, src_len, attention, dec_in, dec_out, mask, h, logp)``: ``attention`` is None
-        or ``(memory, decoder outputs, cache)``, ``h`` the output layer's inputs at the valid steps.
-        """
+    def _teacher_forced(self, src: list[np.ndarray], tgt: list[np.ndarray], training: bool) -> _Forced:
+        """Encoder and decoder forwards with the true previous tokens as decoder inputs."""
         xs, src_len = _pad(src, reverse=bool(self.reverse_source))
         dec_in, tgt_len = _pad([np.concatenate(([self._bos], t)) for t in tgt])
         dec_out, _ = _pad([np.concatenate((t, [self._eos])) for t in tgt])
@@ -467,11 +476,11 @@ class Seq2Seq(_TextModel, _Base):
         mask = np.arange(dec_in.shape[1])[None, :] < tgt_len[:, None]
         h = out[mask]
         logp = _log_softmax(h @ self._p["head_weight"].T + self._p["head_bias"])
-        return xs, src_len, attention, dec_in, dec_out, mask, h, logp
+        return _Forced(xs, src_len, dec_in, dec_out, mask, h, logp, attention)
 
     def _loss_and_grads(self, src: list[np.ndarray], tgt: list[np.ndarray]) -> tuple[float, int]:
         """Mean cross-entropy per target token (``</s>`` included) and its gradients in every buffer."""
-        xs, src_len, attention, dec_in, dec_out, mask, h, logp = self._teacher_forced(src, tgt, training=True)
+        xs, src_len, dec_in, dec_out, mask, h, logp, attention = self._teacher_forced(src, tgt, training=True)
         labels = dec_out[mask]
         n = labels.size
         loss = -float(logp[np.arange(n), labels].astype(np.float64).mean())
@@ -485,13 +494,9 @@ class Seq2Seq(_TextModel, _Base):
         d_out[mask] = d_logits @ self._p["head_weight"]
         d_enc_out = None
         if attention is not None:
-            memory, dec_h, cache = attention
-            d_out, d_enc_out, g["attention_combine"][...], d_score = _attention.attend_backward(
-                d_out, dec_h, memory, cache, self._p["attention_combine"], self._p.get("attention_score"))
-            if d_score is not None:
-                g["attention_score"][...] = d_score
+            d_out, d_enc_out = self._attention_backward(attention, d_out)
         d_emb_t, d_state = self.decoder_.backward(d_out)
-        if self.bidirectional_encoder:
+        if self.bidirectional_encoder:  # the decoder and the attention read each direction's sum
             d_state = _spread_directions(d_state)
             if d_enc_out is not None:
                 d_enc_out = np.concatenate([d_enc_out, d_enc_out], axis=-1)
@@ -503,13 +508,22 @@ class Seq2Seq(_TextModel, _Base):
         np.add.at(g["source_embedding"], xs[src_mask], d_emb_s[src_mask])
         return loss, n
 
+    def _attention_backward(self, attention: tuple, d_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """dL/d(decoder outputs) and dL/d(encoder outputs) from dL/d(attentional states) ``d_out``;
+        the attention's own gradients go to their buffers."""
+        memory, dec_h, cache = attention
+        d_dec, d_enc, self._g["attention_combine"][...], d_score = _attention.attend_backward(
+            d_out, dec_h, memory, cache, self._p["attention_combine"], self._p.get("attention_score"))
+        if d_score is not None:
+            self._g["attention_score"][...] = d_score
+        return d_dec, d_enc
+
     def _mean_loss(self, src: list[np.ndarray], tgt: list[np.ndarray]) -> float:
         total, count = 0.0, 0
         for b0 in range(0, len(src), _ENCODE_CHUNK):
-            *_, dec_out, mask, _, logp = self._teacher_forced(src[b0 : b0 + _ENCODE_CHUNK], tgt[b0 : b0 + _ENCODE_CHUNK],
-                                                              training=False)
-            labels = dec_out[mask]
-            total -= float(logp[np.arange(labels.size), labels].astype(np.float64).sum())
+            f = self._teacher_forced(src[b0 : b0 + _ENCODE_CHUNK], tgt[b0 : b0 + _ENCODE_CHUNK], training=False)
+            labels = f.dec_out[f.mask]
+            total -= float(f.logp[np.arange(labels.size), labels].astype(np.float64).sum())
             count += labels.size
         return total / count
 
@@ -523,87 +537,15 @@ class Seq2Seq(_TextModel, _Base):
         return logp, state
 
     def _greedy(self, state: Any, batch: int, max_len: int, memory: Optional[Memory] = None) -> list[list[int]]:
-        tokens, eos = np.full(batch, self._bos, dtype=np.int64), self._eos
-        out: list[list[int]] = [[] for _ in range(batch)]
-        done = np.zeros(batch, dtype=bool)
-        for _ in range(max_len):
-            logp, state = self._step_logp(tokens, state, memory)
-            tokens = np.argmax(logp, axis=1)
-            for i in np.flatnonzero(~done):
-                if tokens[i] == eos:
-                    done[i] = True
-                else:
-                    out[i].append(int(tokens[i]))
-            if done.all():
-                break
-        return out
+        step = functools.partial(self._step_logp, memory=memory)
+        return _search.greedy(step, state, batch, max_len, self._bos, self._eos)
 
     def _beam(self, state: Any, batch: int, max_len: int, k: int,
               memory: Optional[Memory] = None) -> list[list[int]]:
-        """Beam search of width ``k`` for every sentence of the batch at once (``batch * k`` decoder rows).
-
-        Each step extends the live hypotheses by every token and keeps the ``k`` best
-        continuations; an ``</s>`` among the ``k`` best candidates finishes a hypothesis (scored
-        ``log p / length ** length_penalty``; the ``k`` best finished ones are kept). A sentence
-        is done when it has ``k`` finished hypotheses and no live one can still beat the worst
-        of them (log-probabilities only fall as a hypothesis grows), or at ``max_len`` tokens,
-        where the live hypotheses compete as they are.
-        """
-        def gather(s: Any, rows: np.ndarray) -> Any:
-            return tuple(part[:, rows] for part in s) if isinstance(s, tuple) else s[:, rows]
-
-        state = gather(state, np.repeat(np.arange(batch), k))  # the memory stays one row per sentence
-        scores = np.full((batch, k), -np.inf)
-        scores[:, 0] = 0.0  # one live hypothesis at the start
-        history: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
-        tokens, eos = np.full(batch * k, self._bos, dtype=np.int64), self._eos
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-        done = np.zeros(batch, dtype=bool)
-        alpha = float(self.length_penalty)
-        for t in range(max_len):
-            logp, state = self._step_logp(tokens, state, memory)
-            vocab = logp.shape[1]
-            cand = (scores[:, :, None] + logp.reshape(batch, k, vocab)).reshape(batch, k * vocab)
-            m = min(2 * k, cand.shape[1])  # k live ones remain even if k of the best are </s>
-            top = np.argpartition(-cand, m - 1, axis=1)[:, :m]
-            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(cand, top, 1), axis=1, kind="stable"), 1)
-            new_scores = np.full((batch, k), -np.inf)
-            parents = np.tile(np.arange(k), (batch, 1))
-            new_tokens = np.full((batch, k), eos, dtype=np.int64)
-            new_history: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
-            for b in np.flatnonzero(~done):
-                alive = 0
-                for rank, flat in enumerate(top[b]):
-                    score = cand[b, flat]
-                    if not np.isfinite(score) or alive == k:
-                        break
-                    parent, token = divmod(int(flat), vocab)
-                    if token == eos:
-                        if rank < k:
-                            finished[b].append((score / (t + 1) ** alpha, history[b][parent]))
-                        continue
-                    new_scores[b, alive] = score
-                    parents[b, alive] = parent
-                    new_tokens[b, alive] = token
-                    new_history[b][alive] = history[b][parent] + [token]
-                    alive += 1
-                finished[b].sort(key=lambda item: -item[0])
-                del finished[b][k:]
-                # The best a live hypothesis can still reach: no further loss, the most favourable length.
-                best_possible = new_scores[b, 0] / (max_len ** alpha if alpha > 0 else 1.0)
-                if alive == 0 or (len(finished[b]) >= k and best_possible <= finished[b][-1][0]):
-                    done[b] = True
-                    new_scores[b] = -np.inf
-            if done.all():
-                break
-            scores, history, tokens = new_scores, new_history, new_tokens.ravel()
-            state = gather(state, (parents + np.arange(batch)[:, None] * k).ravel())
-        else:  # out of steps: the live hypotheses compete as they are
-            for b in np.flatnonzero(~done):
-                for j in range(k):
-                    if np.isfinite(scores[b, j]):
-                        finished[b].append((scores[b, j] / max_len ** alpha, history[b][j]))
-        return [max(f, key=lambda item: item[0])[1] if f else [] for f in finished]
+        """:func:`rnnkit.text._search.beam` over the decoder's steps; the memory stays one row per
+        sentence (the beam's rows attend to it in groups of ``k``)."""
+        step = functools.partial(self._step_logp, memory=memory)
+        return _search.beam(step, state, batch, max_len, k, self._bos, self._eos, float(self.length_penalty))
 
     def predict(self, X: Iterable[str], beam_width: Optional[int] = None) -> list[str]:
         """Translate each source text.
@@ -648,9 +590,9 @@ class Seq2Seq(_TextModel, _Base):
         out = np.empty(len(src))
         for b0 in range(0, len(src), _ENCODE_CHUNK):
             sl = slice(b0, b0 + _ENCODE_CHUNK)
-            *_, dec_out, mask, _, logp = self._teacher_forced(src[sl], tgt[sl], training=False)
-            picked = np.zeros(mask.shape)
-            picked[mask] = logp[np.arange(mask.sum()), dec_out[mask]]
+            f = self._teacher_forced(src[sl], tgt[sl], training=False)
+            picked = np.zeros(f.mask.shape)
+            picked[f.mask] = f.logp[np.arange(f.mask.sum()), f.dec_out[f.mask]]
             out[sl] = picked.sum(axis=1)
         return out
 
@@ -680,7 +622,7 @@ class Seq2Seq(_TextModel, _Base):
         out: list[np.ndarray] = []
         for b0 in range(0, len(src), _ENCODE_CHUNK):
             sl = slice(b0, b0 + _ENCODE_CHUNK)
-            _, _, (_, _, cache), *_ = self._teacher_forced(src[sl], tgt[sl], training=False)
+            _, _, cache = self._teacher_forced(src[sl], tgt[sl], training=False).attention
             for i, (s, t) in enumerate(zip(src[sl], tgt[sl])):
                 w = cache.weights[i, : t.size + 1, : s.size]
                 out.append(np.ascontiguousarray(w[:, ::-1] if self.reverse_source else w))
