@@ -199,10 +199,10 @@ def _model_calls(owner: Any, spec: Any, dtype_name: str, index: Optional[int]) -
     cached on ``owner``), or a device's when ``index`` is a device number. The device model is cached on ``owner`` (an estimator), keyed
     by everything that selects it, so that repeated calls reuse its device memory."""
     if index is None:
-        from ._workspaces import CpuModelCalls
-
         calls = owner.__dict__.get("_cpu_model")
-        if calls is None or calls[0] != dtype_name:
+        if calls is None or calls[0] != dtype_name:  # the import only here: it cost 3 us a call
+            from ._workspaces import CpuModelCalls
+
             calls = owner.__dict__["_cpu_model"] = (dtype_name, CpuModelCalls(dtype_name))
         return calls[1].predict, calls[1].loss_and_grad
     key = (index, dtype_name, id(spec), _simulated())
