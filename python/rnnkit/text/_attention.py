@@ -20,7 +20,7 @@ SCORES = ("dot", "general")
 
 
 def _linear(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w`` over the last axis of ``x`` as one GEMM (numpy runs a 3-D @ 2-D product as one per row)."""
+    """``x @ w`` over the last axis of ``x`` as one GEMM (numpy runs a 3-D @ 2-D product as a loop of 2-D ones)."""
     return (x.reshape(-1, x.shape[-1]) @ w).reshape(x.shape[:-1] + (w.shape[-1],))
 
 
