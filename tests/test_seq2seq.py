@@ -270,6 +270,22 @@ def test_files_from_before_attention_load_as_plain_models(tmp_path):
     assert loaded.predict(X, beam_width=2) == m.predict(X, beam_width=2)
 
 
+def test_set_params_after_fit_changes_nothing_until_the_next_fit():
+    """The fitted structure (attention, encoder directions) is the model's, not the current parameters'."""
+    X, y = reverse_pairs(40, 7)
+    for before, after in (({}, {"attention": "general", "bidirectional_encoder": True}),
+                          ({"attention": "dot", "bidirectional_encoder": True}, {"attention": None,
+                                                                                "bidirectional_encoder": False})):
+        m = Seq2Seq(**TINY, **before).fit(X, y)
+        expected, expected_lp = m.predict(X, beam_width=2), m.log_probability(X, y)
+        m.set_params(**after)
+        assert m.predict(X, beam_width=2) == expected
+        np.testing.assert_array_equal(m.log_probability(X, y), expected_lp)
+        m.fit(X, y)  # and the next fit builds what the parameters now say
+        assert m.encoder_.bidirectional == after["bidirectional_encoder"]
+        assert ("attention_combine" in m._p) == (after["attention"] is not None)
+
+
 def test_same_seed_same_model():
     X, y = reverse_pairs(64, 3)
     a = Seq2Seq(**TINY).fit(X, y)

@@ -448,16 +448,22 @@ class Seq2Seq(_TextModel, _Base):
             raise ValueError(message)
         return loss, n_tokens
 
+    @property
+    def _attends(self) -> bool:
+        """Whether the fitted model attends (read from its parameters: a later ``set_params`` of
+        ``attention`` or ``bidirectional_encoder`` takes effect at the next fit, as in scikit-learn)."""
+        return "attention_combine" in self._p
+
     def _memory(self, enc_out: np.ndarray, lengths: np.ndarray) -> Optional[Memory]:
         """What the decoder attends to (None without attention)."""
-        if self.attention is None:
+        if not self._attends:
             return None
         return Memory.of(enc_out, lengths, self._p.get("attention_score"))
 
     def _encode(self, xs: np.ndarray, lengths: np.ndarray, training: bool = False) -> tuple[Any, Optional[Memory]]:
         """The encoder's final state (the decoder's initial one) and its outputs as attention memory."""
         enc_out, state = self.encoder_.forward(self._p["source_embedding"][xs], lengths=lengths, training=training)
-        if self.bidirectional_encoder:
+        if self.encoder_.bidirectional:
             hidden = enc_out.shape[-1] // 2
             enc_out, state = enc_out[..., :hidden] + enc_out[..., hidden:], _sum_directions(state)
         return state, self._memory(enc_out, lengths)
@@ -496,7 +502,7 @@ class Seq2Seq(_TextModel, _Base):
         if attention is not None:
             d_out, d_enc_out = self._attention_backward(attention, d_out)
         d_emb_t, d_state = self.decoder_.backward(d_out)
-        if self.bidirectional_encoder:  # the decoder and the attention read each direction's sum
+        if self.encoder_.bidirectional:  # the decoder and the attention read each direction's sum
             d_state = _spread_directions(d_state)
             if d_enc_out is not None:
                 d_enc_out = np.concatenate([d_enc_out, d_enc_out], axis=-1)
@@ -614,7 +620,7 @@ class Seq2Seq(_TextModel, _Base):
             source is read as one unknown token.
         """
         self._check_fitted()
-        if self.attention is None:
+        if not self._attends:
             raise ValueError("attention_weights needs a model fitted with attention='dot' or 'general'")
         sources, targets = self._check_pairs(X, y)
         src = self._encode_sources(sources)
