@@ -326,3 +326,20 @@ def test_damaged_multilabel_flag_refused(saved, value, match):
         meta["fitted"]["_multilabel"] = value
 
     _refused(_v1(_contents(data), edit=edit), match=match)
+
+
+@pytest.mark.parametrize("value", ["yes", 0])
+def test_damaged_reverse_source_flag_refused(tmp_path, value):
+    """A Seq2Seq's reverse_source_ decides the order its encoder reads sources in."""
+    from rnnkit.text import Seq2Seq
+
+    model = Seq2Seq(hidden_size=4, embedding_dim=4, max_epochs=1, random_state=0, n_threads=1)
+    model.fit(["one two", "two three"], ["1 2", "2 3"])
+    path = tmp_path / "s.npz"
+    model.save(path)
+    assert rnnkit.load(path).reverse_source_ is True
+
+    def edit(meta):
+        meta["fitted"]["reverse_source_"] = value
+
+    _refused(_v1(_contents(path.read_bytes()), edit=edit), match=f"reverse_source_ {value!r} is not a bool")

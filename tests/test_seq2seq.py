@@ -255,7 +255,7 @@ def test_save_load_and_pickle_keep_the_translations(reverser, tmp_path):
 
 
 def test_files_from_before_attention_load_as_plain_models(tmp_path):
-    """A file written before ``attention`` and ``bidirectional_encoder`` existed (its params lack them)."""
+    """A file written before ``attention``, ``bidirectional_encoder`` and ``reverse_source_`` existed."""
     from rnnkit import io
 
     X, y = reverse_pairs(40, 7)
@@ -263,19 +263,25 @@ def test_files_from_before_attention_load_as_plain_models(tmp_path):
     meta, arrays = m._export()
     for name in ("attention", "bidirectional_encoder"):
         del meta["params"][name]
+    del meta["fitted"]["reverse_source_"]
     path = tmp_path / "old.npz"
     io._write(path, {"class": "rnnkit.text.seq2seq:Seq2Seq", **meta}, arrays)
     loaded = rnnkit.load(path)
-    assert loaded.attention is None and loaded.bidirectional_encoder is False
+    assert loaded.attention is None and loaded.bidirectional_encoder is False and loaded.reverse_source_ is True
     assert loaded.predict(X, beam_width=2) == m.predict(X, beam_width=2)
+    state = m.__getstate__()  # and a pickle from before reverse_source_ was kept
+    del state["reverse_source_"]
+    unpickled = Seq2Seq.__new__(Seq2Seq)
+    unpickled.__setstate__(state)
+    assert unpickled.reverse_source_ is True and unpickled.predict(X, beam_width=2) == m.predict(X, beam_width=2)
 
 
 def test_set_params_after_fit_changes_nothing_until_the_next_fit():
     """The fitted structure (attention, encoder directions) is the model's, not the current parameters'."""
     X, y = reverse_pairs(40, 7)
-    for before, after in (({}, {"attention": "general", "bidirectional_encoder": True}),
-                          ({"attention": "dot", "bidirectional_encoder": True}, {"attention": None,
-                                                                                "bidirectional_encoder": False})):
+    for before, after in (({}, {"attention": "general", "bidirectional_encoder": True, "reverse_source": False}),
+                          ({"attention": "dot", "bidirectional_encoder": True},
+                           {"attention": None, "bidirectional_encoder": False, "reverse_source": False})):
         m = Seq2Seq(**TINY, **before).fit(X, y)
         expected, expected_lp = m.predict(X, beam_width=2), m.log_probability(X, y)
         m.set_params(**after)
@@ -284,6 +290,7 @@ def test_set_params_after_fit_changes_nothing_until_the_next_fit():
         m.fit(X, y)  # and the next fit builds what the parameters now say
         assert m.encoder_.bidirectional == after["bidirectional_encoder"]
         assert ("attention_combine" in m._p) == (after["attention"] is not None)
+        assert m.reverse_source_ is False
 
 
 def test_same_seed_same_model():

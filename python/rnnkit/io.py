@@ -328,8 +328,8 @@ def fitted_value_problem(key: str, value: Any) -> Optional[str]:
     if key == "learning_rate_" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                         and math.isfinite(value) and value >= 0):
         return f"learning_rate_ {value!r} is not a finite number >= 0"
-    if key == "_multilabel" and not isinstance(value, bool):
-        return f"_multilabel {value!r} is not a bool"
+    if key in ("_multilabel", "reverse_source_") and not isinstance(value, bool):
+        return f"{key} {value!r} is not a bool"
     return None
 
 

@@ -180,6 +180,8 @@ class Seq2Seq(_TextModel, _Base):
         The rate the next epoch would run at (``learning_rate`` unless ``lr_schedule`` changed it).
     max_length_ : int
         The decoding limit in use.
+    reverse_source_ : bool
+        Whether the fitted encoder reads sources backwards (``reverse_source`` at fit time).
 
     Notes
     -----
@@ -193,7 +195,7 @@ class Seq2Seq(_TextModel, _Base):
     """
 
     _fitted_attributes = ("loss_curve_", "validation_loss_", "best_validation_loss_", "n_iter_", "max_length_",
-                          "learning_rate_")
+                          "learning_rate_", "reverse_source_")
 
     def __init__(
         self,
@@ -370,6 +372,7 @@ class Seq2Seq(_TextModel, _Base):
         tgt = [self.target_tokenizer_.encode(t) for t in targets]
         self._build(int(rng.integers(0, 2**63 - 1)))
         self._init_extra(rng)
+        self.reverse_source_ = bool(self.reverse_source)
         self.max_length_ = int(self.max_length) if self.max_length is not None else \
             2 * max(int(tgt[i].size) for i in train_idx) + 1
         opt = optim.Adam([self.encoder_, self.decoder_, (self._extra, self._extra_grad)], lr=float(self.learning_rate))
@@ -470,7 +473,7 @@ class Seq2Seq(_TextModel, _Base):
 
     def _teacher_forced(self, src: list[np.ndarray], tgt: list[np.ndarray], training: bool) -> _Forced:
         """Encoder and decoder forwards with the true previous tokens as decoder inputs."""
-        xs, src_len = _pad(src, reverse=bool(self.reverse_source))
+        xs, src_len = _pad(src, reverse=self.reverse_source_)
         dec_in, tgt_len = _pad([np.concatenate(([self._bos], t)) for t in tgt])
         dec_out, _ = _pad([np.concatenate((t, [self._eos])) for t in tgt])
         state, memory = self._encode(xs, src_len, training)
@@ -579,7 +582,7 @@ class Seq2Seq(_TextModel, _Base):
         out: list[list[int]] = []
         for b0 in range(0, len(src), _ENCODE_CHUNK):
             chunk = src[b0 : b0 + _ENCODE_CHUNK]
-            xs, lengths = _pad(chunk, reverse=bool(self.reverse_source))
+            xs, lengths = _pad(chunk, reverse=self.reverse_source_)
             state, memory = self._encode(xs, lengths)
             if k == 1:
                 out += self._greedy(state, len(chunk), self.max_length_, memory)
@@ -631,7 +634,7 @@ class Seq2Seq(_TextModel, _Base):
             _, _, cache = self._teacher_forced(src[sl], tgt[sl], training=False).attention
             for i, (s, t) in enumerate(zip(src[sl], tgt[sl])):
                 w = cache.weights[i, : t.size + 1, : s.size]
-                out.append(np.ascontiguousarray(w[:, ::-1] if self.reverse_source else w))
+                out.append(np.ascontiguousarray(w[:, ::-1] if self.reverse_source_ else w))
         return out
 
     def score(self, X: Iterable[str], y: Iterable[str]) -> float:
@@ -656,6 +659,7 @@ class Seq2Seq(_TextModel, _Base):
         model.source_tokenizer_ = Tokenizer._from_state(meta["source_tokenizer"])
         model.target_tokenizer_ = Tokenizer._from_state(meta["target_tokenizer"])
         model._build(0)
+        model.__dict__.setdefault("reverse_source_", bool(model.reverse_source))  # files from before it was stored
         for name, buf in zip(("encoder", "decoder", "extra"), model._buffers()):
             value = np.asarray(arrays[name])
             if value.dtype != np.float32 or value.shape != buf.shape or not np.isfinite(value).all():
@@ -673,5 +677,6 @@ class Seq2Seq(_TextModel, _Base):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if "_extra" in state:
+            self.__dict__.setdefault("reverse_source_", bool(self.reverse_source))  # pickled before it was kept
             self._p = self._views(self._extra)
             self._g = self._views(self._extra_grad)
