@@ -27,6 +27,7 @@ from ._fitting import (
     _BatchStep,
     _check_choice,
     _check_device,
+    _check_flags,
     _check_lr_schedule,
     _check_number,
     _LearningRate,
@@ -145,9 +146,7 @@ class _RNNBase(_Base):
         number("verbose", 0, integer=True)
         number("n_threads", 1, integer=True, none_ok=True)
         _check_lr_schedule(self)
-        for flag in ("bidirectional", "nesterov", "early_stopping", "warm_start", "scale_inputs"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        _check_flags(self, "bidirectional", "nesterov", "early_stopping", "warm_start", "scale_inputs")
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator)):
             raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")
         _check_device(self)

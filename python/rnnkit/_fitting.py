@@ -122,6 +122,13 @@ def _check_choice(model: Any, name: str, options: Any) -> None:
         raise ValueError(f"{name} must be one of {sorted(options)!r}, got {getattr(model, name)!r}")
 
 
+def _check_flags(model: Any, *names: str) -> None:
+    """TypeError unless each ``model.<name>`` is a bool (Python's or numpy's)."""
+    for name in names:
+        if not isinstance(getattr(model, name), (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {getattr(model, name)!r}")
+
+
 def _check_optional_choice(model: Any, name: str, options: Sequence[str]) -> None:
     """ValueError unless ``model.<name>`` is None or one of the strings ``options``."""
     value = getattr(model, name)

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import io as _io
-from .._fitting import _Base
+from .._fitting import _Base, _check_flags
 from ..estimators import RNNRegressor
 from ..exceptions import not_fitted_error
 from ._transforms import SeriesTransform, as_exog, as_series, choose_differencing
@@ -133,9 +133,7 @@ class RNNForecaster(_Base):
         m = self.seasonal_period
         if m is not None and (isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1):
             raise ValueError(f"seasonal_period must be None or a positive integer, got {m!r}")
-        for flag in ("log", "seasonal_differencing"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        _check_flags(self, "log", "seasonal_differencing")
         if self.seasonal_differencing and (m is None or m < 2):
             raise ValueError("seasonal_differencing=True needs a seasonal_period of 2 or more")
 

@@ -30,6 +30,7 @@ from .._fitting import (
     _CELLS,
     _check_choice,
     _check_device,
+    _check_flags,
     _check_lr_schedule,
     _check_number,
     _check_optional_choice,
@@ -271,9 +272,7 @@ class Seq2Seq(_TextModel, _Base):
         number("n_threads", 1, integer=True, none_ok=True)
         _check_lr_schedule(self)
         _check_optional_choice(self, "attention", _attention.SCORES)
-        for flag in ("reverse_source", "bidirectional_encoder"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        _check_flags(self, "reverse_source", "bidirectional_encoder")
         if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.Generator,
                                                                                  np.random.RandomState)):
             raise TypeError(f"random_state must be None, an int or a numpy random generator, got {self.random_state!r}")

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from .._fitting import _Base
+from .._fitting import _Base, _check_flags
 from ..exceptions import not_fitted_error
 
 _LEVELS = ("word", "char")
@@ -123,8 +123,7 @@ class Tokenizer(_Base):
                 raise TypeError(f"{name} must be an integer, got {value!r}")
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
-        if not isinstance(self.lower, (bool, np.bool_)):
-            raise TypeError(f"lower must be a bool, got {self.lower!r}")
+        _check_flags(self, "lower")
         if not isinstance(self.unk_token, str) or not self.unk_token:
             raise TypeError(f"unk_token must be a non-empty string, got {self.unk_token!r}")
 
