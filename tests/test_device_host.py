@@ -13,6 +13,7 @@ error 1e-5 in float32, 1e-10 in float64); do not loosen them.
 from __future__ import annotations
 
 import itertools
+import math
 import pickle
 
 import numpy as np
@@ -326,6 +327,28 @@ def test_several_kernel_blocks(device, cell, dtype):
     kwargs = dict(input_size=7, hidden_size=24, seed=31, batch_first=True)
     cpu, dev = make_pair(cell, device, 2, True, dtype, **kwargs)
     p = make_problem(cell, 6, 16, 7, 24, 2, True, dtype, batch_first=True, with_lengths=True, seed=32)
+    ours = rnnkit_run(dev, p)
+    compare_results(ours, rnnkit_run(cpu, p), RTOL[dtype])
+    check_padding_zero(ours, p)
+
+
+def largest_fused_hidden(cell: str, dtype: str) -> int:
+    """The largest hidden size whose recurrence the driver fuses (cpp/cuda/recurrence.hpp: W_hh
+    of at most 256 KiB); one more runs step by step (a GEMM and a kernel per step)."""
+    gates = {"lstm": 4, "gru": 3}.get(cell, 1)
+    return int(math.isqrt((256 << 10) // (gates * np.dtype(dtype).itemsize)))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", ["fused", "stepwise"])
+def test_both_recurrence_paths(device, cell, dtype, path):
+    """Either side of the size where the recurrence stops being fused: both equal the CPU engine."""
+    hidden = largest_fused_hidden(cell, dtype) + (path == "stepwise")
+    kwargs = dict(input_size=3, hidden_size=hidden, seed=41)
+    cpu, dev = make_pair(cell, device, 2, True, dtype, **kwargs)
+    p = make_problem(cell, 4, 3, 3, hidden, 2, True, dtype, with_lengths=True, seed=42)
+    compare_forward(rnnkit_forward(dev, p), rnnkit_forward(cpu, p), RTOL[dtype], "inference ")
     ours = rnnkit_run(dev, p)
     compare_results(ours, rnnkit_run(cpu, p), RTOL[dtype])
     check_padding_zero(ours, p)

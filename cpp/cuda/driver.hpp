@@ -10,6 +10,7 @@
 //   alloc<U>(n)            uninitialised buffer      zero(p, n)       copy(dst, src, n)
 //   upload(dst, host, n)   host -> device            download(host, src, n) device -> host
 //   launch(n, functor)     functor(i) for i in [0, n)
+//   recurrence(blocks, steps, shared, program)   a fused recurrence (recurrence.hpp)
 //   gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)   row-major C = a op(A) op(B) + b C
 //   activate()             make the executor's device current   synchronize()
 #pragma once
@@ -22,6 +23,7 @@
 
 #include "device_stack.hpp"
 #include "kernels.hpp"
+#include "recurrence.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
 namespace device {
@@ -283,34 +285,36 @@ class Stack final : public DeviceStack<T> {
       }
     }
 
-    Buf<T> rec = exec_.template alloc<T>(batch * gh);
-    for (Index s = 0; s < steps; ++s) {
-      const Index t = reverse ? steps - 1 - s : s;
-      const Index prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
-      const T* h_prev = dir.states.data() + prev * state;
-      if (s == 0 && h0.size() == 0) {  // the product with the zero initial state: zeros, no GEMM
-        exec_.zero(rec.data(), batch * gh);
-      } else {
-        exec_.gemm(false, true, batch, gh, h, T(1), h_prev, h, param(p.weight_hh), h, T(0), rec.data(), gh);
+    ForwardPass<T> pass{};
+    pass.cell = spec_.cell;
+    pass.hidden = h;
+    pass.batch = batch;
+    pass.steps = steps;
+    pass.reverse = reverse;
+    pass.gates = dir.gates.data();
+    pass.states = dir.states.data();
+    pass.cells = dir.cells.data();
+    pass.extra = dir.extra.data();
+    pass.bias_ih = param(p.bias_ih);
+    pass.bias_hh = param(p.bias_hh);
+    pass.active = active;
+    pass.out = output + (reverse ? h : 0);
+    pass.out_stride = dirs * h;
+    if (fused_recurrence(gh, h, batch, sizeof(T))) {
+      Buf<T> weight_hh_t = exec_.template alloc<T>(gh * h);
+      exec_.launch(gh * h, SwapLeadingAxes<T>{param(p.weight_hh), weight_hh_t.data(), gh, h, 1});
+      exec_.recurrence(batch, steps, gh, FusedForward<T>{pass, weight_hh_t.data()});
+    } else {
+      Buf<T> rec = exec_.template alloc<T>(batch * gh);
+      for (Index n = 0; n < steps; ++n) {
+        const Index t = pass.time(n);
+        if (n == 0 && h0.size() == 0) {  // the product with the zero initial state: zeros, no GEMM
+          exec_.zero(rec.data(), batch * gh);
+        } else {
+          exec_.gemm(false, true, batch, gh, h, T(1), pass.h_prev(t), h, param(p.weight_hh), h, T(0), rec.data(), gh);
+        }
+        exec_.launch(state, pass.step(t, rec.data(), gh));
       }
-      CellForward<T> f{};
-      f.cell = spec_.cell;
-      f.hidden = h;
-      f.gates = dir.gates.data() + t * batch * gh;
-      f.rec = rec.data();
-      f.bias_ih = param(p.bias_ih);
-      f.bias_hh = param(p.bias_hh);
-      f.h_prev = h_prev;
-      f.h_next = dir.states.data() + next * state;
-      if (lstm) {
-        f.c_prev = dir.cells.data() + prev * state;
-        f.c_next = dir.cells.data() + next * state;
-      }
-      if (gru) f.extra = dir.extra.data() + t * state;
-      f.active = active != nullptr ? active + t * batch : nullptr;
-      f.out = output + t * batch * dirs * h + (reverse ? h : 0);
-      f.out_stride = dirs * h;
-      exec_.launch(state, f);
     }
     const Index last = reverse ? 0 : steps;
     exec_.copy(h_n.data() + k * state, dir.states.data() + last * state, state);
@@ -345,29 +349,31 @@ class Stack final : public DeviceStack<T> {
       }
     }
 
-    for (Index s = steps - 1; s >= 0; --s) {
-      const Index t = reverse ? steps - 1 - s : s;
-      const Index prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
-      CellBackward<T> b{};
-      b.cell = spec_.cell;
-      b.hidden = h;
-      b.gates = dir.gates.data() + t * batch * gh;
-      if (gru) b.extra = dir.extra.data() + t * state;
-      b.h_prev = dir.states.data() + prev * state;
-      b.h_next = dir.states.data() + next * state;
-      if (lstm) {
-        b.c_prev = dir.cells.data() + prev * state;
-        b.c_next = dir.cells.data() + next * state;
-        b.dc = dc.data();
+    BackwardPass<T> pass{};
+    pass.cell = spec_.cell;
+    pass.hidden = h;
+    pass.batch = batch;
+    pass.steps = steps;
+    pass.reverse = reverse;
+    pass.gates = dir.gates.data();
+    pass.extra = dir.extra.data();
+    pass.states = dir.states.data();
+    pass.cells = dir.cells.data();
+    pass.grad_out = grad_output != nullptr ? grad_output + (reverse ? h : 0) : nullptr;
+    pass.out_stride = dirs * h;
+    pass.carry = carry.data();
+    pass.dc = dc.data();
+    pass.dgx = dgx.data();
+    pass.dgh = dgh;
+    pass.active = active;
+    if (fused_recurrence(gh, h, batch, sizeof(T))) {
+      exec_.recurrence(batch, steps, 0, FusedBackward<T>{pass, param(p.weight_hh)});
+    } else {
+      for (Index n = 0; n < steps; ++n) {
+        const CellBackward<T> b = pass.step(pass.time(n));
+        exec_.launch(state, b);
+        exec_.gemm(false, false, batch, h, gh, T(1), b.dgh, gh, param(p.weight_hh), h, T(1), carry.data(), h);
       }
-      b.grad_out = grad_output != nullptr ? grad_output + t * batch * dirs * h + (reverse ? h : 0) : nullptr;
-      b.out_stride = dirs * h;
-      b.carry = carry.data();
-      b.dgx = dgx.data() + t * batch * gh;
-      b.dgh = dgh + t * batch * gh;
-      b.active = active != nullptr ? active + t * batch : nullptr;
-      exec_.launch(state, b);
-      exec_.gemm(false, false, batch, h, gh, T(1), b.dgh, gh, param(p.weight_hh), h, T(1), carry.data(), h);
     }
     exec_.copy(grad_h0.data() + k * state, carry.data(), state);
     if (lstm) exec_.copy(grad_c0.data() + k * state, dc.data(), state);

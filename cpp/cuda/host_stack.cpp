@@ -3,6 +3,7 @@
 // machine (module rnnkit._device_host); only the CUDA executor itself needs a GPU.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "model_driver.hpp"
 #include "rnnkit/tensor.hpp"
@@ -49,6 +50,19 @@ class HostExec {
   template <class F>
   void launch(Index n, const F& f) {
     for (Index i = 0; i < n; ++i) f(i);
+  }
+  /// A fused recurrence (recurrence.hpp): per block and step, phase 0 then phase 1 over their
+  /// indices, in the order the CUDA kernel's barriers guarantee.
+  template <class P>
+  void recurrence(Index blocks, Index steps, Index shared_size, const P& program) {
+    std::vector<typename P::value_type> shared(static_cast<std::size_t>(shared_size));
+    for (Index b = 0; b < blocks; ++b) {
+      for (Index n = 0; n < steps; ++n) {
+        for (int phase = 0; phase < 2; ++phase) {
+          for (Index i = 0; i < program.size(phase); ++i) program.run(phase, b, n, i, shared.data());
+        }
+      }
+    }
   }
   /// Row-major C[m, n] = alpha op(A) op(B) + beta C, op(A) [m, k], op(B) [k, n].
   template <class T>

@@ -37,7 +37,8 @@ struct CellForward {
   CellKind cell;
   Index hidden;
   T* gates;                    // [B, GH]
-  const T* rec;                // [B, GH] h_{t-1} W_hh^T (no bias)
+  const T* rec;                // row b at rec + b * rec_stride: h_{t-1} W_hh^T (no bias)
+  Index rec_stride;            // GH; 0 where one row serves (a block's own sequence)
   const T* bias_ih;            // [GH] or nullptr
   const T* bias_hh;            // [GH] or nullptr
   const T* h_prev;             // [B, H]
@@ -54,7 +55,7 @@ struct CellForward {
     T v = gates[b * gh + col];
     if (bias_ih != nullptr) v += bias_ih[col];
     if (with_rec) {
-      v += rec[b * gh + col];
+      v += rec[b * rec_stride + col];
       if (bias_hh != nullptr) v += bias_hh[col];
     }
     return v;
@@ -83,7 +84,7 @@ struct CellForward {
       }
       case CellKind::Gru: {
         const T r = sigmoid(pre(b, 0, j, true)), z = sigmoid(pre(b, 1, j, true));
-        T hn = rec[b * gh + 2 * hidden + j];
+        T hn = rec[b * rec_stride + 2 * hidden + j];
         if (bias_hh != nullptr) hn += bias_hh[2 * hidden + j];
         const T n = activate_tanh(gate_math::gru_new_pre(pre(b, 2, j, false), r, hn));
         g[j] = r;
