@@ -4,8 +4,8 @@ Short on purpose: ``bench/gpu_check.sh`` runs it under ``compute-sanitizer --too
 (which slows kernels down a lot), so every kernel path is exercised on small shapes: LSTM, GRU
 and RNN (tanh, relu); float32 and float64; 2 layers, bidirectional, batch-first or not, an
 initial state, per-sequence lengths; an inference forward, then a training forward and backward.
-Shapes are odd on purpose (no multiple of 32 or 8), and one case is large enough to need several
-thread blocks. Outputs, final states, dL/dx, dL/d(state) and every parameter gradient must match
+Shapes are odd on purpose (no multiple of 32 or 8), one case is large enough to need several
+thread blocks, and one has host arrays over 1 MiB. Outputs, final states, dL/dx, dL/d(state) and every parameter gradient must match
 the CPU layer's within a norm-inf relative tolerance.
 
     python bench/gpu_smoke.py                 # exit 0: all cases match
@@ -28,8 +28,11 @@ from rnnbench import rel_err  # noqa: E402  (bench/ is the script's folder, so o
 #: Norm-inf relative tolerance per dtype: the project's parity contract (tests/conftest.py RTOL).
 RTOL = {"float32": 1e-5, "float64": 1e-10}
 
-#: (T, B, D, H): a tiny case and one that needs several thread blocks per kernel.
-SHAPES = ((7, 5, 6, 9), (23, 37, 45, 131))
+#: (T, B, D, H): a tiny case, one that needs several thread blocks per kernel, and one whose x,
+#: out, dL/dout and dL/dx pass 1 MiB in float32 (host ranges locked for the copy). The
+#: recurrence runs fused or step by step by the size of W_hh (cpp/cuda/recurrence.hpp): the
+#: cases have both.
+SHAPES = ((7, 5, 6, 9), (23, 37, 45, 131), (41, 33, 203, 101))
 
 
 def make(cell: str, D: int, H: int, dtype: str, batch_first: bool, device: str):

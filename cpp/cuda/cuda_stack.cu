@@ -7,6 +7,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <utility>
@@ -69,6 +71,50 @@ __global__ void run_kernel(Index n, F f) {
   if (i < n) f(i);
 }
 
+/// Page-locks a large host range for the one copy that reads or writes it: then the copy is a
+/// DMA at the bus's speed, where a pageable copy goes through the driver's staging buffers at a
+/// fraction of it (on an H200 host: 55 GB/s against 6 GB/s up and 9 GB/s down, and locking
+/// costs about as much as a 25 GB/s pass over the pages). Small ranges, and ranges the driver
+/// will not lock (already locked, say), are copied as they are.
+class PinnedRange {
+ public:
+  static constexpr std::size_t kMinBytes = std::size_t{1} << 20;
+
+  PinnedRange(const void* host, std::size_t size, bool read_only) {
+    if (size < kMinBytes) return;
+    auto* p = const_cast<void*>(host);  // cudaHostRegister takes void*; read_only says it is not written
+    if (cudaHostRegister(p, size, read_only ? cudaHostRegisterReadOnly : cudaHostRegisterDefault) == cudaSuccess) {
+      host_ = p;
+    } else {
+      (void)cudaGetLastError();  // not sticky: the pageable copy goes ahead
+    }
+  }
+  ~PinnedRange() {
+    if (host_ != nullptr) cudaHostUnregister(host_);
+  }
+  PinnedRange(const PinnedRange&) = delete;
+  PinnedRange& operator=(const PinnedRange&) = delete;
+  bool locked() const noexcept { return host_ != nullptr; }
+
+ private:
+  void* host_ = nullptr;
+};
+
+/// A fused recurrence (recurrence.hpp): block b runs sequence b through every step, a barrier
+/// after each phase. At most 1024 threads, so at most 64 registers each.
+template <class P>
+__global__ void __launch_bounds__(1024) run_recurrence(Index steps, P program) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  auto* shared = reinterpret_cast<typename P::value_type*>(shared_bytes);
+  const Index b = blockIdx.x, size0 = program.size(0), size1 = program.size(1);
+  for (Index n = 0; n < steps; ++n) {
+    for (Index i = threadIdx.x; i < size0; i += blockDim.x) program.run(0, b, n, i, shared);
+    __syncthreads();
+    for (Index i = threadIdx.x; i < size1; i += blockDim.x) program.run(1, b, n, i, shared);
+    __syncthreads();
+  }
+}
+
 class CudaExec {
  public:
   template <class U>
@@ -123,12 +169,17 @@ class CudaExec {
   }
   template <class U>
   void upload(U* dst, const U* host, Index n) {
-    // From pageable memory the copy is staged before the call returns, so `host` may go.
-    if (n > 0) check(cudaMemcpyAsync(dst, host, bytes<U>(n), cudaMemcpyHostToDevice, ctx_->stream), "upload");
+    if (n <= 0) return;
+    // From pageable memory the copy is staged before the call returns, so `host` may go; from
+    // locked memory the DMA reads it until the copy ends, so the call waits for that.
+    const PinnedRange pinned(host, bytes<U>(n), true);
+    check(cudaMemcpyAsync(dst, host, bytes<U>(n), cudaMemcpyHostToDevice, ctx_->stream), "upload");
+    if (pinned.locked()) synchronize();
   }
   template <class U>
   void download(U* host, const U* src, Index n) {
     if (n <= 0) return;
+    const PinnedRange pinned(host, bytes<U>(n), false);
     check(cudaMemcpyAsync(host, src, bytes<U>(n), cudaMemcpyDeviceToHost, ctx_->stream), "download");
     synchronize();
   }
@@ -139,6 +190,16 @@ class CudaExec {
     const Index blocks = (n + kThreads - 1) / kThreads;
     run_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, ctx_->stream>>>(n, f);
     check(cudaGetLastError(), "kernel launch");
+  }
+  template <class P>
+  void recurrence(Index blocks, Index steps, Index shared_size, const P& program) {
+    if (blocks <= 0 || steps <= 0) return;
+    const Index widest = std::max(program.size(0), program.size(1));
+    const Index threads = std::min<Index>(1024, (widest + 31) / 32 * 32);
+    const std::size_t shared = bytes<typename P::value_type>(shared_size);
+    run_recurrence<<<static_cast<unsigned>(blocks), static_cast<unsigned>(threads), shared, ctx_->stream>>>(steps,
+                                                                                                           program);
+    check(cudaGetLastError(), "recurrence launch");
   }
   /// Row-major C = alpha op(A) op(B) + beta C, as column-major C^T = op(B)^T op(A)^T.
   template <class T>
