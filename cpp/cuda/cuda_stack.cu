@@ -106,12 +106,14 @@ template <class P>
 __global__ void __launch_bounds__(1024) run_recurrence(Index steps, P program) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   auto* shared = reinterpret_cast<typename P::value_type*>(shared_bytes);
-  const Index b = blockIdx.x, size0 = program.size(0), size1 = program.size(1);
+  const Index b = blockIdx.x;
   for (Index n = 0; n < steps; ++n) {
-    for (Index i = threadIdx.x; i < size0; i += blockDim.x) program.run(0, b, n, i, shared);
-    __syncthreads();
-    for (Index i = threadIdx.x; i < size1; i += blockDim.x) program.run(1, b, n, i, shared);
-    __syncthreads();
+#pragma unroll
+    for (int phase = 0; phase < P::kPhases; ++phase) {
+      const Index size = program.size(phase);
+      for (Index i = threadIdx.x; i < size; i += blockDim.x) program.run(phase, b, n, i, shared);
+      __syncthreads();
+    }
   }
 }
 
@@ -192,11 +194,12 @@ class CudaExec {
     check(cudaGetLastError(), "kernel launch");
   }
   template <class P>
-  void recurrence(Index blocks, Index steps, Index shared_size, const P& program) {
+  void recurrence(Index blocks, Index steps, const P& program) {
     if (blocks <= 0 || steps <= 0) return;
-    const Index widest = std::max(program.size(0), program.size(1));
+    Index widest = 1;
+    for (int phase = 0; phase < P::kPhases; ++phase) widest = std::max(widest, program.size(phase));
     const Index threads = std::min<Index>(1024, (widest + 31) / 32 * 32);
-    const std::size_t shared = bytes<typename P::value_type>(shared_size);
+    const std::size_t shared = bytes<typename P::value_type>(program.shared_size());
     run_recurrence<<<static_cast<unsigned>(blocks), static_cast<unsigned>(threads), shared, ctx_->stream>>>(steps,
                                                                                                            program);
     check(cudaGetLastError(), "recurrence launch");

@@ -10,7 +10,7 @@
 //   alloc<U>(n)            uninitialised buffer      zero(p, n)       copy(dst, src, n)
 //   upload(dst, host, n)   host -> device            download(host, src, n) device -> host
 //   launch(n, functor)     functor(i) for i in [0, n)
-//   recurrence(blocks, steps, shared, program)   a fused recurrence (recurrence.hpp)
+//   recurrence(blocks, steps, program)   a fused recurrence (recurrence.hpp)
 //   gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)   row-major C = a op(A) op(B) + b C
 //   activate()             make the executor's device current   synchronize()
 #pragma once
@@ -303,7 +303,7 @@ class Stack final : public DeviceStack<T> {
     if (fused_recurrence(gh, h, batch, sizeof(T))) {
       Buf<T> weight_hh_t = exec_.template alloc<T>(gh * h);
       exec_.launch(gh * h, SwapLeadingAxes<T>{param(p.weight_hh), weight_hh_t.data(), gh, h, 1});
-      exec_.recurrence(batch, steps, gh, FusedForward<T>{pass, weight_hh_t.data()});
+      exec_.recurrence(batch, steps, FusedForward<T>{pass, weight_hh_t.data(), dot_parts(gh, h)});
     } else {
       Buf<T> rec = exec_.template alloc<T>(batch * gh);
       for (Index n = 0; n < steps; ++n) {
@@ -367,7 +367,7 @@ class Stack final : public DeviceStack<T> {
     pass.dgh = dgh;
     pass.active = active;
     if (fused_recurrence(gh, h, batch, sizeof(T))) {
-      exec_.recurrence(batch, steps, 0, FusedBackward<T>{pass, param(p.weight_hh)});
+      exec_.recurrence(batch, steps, FusedBackward<T>{pass, param(p.weight_hh), dot_parts(h, gh)});
     } else {
       for (Index n = 0; n < steps; ++n) {
         const CellBackward<T> b = pass.step(pass.time(n));

@@ -51,14 +51,14 @@ class HostExec {
   void launch(Index n, const F& f) {
     for (Index i = 0; i < n; ++i) f(i);
   }
-  /// A fused recurrence (recurrence.hpp): per block and step, phase 0 then phase 1 over their
-  /// indices, in the order the CUDA kernel's barriers guarantee.
+  /// A fused recurrence (recurrence.hpp): per block and step, each phase over its indices in
+  /// turn, in the order the CUDA kernel's barriers guarantee.
   template <class P>
-  void recurrence(Index blocks, Index steps, Index shared_size, const P& program) {
-    std::vector<typename P::value_type> shared(static_cast<std::size_t>(shared_size));
+  void recurrence(Index blocks, Index steps, const P& program) {
+    std::vector<typename P::value_type> shared(static_cast<std::size_t>(program.shared_size()));
     for (Index b = 0; b < blocks; ++b) {
       for (Index n = 0; n < steps; ++n) {
-        for (int phase = 0; phase < 2; ++phase) {
+        for (int phase = 0; phase < P::kPhases; ++phase) {
           for (Index i = 0; i < program.size(phase); ++i) program.run(phase, b, n, i, shared.data());
         }
       }

@@ -6,16 +6,15 @@
 // Each step costs a GEMM call and a kernel launch, some 10 us of host time on a GPU, which
 // dominates when W_hh is small.
 //
-// Fused (small W_hh): one launch for all steps. Block b runs sequence b; per step, phase 0 and
-// phase 1 below, each over its indices, with a block-wide barrier after each:
-//   forward   phase 0, g in [0, GH): rec[g] = h_{t-1}[b, :] . W_hh[g, :]   (block-shared rec)
-//             phase 1, j in [0, H):  CellForward on element (b, j), rec from the block
-//   backward  phase 0, j in [0, H):  CellBackward on element (b, j)
-//             phase 1, j in [0, H):  carry[b, j] += dgh_t[b, :] . W_hh[:, j]
+// Fused (small W_hh): one launch for all steps. Block b runs sequence b; per step, the program's
+// phases, each over its indices, with a block-wide barrier after each:
+//   forward   rec = h_{t-1}[b, :] W_hh^T (block-shared), then CellForward on (b, j) for all j
+//   backward  CellBackward on (b, j) for all j, then carry[b, :] += dgh_t[b, :] W_hh
+// the dot products split into parts summed in a phase of their own (FusedForward, FusedBackward).
 // Sequences do not interact within a step, so blocks need no grid-wide synchronisation. Each
 // block reads W_hh once per step (from L2): worth it while W_hh is small (fused_recurrence).
-// The executor runs a program with `recurrence(blocks, steps, shared, program)`: the CUDA one
-// as a kernel with __syncthreads() between the phases, the host one as loops in that order.
+// The executor runs a program with `recurrence(blocks, steps, program)`: the CUDA one as a
+// kernel with __syncthreads() after each phase, the host one as loops in that order.
 #pragma once
 
 #include <cstddef>
@@ -126,45 +125,82 @@ struct BackwardPass {
   }
 };
 
-/// The fused forward (see the top of this file); needs GH values of block-shared memory.
+/// How many parts a fused dot product of `length` terms is split into, so that `count` of them
+/// keep up to 1024 threads busy with at least two terms each.
+inline Index dot_parts(Index count, Index length) {
+  const Index by_threads = 1024 / (count > 0 ? count : 1), by_terms = length / 2;
+  const Index parts = by_threads < by_terms ? by_threads : by_terms;
+  return parts > 1 ? parts : 1;
+}
+
+/// The fused forward (see the top of this file), with its dot products split into `parts`:
+///   phase 0, (q, g) in [0, parts) x [0, GH): part q of h_{t-1} . W_hh[g, :] into `partial`
+///   phase 1, g in [0, GH): rec[g] = the sum of g's parts
+///   phase 2, j in [0, H): CellForward on element (b, j); h_t[j] kept in the block for phase 0
 template <class T>
 struct FusedForward {
   using value_type = T;
+  static constexpr int kPhases = 3;
   ForwardPass<T> pass;
   const T* weight_hh_t;  // [H, GH]: W_hh transposed, so that phase 0's reads are coalesced
+  Index parts;
 
-  RNNKIT_HD Index size(int phase) const { return phase == 0 ? pass.gate_width() : pass.hidden; }
+  /// Block-shared values: partial [parts, GH], rec [GH], h [H].
+  RNNKIT_HD Index shared_size() const { return (parts + 1) * pass.gate_width() + pass.hidden; }
+  RNNKIT_HD Index size(int phase) const {
+    return phase == 0 ? parts * pass.gate_width() : phase == 1 ? pass.gate_width() : pass.hidden;
+  }
   RNNKIT_HD void run(int phase, Index b, Index n, Index i, T* shared) const {
-    const Index t = pass.time(n), h = pass.hidden;
+    const Index t = pass.time(n), h = pass.hidden, gh = pass.gate_width();
+    T* partial = shared;
+    T* rec = partial + parts * gh;
+    T* h_block = rec + gh;
     if (phase == 0) {
-      const Index gh = pass.gate_width();
-      const T* hp = pass.h_prev(t) + b * h;
+      const Index q = i / gh, g = i % gh;
+      const T* hp = n == 0 ? pass.h_prev(t) + b * h : h_block;
       T acc(0);
-      for (Index k = 0; k < h; ++k) acc += hp[k] * weight_hh_t[k * gh + i];
-      shared[i] = acc;
+      for (Index k = q * h / parts, end = (q + 1) * h / parts; k < end; ++k) acc += hp[k] * weight_hh_t[k * gh + g];
+      partial[i] = acc;
+    } else if (phase == 1) {
+      T acc(0);
+      for (Index q = 0; q < parts; ++q) acc += partial[q * gh + i];
+      rec[i] = acc;
     } else {
-      pass.step(t, shared, 0)(b * h + i);
+      const CellForward<T> f = pass.step(t, rec, 0);
+      f(b * h + i);
+      h_block[i] = f.h_next[b * h + i];
     }
   }
 };
 
-/// The fused backward (see the top of this file); needs no shared memory.
+/// The fused backward (see the top of this file), with its dot products split into `parts`:
+///   phase 0, j in [0, H): CellBackward on element (b, j)
+///   phase 1, (q, j) in [0, parts) x [0, H): part q of dgh_t[b, :] . W_hh[:, j] into `partial`
+///   phase 2, j in [0, H): carry[b, j] += the sum of j's parts
 template <class T>
 struct FusedBackward {
   using value_type = T;
+  static constexpr int kPhases = 3;
   BackwardPass<T> pass;
   const T* weight_hh;  // [GH, H]
+  Index parts;
 
-  RNNKIT_HD Index size(int /*phase*/) const { return pass.hidden; }
-  RNNKIT_HD void run(int phase, Index b, Index n, Index i, T* /*shared*/) const {
+  /// Block-shared values: partial [parts, H].
+  RNNKIT_HD Index shared_size() const { return parts * pass.hidden; }
+  RNNKIT_HD Index size(int phase) const { return phase == 1 ? parts * pass.hidden : pass.hidden; }
+  RNNKIT_HD void run(int phase, Index b, Index n, Index i, T* shared) const {
     const Index t = pass.time(n), h = pass.hidden;
     if (phase == 0) {
       pass.step(t)(b * h + i);
-    } else {
-      const Index gh = pass.gate_width();
+    } else if (phase == 1) {
+      const Index gh = pass.gate_width(), q = i / h, j = i % h;
       const T* dg = pass.dgh + (t * pass.batch + b) * gh;
       T acc(0);
-      for (Index g = 0; g < gh; ++g) acc += dg[g] * weight_hh[g * h + i];
+      for (Index g = q * gh / parts, end = (q + 1) * gh / parts; g < end; ++g) acc += dg[g] * weight_hh[g * h + j];
+      shared[i] = acc;
+    } else {
+      T acc(0);
+      for (Index q = 0; q < parts; ++q) acc += shared[q * h + i];
       pass.carry[b * h + i] += acc;
     }
   }
