@@ -2,8 +2,9 @@
 // copies, GEMMs (row-major) and kernel launches: CudaExec (cuBLAS + CUDA kernels) or
 // HostExec (plain loops + Eigen, for tests on machines without a GPU). It follows the CPU
 // engine's plan (src/layer.cpp): per (layer, direction) one GEMM for all steps' input
-// projections, then per step one recurrent GEMM and one fused element-wise kernel; the
-// backward mirrors it and finishes with the weight gradients as GEMMs over all steps.
+// projections, then the recurrence: per step one recurrent GEMM and one fused element-wise
+// kernel, or, where W_hh is small, every step in one launch (recurrence.hpp); the backward
+// mirrors it and finishes with the weight gradients as GEMMs over all steps.
 //
 // Executor interface (see host_exec.hpp for the reference implementation):
 //   Buffer<U>              owning device array: data(), size(), default-constructible, movable
