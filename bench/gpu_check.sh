@@ -5,10 +5,11 @@
 #   2. builds and installs rnnkit with the CUDA backend (sm_90) into the running python3;
 #   3. runs tests/test_cuda.py and tests/test_device_host.py with RNNKIT_REQUIRE_CUDA=1 (a skip fails);
 #   4. runs bench/gpu_smoke.py under compute-sanitizer --tool memcheck;
-#   5. runs bench/gpu_bench.py --markdown (rnnkit vs torch/cuDNN; about 3 minutes).
+#   5. runs bench/gpu_probe.py (float32 exactness of rnnkit, cuDNN and torch; copy rates; 20 s);
+#   6. runs bench/gpu_bench.py --markdown (rnnkit vs torch/cuDNN; about 3 minutes).
 # Logs and the table go to $OUT when set, else ./gpu_out: build.log, tests.log, sanitizer.log,
-# bench.log, gpu_table.md, summary.txt. Every step runs even when an earlier check fails (not when
-# the build does); the exit status is 1 when any step failed.
+# probe.log, bench.log, gpu_table.md, summary.txt. Every step runs even when an earlier check
+# fails (not when the build does); the exit status is 1 when any step failed.
 #
 # Wheels the GPU machine lacks (it has torch, numpy, pytest, pybind11, scikit-build-core, cmake,
 # ninja and nvidia-cublas): Eigen for the build. Once, here, in the repo root (.whl/ is ignored):
@@ -18,7 +19,7 @@
 # older than 0.11; step 1 prints the versions found there).
 #
 # Options (environment): RNNKIT_GPU_BENCH_ARGS (e.g. "--quick" or "-k lstm"), RNNKIT_GPU_SKIP
-# (words: tests sanitizer bench), RNNKIT_SIMD_LEVELS (default "generic;avx2;avx512"),
+# (words: tests sanitizer probe bench), RNNKIT_SIMD_LEVELS (default "generic;avx2;avx512"),
 # RNNKIT_CUDA_ARCHITECTURES (default 90).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -87,7 +88,12 @@ if [[ $skip != *" sanitizer "* ]]; then
     "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "$py" bench/gpu_smoke.py
 fi
 
-# 5. benchmark: the table to gpu_table.md, progress to bench.log
+# 5. exactness and copy rates
+if [[ $skip != *" probe "* ]]; then
+  run "probe: bench/gpu_probe.py" probe.log "$py" bench/gpu_probe.py
+fi
+
+# 6. benchmark: the table to gpu_table.md, progress to bench.log
 if [[ $skip != *" bench "* ]]; then
   # shellcheck disable=SC2086
   run "benchmark: bench/gpu_bench.py" bench.log \
