@@ -258,6 +258,13 @@ class Stack final : public DeviceStack<T> {
 
   const T* param(Index offset) const noexcept { return offset >= 0 ? params_.data() + offset : nullptr; }
 
+  /// A direction's buffers as the recurrence sees them (V: T to write, const T to read).
+  template <class V, class Dir>
+  DirectionTape<V> tape_of(Dir& dir, Index steps, Index batch, bool reverse) const {
+    return DirectionTape<V>{spec_.cell, spec_.hidden_size, batch, steps, reverse,
+                            dir.gates.data(), dir.states.data(), dir.cells.data(), dir.extra.data()};
+  }
+
   void forward_direction(Index l, Index d, Index steps, Index batch, const T* input, T* output, Direction& dir,
                          const Buf<T>& h0, const Buf<T>& c0, Buf<T>& h_n, Buf<T>& c_n, const std::uint8_t* active) {
     const Index h = spec_.hidden_size, gh = spec_.gate_width(), width = spec_.layer_input_size(l);
@@ -287,15 +294,7 @@ class Stack final : public DeviceStack<T> {
     }
 
     ForwardPass<T> pass{};
-    pass.cell = spec_.cell;
-    pass.hidden = h;
-    pass.batch = batch;
-    pass.steps = steps;
-    pass.reverse = reverse;
-    pass.gates = dir.gates.data();
-    pass.states = dir.states.data();
-    pass.cells = dir.cells.data();
-    pass.extra = dir.extra.data();
+    pass.tape = tape_of<T>(dir, steps, batch, reverse);
     pass.bias_ih = param(p.bias_ih);
     pass.bias_hh = param(p.bias_hh);
     pass.active = active;
@@ -351,15 +350,7 @@ class Stack final : public DeviceStack<T> {
     }
 
     BackwardPass<T> pass{};
-    pass.cell = spec_.cell;
-    pass.hidden = h;
-    pass.batch = batch;
-    pass.steps = steps;
-    pass.reverse = reverse;
-    pass.gates = dir.gates.data();
-    pass.extra = dir.extra.data();
-    pass.states = dir.states.data();
-    pass.cells = dir.cells.data();
+    pass.tape = tape_of<const T>(dir, steps, batch, reverse);
     pass.grad_out = grad_output != nullptr ? grad_output + (reverse ? h : 0) : nullptr;
     pass.out_stride = dirs * h;
     pass.carry = carry.data();

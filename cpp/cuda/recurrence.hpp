@@ -33,62 +33,67 @@ inline bool fused_recurrence(Index gate_width, Index hidden, Index batch, std::s
   return weight_bytes <= (std::size_t{256} << 10) && static_cast<std::size_t>(batch) * weight_bytes <= (std::size_t{16} << 20);
 }
 
-/// One direction's forward buffers over all steps; step(t) is step t's CellForward.
-template <class T>
-struct ForwardPass {
+/// One direction's tape: what the forward writes and the backward reads, by step. V is T in
+/// the forward and const T in the backward.
+template <class V>
+struct DirectionTape {
   CellKind cell;
   Index hidden, batch, steps;
   bool reverse;
-  T* gates;                    // [T, B, GH]: x_t W_ih^T in, activated gates out
-  T* states;                   // [T+1, B, H]: forward h_{-1} first, reverse h_T last
-  T* cells;                    // [T+1, B, H] LSTM
-  T* extra;                    // [T, B, H] GRU
+  V* gates;   // [T, B, GH]: x_t W_ih^T in, activated gates out
+  V* states;  // [T+1, B, H]: forward h_{-1} first, reverse h_T last
+  V* cells;   // [T+1, B, H] LSTM
+  V* extra;   // [T, B, H] GRU
+
+  RNNKIT_HD Index gate_width() const { return gate_count(cell) * hidden; }
+  /// Where step t's previous and next state lie in `states` / `cells`.
+  RNNKIT_HD Index prev(Index t) const { return reverse ? t + 1 : t; }
+  RNNKIT_HD Index next(Index t) const { return reverse ? t : t + 1; }
+  RNNKIT_HD V* state_at(V* base, Index slot) const { return base + slot * batch * hidden; }
+};
+
+/// One direction's forward over all steps; step(t) is step t's CellForward.
+template <class T>
+struct ForwardPass {
+  DirectionTape<T> tape;
   const T* bias_ih;            // [GH] or nullptr
   const T* bias_hh;            // [GH] or nullptr
   const std::uint8_t* active;  // [T, B] or nullptr
   T* out;                      // [T, B, out_stride] at this direction's first column
   Index out_stride;
 
-  RNNKIT_HD Index gate_width() const { return gate_count(cell) * hidden; }
   /// The time index of the n-th step run.
-  RNNKIT_HD Index time(Index n) const { return reverse ? steps - 1 - n : n; }
-  RNNKIT_HD Index prev(Index t) const { return reverse ? t + 1 : t; }
-  RNNKIT_HD const T* h_prev(Index t) const { return states + prev(t) * batch * hidden; }
+  RNNKIT_HD Index time(Index n) const { return tape.reverse ? tape.steps - 1 - n : n; }
+  RNNKIT_HD const T* h_prev(Index t) const { return tape.state_at(tape.states, tape.prev(t)); }
 
   RNNKIT_HD CellForward<T> step(Index t, const T* rec, Index rec_stride) const {
-    const Index state = batch * hidden, next = reverse ? t : t + 1;
+    const DirectionTape<T>& d = tape;
     CellForward<T> f{};
-    f.cell = cell;
-    f.hidden = hidden;
-    f.gates = gates + t * batch * gate_width();
+    f.cell = d.cell;
+    f.hidden = d.hidden;
+    f.gates = d.gates + t * d.batch * d.gate_width();
     f.rec = rec;
     f.rec_stride = rec_stride;
     f.bias_ih = bias_ih;
     f.bias_hh = bias_hh;
-    f.h_prev = states + prev(t) * state;
-    f.h_next = states + next * state;
-    if (cell == CellKind::Lstm) {
-      f.c_prev = cells + prev(t) * state;
-      f.c_next = cells + next * state;
+    f.h_prev = d.state_at(d.states, d.prev(t));
+    f.h_next = d.state_at(d.states, d.next(t));
+    if (d.cell == CellKind::Lstm) {
+      f.c_prev = d.state_at(d.cells, d.prev(t));
+      f.c_next = d.state_at(d.cells, d.next(t));
     }
-    if (cell == CellKind::Gru) f.extra = extra + t * state;
-    f.active = active != nullptr ? active + t * batch : nullptr;
-    f.out = out + t * batch * out_stride;
+    if (d.cell == CellKind::Gru) f.extra = d.state_at(d.extra, t);
+    f.active = active != nullptr ? active + t * d.batch : nullptr;
+    f.out = out + t * d.batch * out_stride;
     f.out_stride = out_stride;
     return f;
   }
 };
 
-/// One direction's backward buffers over all steps; step(t) is step t's CellBackward.
+/// One direction's backward over all steps; step(t) is step t's CellBackward.
 template <class T>
 struct BackwardPass {
-  CellKind cell;
-  Index hidden, batch, steps;
-  bool reverse;
-  const T* gates;              // [T, B, GH] activated
-  const T* extra;              // [T, B, H] GRU
-  const T* states;             // [T+1, B, H] as ForwardPass
-  const T* cells;              // [T+1, B, H] LSTM
+  DirectionTape<const T> tape;
   const T* grad_out;           // [T, B, out_stride] at this direction's first column, or nullptr
   Index out_stride;
   T* carry;                    // [B, H] dL/dh in flight
@@ -97,30 +102,30 @@ struct BackwardPass {
   T* dgh;                      // [T, B, GH]; may alias dgx
   const std::uint8_t* active;  // [T, B] or nullptr
 
-  RNNKIT_HD Index gate_width() const { return gate_count(cell) * hidden; }
   /// The time index of the n-th step run (the last step first).
-  RNNKIT_HD Index time(Index n) const { return reverse ? n : steps - 1 - n; }
+  RNNKIT_HD Index time(Index n) const { return tape.reverse ? n : tape.steps - 1 - n; }
 
   RNNKIT_HD CellBackward<T> step(Index t) const {
-    const Index state = batch * hidden, prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
+    const DirectionTape<const T>& d = tape;
+    const Index gh = d.gate_width();
     CellBackward<T> b{};
-    b.cell = cell;
-    b.hidden = hidden;
-    b.gates = gates + t * batch * gate_width();
-    if (cell == CellKind::Gru) b.extra = extra + t * state;
-    b.h_prev = states + prev * state;
-    b.h_next = states + next * state;
-    if (cell == CellKind::Lstm) {
-      b.c_prev = cells + prev * state;
-      b.c_next = cells + next * state;
+    b.cell = d.cell;
+    b.hidden = d.hidden;
+    b.gates = d.gates + t * d.batch * gh;
+    if (d.cell == CellKind::Gru) b.extra = d.state_at(d.extra, t);
+    b.h_prev = d.state_at(d.states, d.prev(t));
+    b.h_next = d.state_at(d.states, d.next(t));
+    if (d.cell == CellKind::Lstm) {
+      b.c_prev = d.state_at(d.cells, d.prev(t));
+      b.c_next = d.state_at(d.cells, d.next(t));
       b.dc = dc;
     }
-    b.grad_out = grad_out != nullptr ? grad_out + t * batch * out_stride : nullptr;
+    b.grad_out = grad_out != nullptr ? grad_out + t * d.batch * out_stride : nullptr;
     b.out_stride = out_stride;
     b.carry = carry;
-    b.dgx = dgx + t * batch * gate_width();
-    b.dgh = dgh + t * batch * gate_width();
-    b.active = active != nullptr ? active + t * batch : nullptr;
+    b.dgx = dgx + t * d.batch * gh;
+    b.dgh = dgh + t * d.batch * gh;
+    b.active = active != nullptr ? active + t * d.batch : nullptr;
     return b;
   }
 };
@@ -146,12 +151,12 @@ struct FusedForward {
   Index parts;
 
   /// Block-shared values: partial [parts, GH], rec [GH], h [H].
-  RNNKIT_HD Index shared_size() const { return (parts + 1) * pass.gate_width() + pass.hidden; }
+  RNNKIT_HD Index shared_size() const { return (parts + 1) * pass.tape.gate_width() + pass.tape.hidden; }
   RNNKIT_HD Index size(int phase) const {
-    return phase == 0 ? parts * pass.gate_width() : phase == 1 ? pass.gate_width() : pass.hidden;
+    return phase == 0 ? parts * pass.tape.gate_width() : phase == 1 ? pass.tape.gate_width() : pass.tape.hidden;
   }
   RNNKIT_HD void run(int phase, Index b, Index n, Index i, T* shared) const {
-    const Index t = pass.time(n), h = pass.hidden, gh = pass.gate_width();
+    const Index t = pass.time(n), h = pass.tape.hidden, gh = pass.tape.gate_width();
     T* partial = shared;
     T* rec = partial + parts * gh;
     T* h_block = rec + gh;
@@ -186,15 +191,15 @@ struct FusedBackward {
   Index parts;
 
   /// Block-shared values: partial [parts, H].
-  RNNKIT_HD Index shared_size() const { return parts * pass.hidden; }
-  RNNKIT_HD Index size(int phase) const { return phase == 1 ? parts * pass.hidden : pass.hidden; }
+  RNNKIT_HD Index shared_size() const { return parts * pass.tape.hidden; }
+  RNNKIT_HD Index size(int phase) const { return phase == 1 ? parts * pass.tape.hidden : pass.tape.hidden; }
   RNNKIT_HD void run(int phase, Index b, Index n, Index i, T* shared) const {
-    const Index t = pass.time(n), h = pass.hidden;
+    const Index t = pass.time(n), h = pass.tape.hidden;
     if (phase == 0) {
       pass.step(t)(b * h + i);
     } else if (phase == 1) {
-      const Index gh = pass.gate_width(), q = i / h, j = i % h;
-      const T* dg = pass.dgh + (t * pass.batch + b) * gh;
+      const Index gh = pass.tape.gate_width(), q = i / h, j = i % h;
+      const T* dg = pass.dgh + (t * pass.tape.batch + b) * gh;
       T acc(0);
       for (Index g = q * gh / parts, end = (q + 1) * gh / parts; g < end; ++g) acc += dg[g] * weight_hh[g * h + j];
       shared[i] = acc;
