@@ -30,7 +30,8 @@ namespace device {
 /// GEMM per step does the same work with fewer reads).
 inline bool fused_recurrence(Index gate_width, Index hidden, Index batch, std::size_t value_bytes) {
   const auto weight_bytes = static_cast<std::size_t>(gate_width * hidden) * value_bytes;
-  return weight_bytes <= (std::size_t{256} << 10) && static_cast<std::size_t>(batch) * weight_bytes <= (std::size_t{16} << 20);
+  const auto all_blocks = static_cast<std::size_t>(batch) * weight_bytes;
+  return weight_bytes <= (std::size_t{256} << 10) && all_blocks <= (std::size_t{16} << 20);
 }
 
 /// One direction's tape: what the forward writes and the backward reads, by step. V is T in
