@@ -35,14 +35,10 @@ CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
 
 def make_rnnkit(cell: str, layers: int, bidirectional: bool, dtype: str, device: str):
-    import rnnkit
+    from rnnkit.layers import layer_for_mode
 
-    kw = dict(num_layers=layers, bidirectional=bidirectional, dtype=dtype, seed=5 + layers, device=device)
-    if cell == "lstm":
-        return rnnkit.LSTM(D, H, **kw)
-    if cell == "gru":
-        return rnnkit.GRU(D, H, **kw)
-    return rnnkit.RNN(D, H, nonlinearity=cell[4:], **kw)
+    return layer_for_mode(cell, D, H, num_layers=layers, bidirectional=bidirectional, dtype=dtype,
+                          seed=5 + layers, device=device)
 
 
 def make_torch(cell: str, layers: int, bidirectional: bool, state_dict: dict, dtype):

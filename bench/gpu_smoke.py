@@ -36,14 +36,10 @@ SHAPES = ((7, 5, 6, 9), (23, 37, 45, 131), (41, 33, 203, 101))
 
 
 def make(cell: str, D: int, H: int, dtype: str, batch_first: bool, device: str):
-    import rnnkit
+    from rnnkit.layers import layer_for_mode
 
-    kw = dict(num_layers=2, bidirectional=True, batch_first=batch_first, dtype=dtype, seed=3, device=device)
-    if cell == "lstm":
-        return rnnkit.LSTM(D, H, **kw)
-    if cell == "gru":
-        return rnnkit.GRU(D, H, **kw)
-    return rnnkit.RNN(D, H, nonlinearity=cell[4:], **kw)
+    return layer_for_mode(cell, D, H, num_layers=2, bidirectional=True, batch_first=batch_first, dtype=dtype, seed=3,
+                          device=device)
 
 
 def flat_state(state):
