@@ -6,7 +6,7 @@
 // kernel, or, where W_hh is small, every step in one launch (recurrence.hpp); the backward
 // mirrors it and finishes with the weight gradients as GEMMs over all steps.
 //
-// Executor interface (see host_exec.hpp for the reference implementation):
+// Executor interface (see HostExec in host_stack.cpp for the reference implementation):
 //   Buffer<U>              owning device array: data(), size(), default-constructible, movable
 //   alloc<U>(n)            uninitialised buffer      zero(p, n)       copy(dst, src, n)
 //   upload(dst, host, n)   host -> device            download(host, src, n) device -> host
