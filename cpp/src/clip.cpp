@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "rnnkit/optim_math.hpp"
+
 RNNKIT_BEGIN_NAMESPACE
 
 template <class T>
@@ -37,8 +39,7 @@ double total_norm(const std::vector<Buffer<T>>& buffers, double norm_type) {
 template <class T>
 double clip_norm(const std::vector<Buffer<T>>& buffers, double max_norm, double norm_type) {
   const double norm = total_norm(buffers, norm_type);
-  // std::min keeps a NaN coefficient, so non-finite norms reach the gradients as in PyTorch.
-  const double coef = std::min(max_norm / (norm + 1e-6), 1.0);
+  const double coef = optim_math::clip_coefficient(norm, max_norm);
   if (coef == 1.0) return norm;
   for (const auto& b : buffers) ArrayMap<T>(b.data, b.size) *= static_cast<T>(coef);
   return norm;
@@ -46,10 +47,9 @@ double clip_norm(const std::vector<Buffer<T>>& buffers, double max_norm, double 
 
 template <class T>
 void clip_value(const std::vector<Buffer<T>>& buffers, double clip_value) {
-  const T hi = static_cast<T>(clip_value);
   for (const auto& b : buffers) {
-    ArrayMap<T> a(b.data, b.size);
-    a = a.max(-hi).min(hi);
+    const optim_math::ClampUpdate<T> clamp{b.data, static_cast<T>(clip_value)};
+    for (Index i = 0; i < b.size; ++i) clamp(i);
   }
 }
 

@@ -11,6 +11,13 @@
 #define RNNKIT_ISA_NS isa_default
 #endif
 
+/// Functions written once for the CPU engine and the CUDA kernels (gate_math.hpp, optim_math.hpp).
+#if defined(__CUDACC__)
+#define RNNKIT_HD __host__ __device__
+#else
+#define RNNKIT_HD
+#endif
+
 #define RNNKIT_BEGIN_NAMESPACE namespace rnnkit { inline namespace RNNKIT_ISA_NS {
 #define RNNKIT_END_NAMESPACE } }
 

@@ -6,12 +6,6 @@
 
 #include <type_traits>
 
-#if defined(__CUDACC__)
-#define RNNKIT_HD __host__ __device__
-#else
-#define RNNKIT_HD
-#endif
-
 #include "rnnkit/abi.hpp"
 
 RNNKIT_BEGIN_NAMESPACE

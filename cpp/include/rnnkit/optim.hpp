@@ -1,43 +1,14 @@
 // Optimizer steps over flat parameter buffers, each a fused element-wise loop with the
-// semantics of torch.optim's single-tensor implementations (SGD, Adam, AdamW, RMSprop).
+// semantics of torch.optim's single-tensor implementations (SGD, Adam, AdamW, RMSprop); the
+// per-element updates and the options live in optim_math.hpp, shared with the CUDA backend.
 #pragma once
 
 #include <cstdint>
 
+#include "rnnkit/optim_math.hpp"
 #include "rnnkit/tensor.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
-
-struct SgdOptions {
-  double lr = 1e-2;
-  double momentum = 0.0;
-  double dampening = 0.0;
-  double weight_decay = 0.0;
-  bool nesterov = false;
-  bool maximize = false;
-};
-
-struct AdamOptions {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  /// AdamW: decay the weights directly instead of adding weight_decay * param to the gradient.
-  bool decoupled_weight_decay = false;
-  bool amsgrad = false;
-  bool maximize = false;
-};
-
-struct RmspropOptions {
-  double lr = 1e-2;
-  double alpha = 0.99;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  double momentum = 0.0;
-  bool centered = false;
-  bool maximize = false;
-};
 
 /// One SGD step over n elements. `momentum_buffer` ([n], used when momentum != 0) is set
 /// from the gradient on the first step (first_step), as PyTorch does.
