@@ -1,9 +1,11 @@
 // The device backend's module, built twice from this file: rnnkit._cuda (the CUDA
 // implementation, only with RNNKIT_CUDA=ON) and rnnkit._device_host (the same driver run on
 // the host, always built, for tests). RNNKIT_MODULE_NAME names the module.
+#include <algorithm>
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "../cuda/device_stack.hpp"
 #include "bindings.hpp"
@@ -80,6 +82,71 @@ void register_stack(py::module_& m, const std::string& suffix) {
           "Returns (grad_x, grad_h0, grad_c0 or None).");
 }
 
+/// TrainSettings from the Python call's arguments; `options` holds the optimizer's keywords as
+/// rnnkit.optim names them (missing ones keep their defaults).
+inline rnnkit::TrainSettings train_settings(double dropout, std::uint64_t dropout_key, std::optional<double> clip_value,
+                                            std::optional<double> max_norm, const std::string& optimizer,
+                                            const py::dict& options, std::int64_t step) {
+  if (step < 1) throw py::value_error("step must be at least 1");
+  rnnkit::TrainSettings s;
+  s.dropout = dropout;
+  s.dropout_key = dropout_key;
+  s.clip_by_value = clip_value.has_value();
+  s.clip_value = clip_value.value_or(0.0);
+  s.clip_by_norm = max_norm.has_value();
+  s.max_norm = max_norm.value_or(0.0);
+  s.step = step;
+  std::vector<std::string> known;  // the keywords this optimizer takes
+  auto real = [&](const char* key, double& field) {
+    known.emplace_back(key);
+    if (options.contains(key)) field = options[key].cast<double>();
+  };
+  auto flag = [&](const char* key, bool& field) {
+    known.emplace_back(key);
+    if (options.contains(key)) field = options[key].cast<bool>();
+  };
+  if (optimizer == "sgd") {
+    rnnkit::SgdOptions& o = s.sgd;
+    s.optimizer = rnnkit::OptimizerKind::Sgd;
+    real("lr", o.lr);
+    real("momentum", o.momentum);
+    real("dampening", o.dampening);
+    real("weight_decay", o.weight_decay);
+    flag("nesterov", o.nesterov);
+    flag("maximize", o.maximize);
+  } else if (optimizer == "adam") {
+    rnnkit::AdamOptions& o = s.adam;
+    s.optimizer = rnnkit::OptimizerKind::Adam;
+    real("lr", o.lr);
+    real("beta1", o.beta1);
+    real("beta2", o.beta2);
+    real("eps", o.eps);
+    real("weight_decay", o.weight_decay);
+    flag("decoupled_weight_decay", o.decoupled_weight_decay);
+    flag("amsgrad", o.amsgrad);
+    flag("maximize", o.maximize);
+  } else if (optimizer == "rmsprop") {
+    rnnkit::RmspropOptions& o = s.rmsprop;
+    s.optimizer = rnnkit::OptimizerKind::Rmsprop;
+    real("lr", o.lr);
+    real("alpha", o.alpha);
+    real("eps", o.eps);
+    real("weight_decay", o.weight_decay);
+    real("momentum", o.momentum);
+    flag("centered", o.centered);
+    flag("maximize", o.maximize);
+  } else {
+    throw py::value_error("optimizer must be 'sgd', 'adam' or 'rmsprop', got '" + optimizer + "'");
+  }
+  for (const auto& item : options) {
+    const std::string key = py::str(item.first);
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      throw py::value_error("options: '" + optimizer + "' takes no option '" + key + "'");
+    }
+  }
+  return s;
+}
+
 template <class T>
 void register_device_model(py::module_& m, const std::string& suffix) {
   using Model = rnnkit::DeviceModel<T>;
@@ -126,7 +193,48 @@ void register_device_model(py::module_& m, const std::string& suffix) {
           },
           py::arg("params"), py::arg("x"), py::arg("lengths"), py::arg("labels"), py::arg("values"),
           py::arg("grads").noconvert(), py::arg("dropout"), py::arg("dropout_key"), py::arg("weights") = py::none(),
-          "As rnnkit's model_loss_and_grad, on the device. Returns the batch's mean loss.");
+          "As rnnkit's model_loss_and_grad, on the device. Returns the batch's mean loss.")
+      .def(
+          "set_optimizer_state",
+          [](Model& model, int slot, const Array<T>& state) {
+            expect_param_count(model.spec(), state, "state");
+            py::gil_scoped_release release;
+            model.set_optimizer_state(slot, state.data());
+          },
+          py::arg("slot"), py::arg("state"), "Copies an optimizer state buffer (one value per parameter) to the device.")
+      .def(
+          "get_optimizer_state",
+          [](Model& model, int slot, Array<T>& state) {
+            expect_param_count(model.spec(), state, "state");
+            T* out = state.mutable_data();
+            py::gil_scoped_release release;
+            model.get_optimizer_state(slot, out);
+          },
+          py::arg("slot"), py::arg("state").noconvert(), "Copies an optimizer state buffer back into `state`.")
+      .def(
+          "train_step",
+          [](Model& model, Array<T>& params, const py::array& x, const std::optional<Ints>& lengths,
+             const std::optional<Ints>& labels, const std::optional<Array<T>>& values,
+             const std::optional<Array<T>>& weights, double dropout, std::uint64_t dropout_key,
+             std::optional<double> clip_value, std::optional<double> max_norm, const std::string& optimizer,
+             const py::dict& options, std::int64_t step) {
+            const rnnkit::ModelSpec& spec = model.spec();
+            expect_param_count(spec, params, "params");
+            const auto b = batch_of<T>(spec, x, lengths);
+            const rnnkit::Targets<T> targets = targets_of<T>(spec, b, labels, values, weights);
+            const rnnkit::TrainSettings settings =
+                train_settings(dropout, dropout_key, clip_value, max_norm, optimizer, options, step);
+            T* p = params.mutable_data();
+            py::gil_scoped_release release;
+            return model.train_step(p, b, targets, settings);
+          },
+          py::arg("params").noconvert(), py::arg("x"), py::arg("lengths"), py::arg("labels"), py::arg("values"),
+          py::arg("weights"), py::arg("dropout"), py::arg("dropout_key"), py::arg("clip_value"), py::arg("max_norm"),
+          py::arg("optimizer"), py::arg("options"), py::arg("step"),
+          "One training step on the device: the gradient, clip_value then max_norm clipping, and the step of "
+          "`optimizer` ('sgd', 'adam' or 'rmsprop', with rnnkit.optim's keyword `options`) with the state set by "
+          "set_optimizer_state; `params` is overwritten with the stepped values. Returns the batch's mean loss "
+          "(where it is not finite, nothing is stepped).");
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "rnnkit/layer_args.hpp"
 #include "rnnkit/model_spec.hpp"
+#include "rnnkit/optim_math.hpp"
 #include "rnnkit/spec.hpp"
 
 RNNKIT_BEGIN_NAMESPACE
@@ -71,6 +72,24 @@ class DeviceStack {
   const T* frozen_source_ = nullptr;  // where the resident parameters came from, if frozen
 };
 
+enum class OptimizerKind { Sgd, Adam, Rmsprop };
+
+/// What DeviceModel::train_step does after the gradients, in this order: clip_grad_value_,
+/// clip_grad_norm_ (2-norm), then one optimizer step (rnnkit.optim's semantics).
+struct TrainSettings {
+  double dropout = 0.0;
+  std::uint64_t dropout_key = 0;
+  bool clip_by_value = false;
+  double clip_value = 0.0;
+  bool clip_by_norm = false;
+  double max_norm = 0.0;
+  OptimizerKind optimizer = OptimizerKind::Sgd;
+  SgdOptions sgd;
+  AdamOptions adam;
+  RmspropOptions rmsprop;
+  std::int64_t step = 1;  // the optimizer's step count, from 1 (SGD's first sets its momentum)
+};
+
 /// A stack with a dense head and a loss (what the estimators train), on the device: the
 /// device counterpart of rnnkit::predict / rnnkit::loss_and_grad (model.hpp), with the same
 /// arguments. Each call copies the parameters and the batch to the device once.
@@ -84,6 +103,21 @@ class DeviceModel {
   /// Mean loss of the batch; its gradient overwrites `grads` (host), as rnnkit::loss_and_grad.
   virtual double loss_and_grad(const T* params, const Batch<T>& batch, const Targets<T>& targets, T* grads,
                                double dropout, std::uint64_t dropout_key) = 0;
+
+  /// The optimizer's state lives on the device between train_steps, in up to kStateSlots
+  /// buffers of one value per parameter, in rnnkit.optim's order: SGD momentum_buffer; Adam
+  /// exp_avg, exp_avg_sq, max_exp_avg_sq; RMSprop square_avg, grad_avg, momentum_buffer.
+  static constexpr int kStateSlots = 3;
+  /// Copies a state buffer (host, one value per parameter) to the device.
+  virtual void set_optimizer_state(int slot, const T* host) = 0;
+  /// Copies a state buffer back; throws std::logic_error for a slot never set.
+  virtual void get_optimizer_state(int slot, T* host) = 0;
+  /// One whole training step on the device: loss_and_grad, the clipping and the optimizer
+  /// step of `settings`, with the resident optimizer state (set_optimizer_state first).
+  /// `params` (host) is read, then overwritten with the stepped parameters. Where the loss is
+  /// not finite nothing is stepped: `params` and the state are left as they were.
+  virtual double train_step(T* params, const Batch<T>& batch, const Targets<T>& targets,
+                            const TrainSettings& settings) = 0;
 };
 
 /// Facts about the device runtime for show_config() and for clear errors.

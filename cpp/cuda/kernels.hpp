@@ -222,6 +222,27 @@ struct Multiply {
 };
 
 template <class T>
+struct Scale {
+  T* data;
+  T by;
+  RNNKIT_HD void operator()(Index e) const { data[e] *= by; }
+};
+
+/// Part p of a sum of squares over n values, in double: values p, p + parts, p + 2 parts, ...
+/// (neighbouring threads read neighbouring values). The host adds the parts.
+template <class T>
+struct SquareSums {
+  const T* values;
+  Index n, parts;
+  double* out;  // [parts]
+  RNNKIT_HD void operator()(Index p) const {
+    double sum = 0.0;
+    for (Index i = p; i < n; i += parts) sum += static_cast<double>(values[i]) * static_cast<double>(values[i]);
+    out[p] = sum;
+  }
+};
+
+template <class T>
 struct Fill {
   T* data;
   T value;

@@ -1,10 +1,15 @@
 // The device backend's model: a Stack (driver.hpp) with a dense head and a loss, following
 // the CPU engine's model (src/model.cpp) step for step. Token embeddings are looked up, and
 // their gradients added, on the host (a gather and a scatter of a few rows per batch).
+// train_step also clips the gradient and steps the optimizer on the device (the updates of
+// rnnkit/optim_math.hpp, shared with the CPU), whose state stays there between steps.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -39,6 +44,86 @@ class Model final : public DeviceModel<T> {
                        std::uint64_t dropout_key) override {
     Exec& ex = stack_.exec();
     ex.activate();
+    Gradient g = gradient(params, batch, targets, dropout, dropout_key);
+    ex.download(grads, g.grad.data(), g.grad.size());
+    ex.synchronize();
+    if (spec_.vocab_size > 0) add_embedding_grads(spec_, batch, g.grad_x.data(), grads + spec_.embedding_offset());
+    return g.loss;
+  }
+
+  void set_optimizer_state(int slot, const T* host) override {
+    Buf<T>& buf = state_slot(slot);
+    Exec& ex = stack_.exec();
+    ex.activate();
+    if (buf.size() == 0) buf = ex.template alloc<T>(spec_.param_count());
+    ex.upload(buf.data(), host, buf.size());
+    ex.synchronize();
+  }
+
+  void get_optimizer_state(int slot, T* host) override {
+    Buf<T>& buf = state_slot(slot);
+    if (buf.size() == 0) throw std::logic_error("get_optimizer_state: slot " + std::to_string(slot) + " was never set");
+    Exec& ex = stack_.exec();
+    ex.activate();
+    ex.download(host, buf.data(), buf.size());
+    ex.synchronize();
+  }
+
+  double train_step(T* params, const Batch<T>& batch, const Targets<T>& targets, const TrainSettings& s) override {
+    const std::array<bool, kSlots> needed = slots_needed(s);
+    for (int k = 0; k < kSlots; ++k) {
+      if (needed[k] && state_[k].size() == 0) {
+        throw std::logic_error("train_step: the optimizer's state is not on the device (set_optimizer_state)");
+      }
+    }
+    Exec& ex = stack_.exec();
+    ex.activate();
+    Gradient g = gradient(params, batch, targets, s.dropout, s.dropout_key);
+    if (!std::isfinite(g.loss)) return g.loss;
+    T* grad = g.grad.data();
+    const Index n = g.grad.size();
+    if (spec_.vocab_size > 0) {  // the table's rows, summed on the host as loss_and_grad's, then uploaded
+      std::vector<T> table(static_cast<std::size_t>(spec_.vocab_size * spec_.rnn.input_size), T(0));
+      add_embedding_grads(spec_, batch, g.grad_x.data(), table.data());
+      ex.upload(grad + spec_.embedding_offset(), table.data(), static_cast<Index>(table.size()));
+    }
+    if (s.clip_by_value) ex.launch(n, optim_math::ClampUpdate<T>{grad, static_cast<T>(s.clip_value)});
+    if (s.clip_by_norm) {
+      const double coef = optim_math::clip_coefficient(std::sqrt(sum_of_squares(grad, n)), s.max_norm);
+      if (coef != 1.0) ex.launch(n, Scale<T>{grad, static_cast<T>(coef)});
+    }
+    T* p = stack_.params();
+    T *s0 = state_[0].data(), *s1 = state_[1].data(), *s2 = state_[2].data();
+    switch (s.optimizer) {
+      case OptimizerKind::Sgd:
+        ex.launch(n, optim_math::SgdUpdate<T>(p, grad, s0, s.step == 1, s.sgd));
+        break;
+      case OptimizerKind::Adam:
+        ex.launch(n, optim_math::AdamUpdate<T>(p, grad, s0, s1, s2, s.step, s.adam));
+        break;
+      case OptimizerKind::Rmsprop:
+        ex.launch(n, optim_math::RmspropUpdate<T>(p, grad, s0, s1, s2, s.rmsprop));
+        break;
+    }
+    ex.download(params, p, n);
+    ex.synchronize();
+    return g.loss;
+  }
+
+ private:
+  static constexpr int kSlots = DeviceModel<T>::kStateSlots;
+
+  /// A batch's loss and its gradient on the device (the embedding table's rows left at zero:
+  /// they are summed on the host from grad_x, dL/dx batch-first, for models with a vocabulary).
+  struct Gradient {
+    double loss = 0.0;
+    Buf<T> grad;
+    std::vector<T> grad_x;
+  };
+
+  Gradient gradient(const T* params, const Batch<T>& batch, const Targets<T>& targets, double dropout,
+                    std::uint64_t dropout_key) {
+    Exec& ex = stack_.exec();
     const LayerSpec& rnn = spec_.rnn;
     const Index n_out = spec_.n_outputs, F = spec_.features(), B = batch.batch, steps = batch.steps;
     const bool ce = spec_.loss == Loss::SoftmaxCrossEntropy;
@@ -72,9 +157,9 @@ class Model final : public DeviceModel<T> {
                                 targets.weights != nullptr ? weights.data() : nullptr});
     std::vector<double> losses(static_cast<std::size_t>(rows));
     ex.download(losses.data(), row_loss.data(), rows);
-    double loss = 0.0;
-    for (const double v : losses) loss += v;
-    loss /= ce ? count : count * static_cast<double>(n_out);
+    Gradient result;
+    for (const double v : losses) result.loss += v;
+    result.loss /= ce ? count : count * static_cast<double>(n_out);
 
     // Head gradients (dL/dlogits now in head.logits) and dL/dfeatures.
     Buf<T> grad = ex.template alloc<T>(spec_.param_count());
@@ -100,18 +185,47 @@ class Model final : public DeviceModel<T> {
       ex.launch(rows * F, SwapLeadingAxes<T>{dfeat.data(), grad_out.data(), B, steps, F});
     }
     auto grads_in = stack_.backward_device(*head.tape, std::move(grad_out), grad_h_n, Buf<T>(), grad.data());
-    ex.download(grads, grad.data(), grad.size());
     if (spec_.vocab_size > 0) {
-      std::vector<T> grad_x(static_cast<std::size_t>(B * steps * rnn.input_size));
-      stack_.from_device_time_major(grads_in.x, grad_x.data(), steps, B, rnn.input_size, true);
+      result.grad_x.resize(static_cast<std::size_t>(B * steps * rnn.input_size));
+      stack_.from_device_time_major(grads_in.x, result.grad_x.data(), steps, B, rnn.input_size, true);
       ex.synchronize();
-      add_embedding_grads(spec_, batch, grad_x.data(), grads + spec_.embedding_offset());
     }
-    ex.synchronize();
-    return loss;
+    result.grad = std::move(grad);
+    return result;
   }
 
- private:
+  Buf<T>& state_slot(int slot) {
+    if (slot < 0 || slot >= kSlots) throw std::invalid_argument("optimizer state slot must lie in [0, 3)");
+    return state_[static_cast<std::size_t>(slot)];
+  }
+
+  /// The state slots that `s`'s optimizer reads (optim_math.hpp's updates).
+  static std::array<bool, kSlots> slots_needed(const TrainSettings& s) {
+    switch (s.optimizer) {
+      case OptimizerKind::Sgd:
+        return {s.sgd.momentum != 0.0, false, false};
+      case OptimizerKind::Adam:
+        return {true, true, s.adam.amsgrad};
+      case OptimizerKind::Rmsprop:
+        return {true, s.rmsprop.centered, s.rmsprop.momentum > 0.0};
+    }
+    return {true, true, true};
+  }
+
+  /// The sum of squares of n device values, in double (clip_grad_norm_'s), parts on the device.
+  double sum_of_squares(const T* values, Index n) {
+    Exec& ex = stack_.exec();
+    const Index parts = std::min<Index>(n, 4096);
+    Buf<double> partial = ex.template alloc<double>(parts);
+    ex.launch(parts, SquareSums<T>{values, n, parts, partial.data()});
+    std::vector<double> host(static_cast<std::size_t>(parts));
+    ex.download(host.data(), partial.data(), parts);
+    ex.synchronize();
+    double sum = 0.0;
+    for (const double v : host) sum += v;
+    return sum;
+  }
+
   /// The stack's run and the head's logits for a batch.
   struct Head {
     Index rows = 0;
@@ -176,6 +290,7 @@ class Model final : public DeviceModel<T> {
 
   ModelSpec spec_;
   StackType stack_;
+  std::array<Buf<T>, kSlots> state_;  // the optimizer's, kept between train_steps
 };
 
 }  // namespace device

@@ -459,6 +459,7 @@ class _RNNBase(_Base):
         finally:
             if bar is not None:
                 bar.close()
+            step.sync()
             self._optimizer_state = opt.state_dict()
         if early and best_params is not None and self.validation_scores_:
             self._params_flat[...] = best_params

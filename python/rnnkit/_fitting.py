@@ -188,7 +188,10 @@ class _BatchStep:
     """One training step of a compiled model: loss and gradients in C++, clipping, optimizer step.
 
     A step whose loss or resulting weights are not finite is undone and raises ValueError
-    with ``diverged()``'s message.
+    with ``diverged()``'s message. With a device model (``run`` the loss_and_grad of
+    rnnkit.cuda's model calls) the whole step runs on the device, the optimizer's state kept
+    there: call :meth:`sync` before reading ``opt.state``. A ``grad_hook`` needs the gradients
+    here, so it keeps the clipping and the step on the host.
     """
 
     def __init__(self, spec: Any, params: np.ndarray, grads: np.ndarray, opt: optim.Optimizer, *,
@@ -202,6 +205,10 @@ class _BatchStep:
         # the CPU core's loss_and_grad, or a device model's with the same signature
         self.run = run if run is not None else kernel("model_loss_and_grad", params.dtype)
         self.backup = np.empty_like(params)
+        device = getattr(self.run, "__self__", None)
+        can_step = getattr(device, "can_step", None)
+        self.device = device if grad_hook is None and can_step is not None and can_step(opt, params) else None
+        self.state_on_device = False
 
     def __call__(self, x: np.ndarray, lengths: Optional[np.ndarray], labels: Optional[np.ndarray],
                  values: Optional[np.ndarray], key: int, weights: Optional[np.ndarray] = None) -> float:
@@ -210,9 +217,34 @@ class _BatchStep:
         ``weights`` (one per sequence, the parameters' dtype) multiply the sequences' losses; the
         loss stays a mean over the batch's rows.
         """
+        if self.device is not None:
+            return self._device_step(x, lengths, labels, values, key, weights)
         loss = self.run(self.spec, self.params, x, lengths, labels, values, self.grads, self.dropout, key,
                         self.n_threads, weights=weights)
         return self.finish(loss)
+
+    def _device_step(self, x: np.ndarray, lengths: Optional[np.ndarray], labels: Optional[np.ndarray],
+                     values: Optional[np.ndarray], key: int, weights: Optional[np.ndarray]) -> float:
+        if not self.state_on_device:
+            self.device.push_optimizer_state(self.opt)
+            self.state_on_device = True
+        self.backup[...] = self.params
+        clip_value = None if self.clip_value is None else float(self.clip_value)
+        clip_norm = None if self.clip_norm is None else float(self.clip_norm)
+        loss = self.device.train_step(self.params, x, lengths, labels, values, weights, self.dropout, key, clip_value,
+                                      clip_norm, self.opt)
+        if not math.isfinite(loss):  # nothing was stepped
+            raise ValueError(self.diverged())
+        self.opt.step_count += 1
+        if not np.isfinite(self.params).all():
+            self.params[...] = self.backup
+            raise ValueError(self.diverged())
+        return loss
+
+    def sync(self) -> None:
+        """Copy the optimizer's state back from the device, where device steps keep it."""
+        if self.state_on_device:
+            self.device.pull_optimizer_state(self.opt)
 
     def finish(self, loss: float) -> float:
         """Clip the gradients now in ``grads`` and step; returns the batch's loss.

@@ -193,6 +193,30 @@ class _DeviceModelCalls:
                       dropout: float, key: int, n_threads: int, weights: Any = None) -> float:
         return self._model.loss_and_grad(params, x, lengths, labels, values, grads, dropout, key, weights)
 
+    def can_step(self, opt: Any, params: Any) -> bool:
+        """Whether :meth:`train_step` can run ``opt``: it optimizes ``params`` alone (as the estimators' do)."""
+        pairs = getattr(opt, "_params", ())
+        return (len(pairs) == 1 and pairs[0][0].size == params.size
+                and pairs[0][0].__array_interface__["data"][0] == params.__array_interface__["data"][0])
+
+    def push_optimizer_state(self, opt: Any) -> None:
+        """Copy ``opt``'s state buffers to the device, where :meth:`train_step` updates them."""
+        for slot, name in enumerate(opt._buffers):
+            self._model.set_optimizer_state(slot, opt.state[0][name])
+
+    def pull_optimizer_state(self, opt: Any) -> None:
+        """Copy the device's optimizer state back into ``opt``'s buffers."""
+        for slot, name in enumerate(opt._buffers):
+            self._model.get_optimizer_state(slot, opt.state[0][name])
+
+    def train_step(self, params: Any, x: Any, lengths: Any, labels: Any, values: Any, weights: Any, dropout: float,
+                   key: int, clip_value: Optional[float], clip_norm: Optional[float], opt: Any) -> float:
+        """One step on the device: the gradient, the clipping and ``opt``'s next step (step count
+        ``opt.step_count + 1``, not counted here); ``params`` is overwritten with the result."""
+        kind, options = opt._device_settings()
+        return self._model.train_step(params, x, lengths, labels, values, weights, dropout, key, clip_value, clip_norm,
+                                      kind, options, opt.step_count + 1)
+
 
 def _model_calls(owner: Any, spec: Any, dtype_name: str, index: Optional[int]) -> tuple:
     """(predict, loss_and_grad) of a compiled model: the CPU core's (with a pool of workspaces,

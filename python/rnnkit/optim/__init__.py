@@ -94,6 +94,11 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, kernel: Any) -> None:
         raise NotImplementedError
 
+    def _device_settings(self) -> Tuple[str, dict]:
+        """(kind, keywords) of this optimizer for a device model's ``train_step``, whose state
+        slots follow ``_buffers``."""
+        raise NotImplementedError
+
     def state_dict(self) -> dict:
         """The step count, the learning rate (and a schedule's ``initial_lr``) and copies of every
         state buffer (for checkpoints)."""
@@ -139,6 +144,10 @@ class SGD(Optimizer):
         kernel(p, g, state["momentum_buffer"], self.step_count == 1, self.lr, self.momentum,
                self.dampening, self.weight_decay, self.nesterov, self.maximize)
 
+    def _device_settings(self) -> Tuple[str, dict]:
+        return "sgd", {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
+                       "weight_decay": self.weight_decay, "nesterov": self.nesterov, "maximize": self.maximize}
+
 
 class Adam(Optimizer):
     """Adam (``torch.optim.Adam``), with ``amsgrad`` and L2 ``weight_decay``."""
@@ -161,6 +170,11 @@ class Adam(Optimizer):
         kernel(p, g, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"], self.step_count,
                self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay, self._decoupled,
                self.amsgrad, self.maximize)
+
+    def _device_settings(self) -> Tuple[str, dict]:
+        return "adam", {"lr": self.lr, "beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
+                        "weight_decay": self.weight_decay, "decoupled_weight_decay": self._decoupled,
+                        "amsgrad": self.amsgrad, "maximize": self.maximize}
 
 
 class AdamW(Adam):
@@ -194,6 +208,10 @@ class RMSprop(Optimizer):
     def _update(self, p, g, state, kernel) -> None:
         kernel(p, g, state["square_avg"], state["grad_avg"], state["momentum_buffer"], self.lr,
                self.alpha, self.eps, self.weight_decay, self.momentum, self.centered, self.maximize)
+
+    def _device_settings(self) -> Tuple[str, dict]:
+        return "rmsprop", {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
+                           "momentum": self.momentum, "centered": self.centered, "maximize": self.maximize}
 
 
 from . import lr_scheduler  # noqa: E402  (it needs Optimizer defined)
