@@ -3,8 +3,8 @@
 # a CUDA build of PyTorch, with no network:
 #   1. installs the wheels in .whl/ (if any) into /tmp/site, on PYTHONPATH;
 #   2. builds and installs rnnkit with the CUDA backend (sm_90) into the running python3;
-#   3. runs the tests with a device variant (test_cuda, test_device_host, test_device_estimators
-#      and the multi-label device fit) with RNNKIT_REQUIRE_CUDA=1 (a skip fails);
+#   3. runs the tests with a device variant (test_cuda, test_device_host, test_device_estimators,,
+#      test_device_train_step and the multi-label device fit) with RNNKIT_REQUIRE_CUDA=1 (a skip fails);
 #   4. runs bench/gpu_smoke.py under compute-sanitizer --tool memcheck;
 #   5. runs bench/gpu_probe.py (float32 exactness of rnnkit, cuDNN and torch; copy rates; 20 s);
 #   6. runs bench/gpu_bench.py --markdown (rnnkit vs torch/cuDNN; about 3 minutes).
@@ -80,7 +80,7 @@ run "rnnkit.cuda" build.log "$py" -c "import rnnkit, rnnkit.cuda as c; rnnkit.sh
 if [[ $skip != *" tests "* ]]; then
   run "tests (RNNKIT_REQUIRE_CUDA=1)" tests.log \
     env RNNKIT_REQUIRE_CUDA=1 "$py" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_device_host.py \
-    tests/test_device_estimators.py tests/test_multilabel.py::test_device_model_fits_as_the_cpu
+    tests/test_device_estimators.py tests/test_device_train_step.py tests/test_multilabel.py::test_device_model_fits_as_the_cpu
 fi
 
 # 4. memcheck

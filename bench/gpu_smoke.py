@@ -6,7 +6,8 @@ and RNN (tanh, relu); float32 and float64; 2 layers, bidirectional, batch-first 
 initial state, per-sequence lengths; an inference forward, then a training forward and backward.
 Shapes are odd on purpose (no multiple of 32 or 8), one case is large enough to need several
 thread blocks, and one has host arrays over 1 MiB. Outputs, final states, dL/dx, dL/d(state) and every parameter gradient must match
-the CPU layer's within a norm-inf relative tolerance.
+the CPU layer's within a norm-inf relative tolerance. Last, three short classifier fits whose
+whole training step (clipping and optimizer included) runs on the device.
 
     python bench/gpu_smoke.py                 # exit 0: all cases match
     python bench/gpu_smoke.py --device cuda   # the device to test (default cuda)
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 import zlib
 
 import numpy as np
@@ -90,6 +92,28 @@ def one_case(cell: str, dtype: str, shape, batch_first: bool, device: str) -> di
     return errs
 
 
+def fit_case(optimizer: str, device: str) -> dict:
+    """Two epochs of an RNNClassifier in float64 with clipping: the whole training step on the
+    device (gradient, clip_value, clip_norm, optimizer update) against the CPU fit."""
+    from rnnkit import RNNClassifier
+    from rnnkit.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(zlib.crc32(optimizer.encode()))
+    X = rng.standard_normal((40, 9, 5))
+    y = (X[:, :3, 0].sum(axis=1) > X[:, -3:, 1].sum(axis=1)).astype(int)
+    kw = dict(cell="lstm", hidden_size=11, max_epochs=2, batch_size=16, optimizer=optimizer, momentum=0.9,
+              clip_value=0.05, clip_norm=0.2, learning_rate=0.05, dtype="float64", random_state=0, n_threads=1)
+    with warnings.catch_warnings():  # two epochs do not converge, on purpose
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cpu = RNNClassifier(**kw).fit(X, y)
+        dev = RNNClassifier(device=device, **kw).fit(X, y)
+    errs = {"weights": rel_err(dev._params_flat, cpu._params_flat)}
+    for i, (ours, theirs) in enumerate(zip(dev._optimizer_state["state"], cpu._optimizer_state["state"])):
+        for key in theirs:
+            errs[f"optimizer {key}"] = rel_err(ours[key], theirs[key])
+    return errs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
@@ -126,6 +150,20 @@ def main(argv=None) -> int:
                 if not ok:
                     bad = ", ".join(f"{k} {v:.2e}" for k, v in errs.items() if not v <= RTOL[dtype])
                     failures.append(f"{case}: beyond rtol {RTOL[dtype]:g}: {bad}")
+    for optimizer in ("adam", "sgd", "rmsprop"):
+        case = f"RNNClassifier fit float64 optimizer={optimizer}"
+        try:
+            errs = fit_case(optimizer, args.device)
+        except Exception as exc:
+            failures.append(f"{case}: {type(exc).__name__}: {exc}")
+            print(f"ERROR {case}: {type(exc).__name__}: {exc}", flush=True)
+            continue
+        n += 1
+        worst = max(errs, key=errs.get)
+        ok = all(v <= 1e-9 for v in errs.values())  # a fit's chain of steps: the device tests' bound
+        print(f"{'ok  ' if ok else 'FAIL'} {case}: max rel err {errs[worst]:.2e} ({worst})", flush=True)
+        if not ok:
+            failures.append(f"{case}: beyond rtol 1e-9: {worst} {errs[worst]:.2e}")
     print(f"{n} cases run, {len(failures)} failed, {time.perf_counter() - start:.1f} s")
     for f in failures:
         print("  " + f, file=sys.stderr)

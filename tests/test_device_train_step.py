@@ -79,13 +79,13 @@ def test_device_steps_follow_the_host_optimizer(device, model, name):
     cpu_params, cpu_opt, cpu_losses, _ = _steps(spec, params, batch, OPTIMIZERS[name], None, 4)
     dev_params, dev_opt, dev_losses, step = _steps(spec, params, batch, OPTIMIZERS[name], device, 4)
     assert step.device is not None, "the device step was not taken"
-    np.testing.assert_allclose(dev_losses, cpu_losses, rtol=1e-11)
-    assert_close_rel(dev_params, cpu_params, 1e-11, "parameters after 4 steps")
+    np.testing.assert_allclose(dev_losses, cpu_losses, rtol=RTOL["float64"])
+    assert_close_rel(dev_params, cpu_params, RTOL["float64"], "parameters after 4 steps")
     assert not np.array_equal(dev_params, params), "the parameters did not move"
     assert dev_opt.step_count == cpu_opt.step_count == 4
     for ours, theirs in zip(dev_opt.state, cpu_opt.state):
         for key in theirs:
-            assert_close_rel(ours[key], theirs[key], 1e-11, f"optimizer state {key!r}")
+            assert_close_rel(ours[key], theirs[key], RTOL["float64"], f"optimizer state {key!r}")
 
 
 @pytest.mark.parametrize("clip", [{"clip_value": 0.05}, {"clip_norm": 0.1}, {"clip_value": 0.2, "clip_norm": 0.3},
