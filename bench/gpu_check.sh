@@ -7,10 +7,12 @@
 #      test_device_train_step and the multi-label device fit) with RNNKIT_REQUIRE_CUDA=1 (a skip fails);
 #   4. runs bench/gpu_smoke.py under compute-sanitizer --tool memcheck;
 #   5. runs bench/gpu_probe.py (float32 exactness of rnnkit, cuDNN and torch; copy rates; 20 s);
-#   6. runs bench/gpu_bench.py --markdown (rnnkit vs torch/cuDNN; about 3 minutes).
+#   6. runs bench/gpu_fit.py --markdown (estimator training steps: clipping and Adam on the
+#      device against them on the host, and against torch; about 20 s);
+#   7. runs bench/gpu_bench.py --markdown (rnnkit vs torch/cuDNN; about 3 minutes).
 # Logs and the table go to $OUT when set, else ./gpu_out: build.log, tests.log, sanitizer.log,
-# probe.log, bench.log, gpu_table.md, summary.txt. Every step runs even when an earlier check
-# fails (not when the build does); the exit status is 1 when any step failed.
+# probe.log, fit.log, gpu_fit.md, bench.log, gpu_table.md, summary.txt. Every step runs even
+# when an earlier check fails (not when the build does); the exit status is 1 when any step failed.
 #
 # Wheels the GPU machine lacks (it has torch, numpy, pytest, pybind11, scikit-build-core, cmake,
 # ninja and nvidia-cublas): Eigen for the build. Once, here, in the repo root (.whl/ is ignored):
@@ -20,7 +22,7 @@
 # older than 0.11; step 1 prints the versions found there).
 #
 # Options (environment): RNNKIT_GPU_BENCH_ARGS (e.g. "--quick" or "-k lstm"), RNNKIT_GPU_SKIP
-# (words: tests sanitizer probe bench), RNNKIT_SIMD_LEVELS (default "generic;avx2;avx512"),
+# (words: tests sanitizer probe fit bench), RNNKIT_SIMD_LEVELS (default "generic;avx2;avx512"),
 # RNNKIT_CUDA_ARCHITECTURES (default 90).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -95,7 +97,13 @@ if [[ $skip != *" probe "* ]]; then
   run "probe: bench/gpu_probe.py" probe.log "$py" bench/gpu_probe.py
 fi
 
-# 6. benchmark: the table to gpu_table.md, progress to bench.log
+# 6. training steps: the table to gpu_fit.md
+if [[ $skip != *" fit "* ]]; then
+  run "training steps: bench/gpu_fit.py" fit.log bash -c "\"$py\" bench/gpu_fit.py --markdown > \"$out/gpu_fit.md\""
+  cat "$out/gpu_fit.md"
+fi
+
+# 7. benchmark: the table to gpu_table.md, progress to bench.log
 if [[ $skip != *" bench "* ]]; then
   # shellcheck disable=SC2086
   run "benchmark: bench/gpu_bench.py" bench.log \
