@@ -171,3 +171,65 @@ def test_device_regressor_fit_with_clip_value_matches_the_cpu(device):
     dev = RNNRegressor(device=device, **kw).fit(X, y)
     np.testing.assert_allclose(dev.loss_curve_, cpu.loss_curve_, rtol=1e-9)
     assert_close_rel(dev._params_flat, cpu._params_flat, 1e-9, "weights after fitting")
+
+
+def test_resident_parameters_are_not_copied_in_again(device):
+    spec, params, (x, lens, labels, values) = _problem("lstm-last-ce", "float64")
+    start = params.copy()
+    model = _model_calls(_Owner(), spec, "float64", 0)[1].__self__._model
+    args = (x, lens, labels, values, None, 0.0, 0, None, None, "sgd", {"lr": 0.1, "momentum": 0.5})
+    model.set_optimizer_state(0, np.zeros_like(params))
+    model.train_step(params, *args, 1)
+    params[...] = 0.0  # breaks the promise: a resident step does not see it
+    model.train_step(params, *args, 2, params_resident=True)
+    # the same two steps from the start, each copying the parameters in
+    replay = start.copy()
+    model.set_optimizer_state(0, np.zeros_like(params))
+    model.train_step(replay, *args, 1)
+    model.train_step(replay, *args, 2)
+    np.testing.assert_array_equal(params, replay)
+    zeros = np.zeros_like(params)
+    model.train_step(zeros, *args, 3)  # not resident: the zeros are copied in
+    assert np.abs(zeros).max() < 0.5 * np.abs(replay).max()
+
+
+def test_device_step_after_diverged_weights_starts_from_the_restored_ones(device):
+    spec, params, (x, lens, labels, values) = _problem("gru-bi-sequence-mse-ragged", "float64")
+    batch = (x, lens, labels, values * 1e4)  # gradients large enough for lr 1e308 to overflow
+    results = []
+    for dev in (None, device):
+        p = params.copy()
+        grads = np.zeros_like(p)
+        opt = optim.SGD([(p, grads)], lr=0.05)
+        run = _model_calls(_Owner(), spec, "float64", None if dev is None else 0)[1]
+        step = _BatchStep(spec, p, grads, opt, dropout=0.0, clip_norm=None, clip_value=None, n_threads=1,
+                          diverged=lambda: "diverged", run=run)
+        step(*batch, key=0)
+        opt.lr = 1e308  # the step overflows the weights: undone
+        with pytest.raises(ValueError, match="diverged"):
+            step(*batch, key=0)
+        opt.lr = 0.05
+        step(*batch, key=0)  # from the restored weights, on the device too
+        assert np.isfinite(p).all()
+        results.append(p)
+    assert_close_rel(results[1], results[0], RTOL["float64"], "weights after an undone step")
+
+
+def test_batch_steps_copy_the_parameters_in_once(device):
+    spec, params, batch = _problem("lstm-last-ce", "float64")
+    grads = np.zeros_like(params)
+    opt = optim.Adam([(params, grads)], lr=0.01)
+    run = _model_calls(_Owner(), spec, "float64", 0)[1]
+    step = _BatchStep(spec, params, grads, opt, dropout=0.0, clip_norm=None, clip_value=None, n_threads=1,
+                      diverged=lambda: "diverged", run=run)
+    flags = []
+    train_step = step.device.train_step
+
+    def spy(*args, params_resident):
+        flags.append(params_resident)
+        return train_step(*args, params_resident=params_resident)
+
+    step.device.train_step = spy
+    for _ in range(3):
+        step(*batch, key=0)
+    assert flags == [False, True, True]

@@ -217,23 +217,25 @@ void register_device_model(py::module_& m, const std::string& suffix) {
              const std::optional<Ints>& labels, const std::optional<Array<T>>& values,
              const std::optional<Array<T>>& weights, double dropout, std::uint64_t dropout_key,
              std::optional<double> clip_value, std::optional<double> max_norm, const std::string& optimizer,
-             const py::dict& options, std::int64_t step) {
+             const py::dict& options, std::int64_t step, bool params_resident) {
             const rnnkit::ModelSpec& spec = model.spec();
             expect_param_count(spec, params, "params");
             const auto b = batch_of<T>(spec, x, lengths);
             const rnnkit::Targets<T> targets = targets_of<T>(spec, b, labels, values, weights);
-            const rnnkit::TrainSettings settings =
+            rnnkit::TrainSettings settings =
                 train_settings(dropout, dropout_key, clip_value, max_norm, optimizer, options, step);
+            settings.params_resident = params_resident;
             T* p = params.mutable_data();
             py::gil_scoped_release release;
             return model.train_step(p, b, targets, settings);
           },
           py::arg("params").noconvert(), py::arg("x"), py::arg("lengths"), py::arg("labels"), py::arg("values"),
           py::arg("weights"), py::arg("dropout"), py::arg("dropout_key"), py::arg("clip_value"), py::arg("max_norm"),
-          py::arg("optimizer"), py::arg("options"), py::arg("step"),
+          py::arg("optimizer"), py::arg("options"), py::arg("step"), py::arg("params_resident") = false,
           "One training step on the device: the gradient, clip_value then max_norm clipping, and the step of "
           "`optimizer` ('sgd', 'adam' or 'rmsprop', with rnnkit.optim's keyword `options`) with the state set by "
-          "set_optimizer_state; `params` is overwritten with the stepped values. Returns the batch's mean loss "
+          "set_optimizer_state; `params` is overwritten with the stepped values (`params_resident`: they already "
+          "hold what the last train_step left there and on the device, and are not copied in). Returns the batch's mean loss "
           "(where it is not finite, nothing is stepped).");
 }
 

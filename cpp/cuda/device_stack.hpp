@@ -88,6 +88,10 @@ struct TrainSettings {
   AdamOptions adam;
   RmspropOptions rmsprop;
   std::int64_t step = 1;  // the optimizer's step count, from 1 (SGD's first sets its momentum)
+  /// The caller's promise that the host parameters hold what the last train_step left in them
+  /// and on the device, unchanged since (predict's copies of those same values aside): the
+  /// parameters are then not copied to the device again.
+  bool params_resident = false;
 };
 
 /// A stack with a dense head and a loss (what the estimators train), on the device: the

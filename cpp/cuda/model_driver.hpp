@@ -33,7 +33,7 @@ class Model final : public DeviceModel<T> {
   void predict(const T* params, const Batch<T>& batch, T* out) override {
     Exec& ex = stack_.exec();
     ex.activate();
-    Head head = run(params, batch, false, 0.0, 0);
+    Head head = run(params, batch, false, 0.0, 0, true);
     ex.launch(head.rows, HeadRows<T>{spec_.loss, false, spec_.n_outputs, head.logits.data(),
                                      head.valid.data(), nullptr, nullptr, head.count, nullptr});
     ex.download(out, head.logits.data(), head.logits.size());
@@ -44,7 +44,7 @@ class Model final : public DeviceModel<T> {
                        std::uint64_t dropout_key) override {
     Exec& ex = stack_.exec();
     ex.activate();
-    Gradient g = gradient(params, batch, targets, dropout, dropout_key);
+    Gradient g = gradient(params, batch, targets, dropout, dropout_key, true);
     ex.download(grads, g.grad.data(), g.grad.size());
     ex.synchronize();
     if (spec_.vocab_size > 0) add_embedding_grads(spec_, batch, g.grad_x.data(), grads + spec_.embedding_offset());
@@ -78,7 +78,7 @@ class Model final : public DeviceModel<T> {
     }
     Exec& ex = stack_.exec();
     ex.activate();
-    Gradient g = gradient(params, batch, targets, s.dropout, s.dropout_key);
+    Gradient g = gradient(params, batch, targets, s.dropout, s.dropout_key, !s.params_resident);
     if (!std::isfinite(g.loss)) return g.loss;
     T* grad = g.grad.data();
     const Index n = g.grad.size();
@@ -122,12 +122,12 @@ class Model final : public DeviceModel<T> {
   };
 
   Gradient gradient(const T* params, const Batch<T>& batch, const Targets<T>& targets, double dropout,
-                    std::uint64_t dropout_key) {
+                    std::uint64_t dropout_key, bool upload) {
     Exec& ex = stack_.exec();
     const LayerSpec& rnn = spec_.rnn;
     const Index n_out = spec_.n_outputs, F = spec_.features(), B = batch.batch, steps = batch.steps;
     const bool ce = spec_.loss == Loss::SoftmaxCrossEntropy;
-    Head head = run(params, batch, true, dropout, dropout_key);
+    Head head = run(params, batch, true, dropout, dropout_key, upload);
     const Index rows = head.rows;
 
     // Targets of the rows that count (the kernel cannot throw: labels are checked here).
@@ -235,13 +235,14 @@ class Model final : public DeviceModel<T> {
     typename StackType::TapeHandle tape;
   };
 
-  Head run(const T* params, const Batch<T>& batch, bool training, double dropout, std::uint64_t key) {
+  /// `upload`: copy `params` to the device first (else the resident ones are current).
+  Head run(const T* params, const Batch<T>& batch, bool training, double dropout, std::uint64_t key, bool upload) {
     Exec& ex = stack_.exec();
     const LayerSpec& rnn = spec_.rnn;
     const Index B = batch.batch, steps = batch.steps, D = rnn.input_size, F = spec_.features();
     const Index n_out = spec_.n_outputs, H = rnn.hidden_size, dirs = rnn.directions();
     if (B <= 0 || steps <= 0) throw std::invalid_argument("x must have at least one step and one sequence");
-    ex.upload(stack_.params(), params, spec_.param_count());
+    if (upload) ex.upload(stack_.params(), params, spec_.param_count());
 
     std::vector<T> embedded;
     const T* x = batch.x;

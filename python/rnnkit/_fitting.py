@@ -209,6 +209,7 @@ class _BatchStep:
         can_step = getattr(device, "can_step", None)
         self.device = device if grad_hook is None and can_step is not None and can_step(opt, params) else None
         self.state_on_device = False
+        self.params_on_device = False  # the device holds what self.params hold (set by a device step)
 
     def __call__(self, x: np.ndarray, lengths: Optional[np.ndarray], labels: Optional[np.ndarray],
                  values: Optional[np.ndarray], key: int, weights: Optional[np.ndarray] = None) -> float:
@@ -231,14 +232,18 @@ class _BatchStep:
         self.backup[...] = self.params
         clip_value = None if self.clip_value is None else float(self.clip_value)
         clip_norm = None if self.clip_norm is None else float(self.clip_norm)
+        # Within one fit nothing else writes the parameters between steps (validation predicts copy
+        # the same values in), so after the first step they are not copied to the device again.
         loss = self.device.train_step(self.params, x, lengths, labels, values, weights, self.dropout, key, clip_value,
-                                      clip_norm, self.opt)
+                                      clip_norm, self.opt, params_resident=self.params_on_device)
         if not math.isfinite(loss):  # nothing was stepped
             raise ValueError(self.diverged())
         self.opt.step_count += 1
         if not np.isfinite(self.params).all():
             self.params[...] = self.backup
+            self.params_on_device = False
             raise ValueError(self.diverged())
+        self.params_on_device = True
         return loss
 
     def sync(self) -> None:

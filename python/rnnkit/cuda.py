@@ -210,12 +210,15 @@ class _DeviceModelCalls:
             self._model.get_optimizer_state(slot, opt.state[0][name])
 
     def train_step(self, params: Any, x: Any, lengths: Any, labels: Any, values: Any, weights: Any, dropout: float,
-                   key: int, clip_value: Optional[float], clip_norm: Optional[float], opt: Any) -> float:
+                   key: int, clip_value: Optional[float], clip_norm: Optional[float], opt: Any,
+                   params_resident: bool = False) -> float:
         """One step on the device: the gradient, the clipping and ``opt``'s next step (step count
-        ``opt.step_count + 1``, not counted here); ``params`` is overwritten with the result."""
+        ``opt.step_count + 1``, not counted here); ``params`` is overwritten with the result.
+        ``params_resident``: ``params`` hold what the last train_step left there and on the
+        device, unchanged since, so they are not copied in again."""
         kind, options = opt._device_settings()
         return self._model.train_step(params, x, lengths, labels, values, weights, dropout, key, clip_value, clip_norm,
-                                      kind, options, opt.step_count + 1)
+                                      kind, options, opt.step_count + 1, params_resident)
 
 
 def _model_calls(owner: Any, spec: Any, dtype_name: str, index: Optional[int]) -> tuple:
