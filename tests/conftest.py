@@ -380,6 +380,31 @@ def device(request, monkeypatch):
     return "cuda"
 
 
+# ---------------------------------------------------------------------------- compiled models
+def model_problem(case: tuple, dtype: str, seed: int = 1, D: int = 3, H: int = 4, T: int = 5, B: int = 3):
+    """A compiled model and one batch for it: (spec, params, (x, lengths, labels, values)).
+
+    ``case`` is (cell, bidirectional, layers, n_outputs, loss, readout, vocab, lengths); x holds
+    token ids where vocab > 0; the targets suit the loss (labels for cross-entropy, values in
+    [0, 1] with some exactly 0 or 1 for binary cross-entropy, normal values otherwise).
+    """
+    from rnnkit._backend import core
+
+    cell, bidir, layers, n_out, loss, readout, vocab, lengths = case
+    rng = np.random.default_rng(seed)
+    spec = core.ModelSpec(core.LayerSpec(cell, D, H, layers, bidir, True), n_out, loss, readout, vocab)
+    params = rng.uniform(-0.5, 0.5, spec.param_count).astype(dtype)
+    x = rng.integers(0, vocab, (B, T)).astype(np.int64) if vocab else rng.normal(size=(B, T, D)).astype(dtype)
+    lens = None if lengths is None else np.array(lengths, np.int64)
+    rows = B * T if readout == "sequence" else B
+    labels = rng.integers(0, n_out, rows).astype(np.int64) if loss == "cross_entropy" else None
+    values = rng.normal(size=rows * n_out).astype(dtype) if loss == "squared_error" else None
+    if loss == "binary_cross_entropy":
+        values = np.where(rng.random(rows * n_out) < 0.3, rng.random(rows * n_out),
+                          rng.integers(0, 2, rows * n_out)).astype(dtype)
+    return spec, params, (x, lens, labels, values)
+
+
 # ---------------------------------------------------------------------------- estimator tasks
 def order_task(n=96, steps=8, seed=0):
     """Label 1 when the marker in feature 0 comes before the one in feature 1."""

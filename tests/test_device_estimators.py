@@ -16,7 +16,7 @@ from rnnkit import RNNClassifier, RNNRegressor
 from rnnkit._backend import core
 from rnnkit.cuda import _model_calls
 
-from conftest import RTOL, assert_close_rel, order_task
+from conftest import RTOL, assert_close_rel, model_problem, order_task
 
 
 MODEL_CASES = [
@@ -38,19 +38,9 @@ class _Owner:
 @pytest.mark.parametrize("case", MODEL_CASES, ids=lambda c: f"{c[0]}-{c[5]}-{c[4]}-vocab{c[6]}")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_model_calls_match_the_cpu_engine(device, case, dtype):
-    cell, bidir, layers, n_out, loss, readout, vocab, lengths = case
-    D, H, T, B = 3, 4, 5, 3
-    rng = np.random.default_rng(1)
-    spec = core.ModelSpec(core.LayerSpec(cell, D, H, layers, bidir, True), n_out, loss, readout, vocab)
-    params = rng.uniform(-0.5, 0.5, spec.param_count).astype(dtype)
-    x = rng.integers(0, vocab, (B, T)).astype(np.int64) if vocab else rng.normal(size=(B, T, D)).astype(dtype)
-    lens = None if lengths is None else np.array(lengths, np.int64)
-    rows = B * T if readout == "sequence" else B
-    labels = rng.integers(0, n_out, rows).astype(np.int64) if loss == "cross_entropy" else None
-    values = rng.normal(size=rows * n_out).astype(dtype) if loss == "squared_error" else None
-    if loss == "binary_cross_entropy":
-        values = np.where(rng.random(rows * n_out) < 0.3, rng.random(rows * n_out),
-                          rng.integers(0, 2, rows * n_out)).astype(dtype)
+    spec, params, (x, lens, labels, values) = model_problem(case, dtype)
+    rng = np.random.default_rng(2)
+    rows = labels.size if labels is not None else values.size // case[3]
 
     cpu_predict, cpu_loss = _model_calls(_Owner(), spec, dtype, None)
     dev_predict, dev_loss = _model_calls(_Owner(), spec, dtype, rnnkit.cuda.parse_device(device))

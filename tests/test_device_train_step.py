@@ -13,11 +13,10 @@ import pytest
 
 import rnnkit
 from rnnkit import RNNClassifier, RNNRegressor, optim
-from rnnkit._backend import core
 from rnnkit._fitting import _BatchStep
 from rnnkit.cuda import _model_calls
 
-from conftest import RTOL, assert_close_rel, order_task
+from conftest import RTOL, assert_close_rel, model_problem, order_task
 
 OPTIMIZERS = {
     "sgd": lambda pair: optim.SGD(pair, lr=0.05),
@@ -45,18 +44,9 @@ class _Owner:
     """Stands in for an estimator: _model_calls caches its device model on it."""
 
 
-def _problem(model, dtype, seed=1):
-    cell, bidir, layers, n_out, loss, readout, vocab, lengths, H = MODELS[model]
-    D, T, B = 3, 5, 3
-    rng = np.random.default_rng(seed)
-    spec = core.ModelSpec(core.LayerSpec(cell, D, H, layers, bidir, True), n_out, loss, readout, vocab)
-    params = rng.uniform(-0.5, 0.5, spec.param_count).astype(dtype)
-    x = rng.integers(0, vocab, (B, T)).astype(np.int64) if vocab else rng.normal(size=(B, T, D)).astype(dtype)
-    lens = None if lengths is None else np.array(lengths, np.int64)
-    rows = B * T if readout == "sequence" else B
-    labels = rng.integers(0, n_out, rows).astype(np.int64) if loss == "cross_entropy" else None
-    values = rng.normal(size=rows * n_out).astype(dtype) if loss == "squared_error" else None
-    return spec, params, (x, lens, labels, values)
+def _problem(model, dtype):
+    *case, hidden = MODELS[model]
+    return model_problem(tuple(case), dtype, H=hidden)
 
 
 def _steps(spec, params, batch, make_opt, device, n_steps, **clip):
