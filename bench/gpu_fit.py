@@ -2,7 +2,8 @@
 against the same step with them on the host, and against the same model in torch on the GPU.
 
 Each row is a classifier (one recurrent layer, a dense head on the last hidden state, softmax
-cross-entropy, 5 classes) trained in float32 with Adam (lr 1e-3) and ``clip_norm`` 1.0, on
+cross-entropy, 5 classes; on the last row token ids through an embedding table, as the text
+models) trained in float32 with Adam (lr 1e-3) and ``clip_norm`` 1.0, on
 batches of numpy arrays. The median time of one step, for
 
 * ``device step``: rnnkit's estimator step as it is now: the gradient, the clipping and Adam on
@@ -10,7 +11,7 @@ batches of numpy arrays. The median time of one step, for
 * ``host step``: the same device model, as estimators stepped before: the gradient copied back,
   clipped and Adam-stepped by rnnkit.optim on the host (forced here with an identity
   ``grad_hook``, which is what keeps a step on the host);
-* ``torch``: nn.LSTM/GRU + nn.Linear on the GPU, the batch copied in from numpy each step,
+* ``torch``: (nn.Embedding +) nn.LSTM/GRU + nn.Linear on the GPU, the batch copied in from numpy each step,
   cross-entropy, backward, ``clip_grad_norm_``, ``torch.optim.Adam``, the loss read back.
 
 First a check: three steps of the device and host variants from the same weights must give the
@@ -32,26 +33,31 @@ import numpy as np
 
 from rnnbench import rel_err  # noqa: E402  (bench/ is the script's folder, so on sys.path)
 
-#: (cell, B, T, D, H)
-ROWS: Tuple[Tuple[str, int, int, int, int], ...] = (
-    ("lstm", 32, 50, 64, 128),
-    ("gru", 64, 100, 64, 256),
-    ("lstm", 128, 50, 256, 512),
-    ("lstm", 256, 100, 512, 1024),
+#: (cell, B, T, D, H, vocab): vocab > 0 feeds token ids through an embedding table of D columns
+ROWS: Tuple[Tuple[str, int, int, int, int, int], ...] = (
+    ("lstm", 32, 50, 64, 128, 0),
+    ("gru", 64, 100, 64, 256, 0),
+    ("lstm", 128, 50, 256, 512, 0),
+    ("lstm", 256, 100, 512, 1024, 0),
+    ("lstm", 64, 50, 128, 256, 20000),
 )
-QUICK_ROWS = (("lstm", 8, 10, 6, 16), ("gru", 4, 7, 5, 24))
+QUICK_ROWS = (("lstm", 8, 10, 6, 16, 0), ("gru", 4, 7, 5, 24, 30))
 CLASSES = 5
 LIBS = ("device step", "host step", "torch")
 
 
-def rnnkit_step(cell: str, D: int, H: int, params: np.ndarray, on_host: bool) -> Callable:
+def model_spec(cell: str, D: int, H: int, vocab: int):
+    from rnnkit._backend import core
+
+    return core.ModelSpec(core.LayerSpec(cell, D, H, 1, False, True), CLASSES, "cross_entropy", "last", vocab)
+
+
+def rnnkit_step(spec, params: np.ndarray, on_host: bool) -> Callable:
     """A _BatchStep of the device model (Adam, clip_norm 1.0) over a copy of ``params``."""
     import rnnkit.cuda
     from rnnkit import optim
-    from rnnkit._backend import core
     from rnnkit._fitting import _BatchStep
 
-    spec = core.ModelSpec(core.LayerSpec(cell, D, H, 1, False, True), CLASSES, "cross_entropy", "last", 0)
     p = params.copy()
     grads = np.zeros_like(p)
     opt = optim.Adam([(p, grads)], lr=1e-3)
@@ -67,20 +73,21 @@ def rnnkit_step(cell: str, D: int, H: int, params: np.ndarray, on_host: bool) ->
     return step
 
 
-def torch_step(cell: str, D: int, H: int, device: str) -> Callable:
+def torch_step(cell: str, D: int, H: int, vocab: int, device: str) -> Callable:
     import torch
 
     torch.manual_seed(0)
     rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(D, H, batch_first=True).to(device)
     head = torch.nn.Linear(H, CLASSES).to(device)
-    params = list(rnn.parameters()) + list(head.parameters())
+    embed = torch.nn.Embedding(vocab, D).to(device) if vocab else None
+    params = list(rnn.parameters()) + list(head.parameters()) + (list(embed.parameters()) if vocab else [])
     opt = torch.optim.Adam(params, lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step(x: np.ndarray, y: np.ndarray) -> float:
         xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         opt.zero_grad(set_to_none=True)
-        out, _ = rnn(xt)
+        out, _ = rnn(embed(xt) if embed is not None else xt)
         loss = loss_fn(head(out[:, -1]), yt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -101,7 +108,6 @@ def main(argv=None) -> int:
     import torch
 
     import rnnkit.cuda
-    from rnnkit._backend import core
 
     if not rnnkit.cuda.is_available():
         print(f"rnnkit.cuda is not available: {rnnkit.cuda.unavailable_reason()}", file=sys.stderr)
@@ -113,23 +119,28 @@ def main(argv=None) -> int:
              "| row | params | " + " | ".join(f"{lib} ms" for lib in LIBS) + " | host/device step | torch/device step "
              "| device vs host step (3 steps) |", "|---|---:|" + "---:|" * (len(LIBS) + 3)]
     failed = False
-    for cell, B, T, D, H in QUICK_ROWS if args.quick else ROWS:
-        name = f"{cell}-B{B}-T{T}-D{D}-H{H}"
+    for cell, B, T, D, H, vocab in QUICK_ROWS if args.quick else ROWS:
+        name = f"{cell}-B{B}-T{T}-D{D}-H{H}" + (f"-vocab{vocab}" if vocab else "")
         rng = np.random.default_rng(0)
-        spec = core.ModelSpec(core.LayerSpec(cell, D, H, 1, False, True), CLASSES, "cross_entropy", "last", 0)
+        spec = model_spec(cell, D, H, vocab)
         params = rng.uniform(-1 / np.sqrt(H), 1 / np.sqrt(H), spec.param_count).astype(np.float32)
-        batches = [(rng.standard_normal((B, T, D)).astype(np.float32), rng.integers(0, CLASSES, B).astype(np.int64))
-                   for _ in range(4)]
+
+        def inputs():
+            if vocab:
+                return rng.integers(0, vocab, (B, T)).astype(np.int64)
+            return rng.standard_normal((B, T, D)).astype(np.float32)
+
+        batches = [(inputs(), rng.integers(0, CLASSES, B).astype(np.int64)) for _ in range(4)]
 
         # check: the device step against the host step, three steps from the same weights
-        dev, host = rnnkit_step(cell, D, H, params, False), rnnkit_step(cell, D, H, params, True)
+        dev, host = rnnkit_step(spec, params, False), rnnkit_step(spec, params, True)
         for x, y in batches[:3]:
             dev(x, None, y, None, 0)
             host(x, None, y, None, 0)
         err = rel_err(dev.params_view, host.params_view)
         failed |= not err <= 1e-5
 
-        tstep = torch_step(cell, D, H, tdev)
+        tstep = torch_step(cell, D, H, vocab, tdev)
         calls: Dict[str, Callable[[int], object]] = {
             "device step": lambda i: dev(batches[i % 4][0], None, batches[i % 4][1], None, 0),
             "host step": lambda i: host(batches[i % 4][0], None, batches[i % 4][1], None, 0),

@@ -223,3 +223,32 @@ def test_batch_steps_copy_the_parameters_in_once(device):
     for _ in range(3):
         step(*batch, key=0)
     assert flags == [False, True, True]
+
+
+def test_device_step_refuses_unknown_tokens_and_changes_nothing(device):
+    spec, params, (x, lens, labels, values) = _problem("lstm-vocab-sequence-ce", "float64")
+    model = _model_calls(_Owner(), spec, "float64", 0)[1].__self__._model
+    state = np.zeros_like(params)
+    model.set_optimizer_state(0, state)
+    model.set_optimizer_state(1, state)
+    before = params.copy()
+    bad = x.copy()
+    bad[1, 0] = 7  # vocab_size is 7
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size\)"):
+        model.train_step(params, bad, lens, labels, values, None, 0.0, 0, None, None, "adam", {}, 1)
+    assert np.array_equal(params, before)
+    bad[1, 0] = -1
+    with pytest.raises(ValueError, match="token ids"):
+        model.predict(params, bad, lens)
+    # past a sequence's length an id is not read (its step is padding)
+    pad = x.copy()
+    pad[2, lens[2]:] = 99
+    model.train_step(params, pad, lens, labels, values, None, 0.0, 0, None, None, "adam", {}, 1)
+    after_pad = params.copy()
+    params[...] = before
+    model.set_optimizer_state(0, state)
+    model.set_optimizer_state(1, state)
+    model.train_step(params, x, lens, labels, values, None, 0.0, 0, None, None, "adam", {}, 1)
+    np.testing.assert_array_equal(params, after_pad)
+    model.get_optimizer_state(0, state)
+    assert np.any(state), "Adam's state did not move"

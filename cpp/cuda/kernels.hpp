@@ -249,6 +249,39 @@ struct Fill {
   RNNKIT_HD void operator()(Index e) const { data[e] = value; }
 };
 
+/// The embedding lookup into time-major rows: out[r, :] = table[ids[r], :], zeros where
+/// ids[r] < 0 (past a sequence's length).
+template <class T>
+struct EmbedRows {
+  const std::int64_t* ids;  // [rows]
+  const T* table;           // [vocab, width]
+  Index width;
+  T* out;  // [rows, width]
+  RNNKIT_HD void operator()(Index e) const {
+    const std::int64_t id = ids[e / width];
+    out[e] = id < 0 ? T(0) : table[id * width + e % width];
+  }
+};
+
+/// The embedding table's gradient, element e = (distinct id u, column k): the rows of grad_x
+/// that read id u summed from zero in the CPU engine's order (add_embedding_grads: by
+/// sequence, then step), into the table's row (the other rows are left as they are, zero).
+template <class T>
+struct EmbeddingGrads {
+  const std::int64_t* ids;     // [U] distinct ids
+  const std::int64_t* starts;  // [U + 1] id u's rows are rows[starts[u] .. starts[u + 1])
+  const std::int64_t* rows;    // time-major rows of grad_x
+  const T* grad_x;             // [rows, width]
+  Index width;
+  T* table_grad;  // [vocab, width]
+  RNNKIT_HD void operator()(Index e) const {
+    const Index u = e / width, k = e % width;
+    T sum = T(0);
+    for (std::int64_t i = starts[u]; i < starts[u + 1]; ++i) sum += grad_x[rows[i] * width + k];
+    table_grad[ids[u] * width + k] = sum;
+  }
+};
+
 /// The head's input for a "last" read-out: feat[b, d*H + j] = top layer's h_n[d, b, j].
 template <class T>
 struct GatherLast {

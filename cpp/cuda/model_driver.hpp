@@ -1,6 +1,7 @@
 // The device backend's model: a Stack (driver.hpp) with a dense head and a loss, following
 // the CPU engine's model (src/model.cpp) step for step. Token embeddings are looked up, and
-// their gradients added, on the host (a gather and a scatter of a few rows per batch).
+// their gradients summed, on the device from the resident table; the host only groups a
+// batch's token ids (TokenRows).
 // train_step also clips the gradient and steps the optimizer on the device (the updates of
 // rnnkit/optim_math.hpp, shared with the CPU), whose state stays there between steps.
 #pragma once
@@ -47,7 +48,6 @@ class Model final : public DeviceModel<T> {
     Gradient g = gradient(params, batch, targets, dropout, dropout_key, true);
     ex.download(grads, g.grad.data(), g.grad.size());
     ex.synchronize();
-    if (spec_.vocab_size > 0) add_embedding_grads(spec_, batch, g.grad_x.data(), grads + spec_.embedding_offset());
     return g.loss;
   }
 
@@ -82,11 +82,6 @@ class Model final : public DeviceModel<T> {
     if (!std::isfinite(g.loss)) return g.loss;
     T* grad = g.grad.data();
     const Index n = g.grad.size();
-    if (spec_.vocab_size > 0) {  // the table's rows, summed on the host as loss_and_grad's, then uploaded
-      std::vector<T> table(static_cast<std::size_t>(spec_.vocab_size * spec_.rnn.input_size), T(0));
-      add_embedding_grads(spec_, batch, g.grad_x.data(), table.data());
-      ex.upload(grad + spec_.embedding_offset(), table.data(), static_cast<Index>(table.size()));
-    }
     if (s.clip_by_value) ex.launch(n, optim_math::ClampUpdate<T>{grad, static_cast<T>(s.clip_value)});
     if (s.clip_by_norm) {
       const double coef = optim_math::clip_coefficient(std::sqrt(sum_of_squares(grad, n)), s.max_norm);
@@ -113,12 +108,10 @@ class Model final : public DeviceModel<T> {
  private:
   static constexpr int kSlots = DeviceModel<T>::kStateSlots;
 
-  /// A batch's loss and its gradient on the device (the embedding table's rows left at zero:
-  /// they are summed on the host from grad_x, dL/dx batch-first, for models with a vocabulary).
+  /// A batch's loss and its gradient on the device.
   struct Gradient {
     double loss = 0.0;
     Buf<T> grad;
-    std::vector<T> grad_x;
   };
 
   Gradient gradient(const T* params, const Batch<T>& batch, const Targets<T>& targets, double dropout,
@@ -186,9 +179,13 @@ class Model final : public DeviceModel<T> {
     }
     auto grads_in = stack_.backward_device(*head.tape, std::move(grad_out), grad_h_n, Buf<T>(), grad.data());
     if (spec_.vocab_size > 0) {
-      result.grad_x.resize(static_cast<std::size_t>(B * steps * rnn.input_size));
-      stack_.from_device_time_major(grads_in.x, result.grad_x.data(), steps, B, rnn.input_size, true);
-      ex.synchronize();
+      const TokenRows& tokens = head.tokens;
+      const Index distinct = static_cast<Index>(tokens.ids.size());
+      Buf<std::int64_t> ids = uploaded_ints(tokens.ids), starts = uploaded_ints(tokens.starts);
+      Buf<std::int64_t> rows_of = uploaded_ints(tokens.rows);
+      ex.launch(distinct * rnn.input_size,
+                EmbeddingGrads<T>{ids.data(), starts.data(), rows_of.data(), grads_in.x.data(), rnn.input_size,
+                                  grad.data() + spec_.embedding_offset()});
     }
     result.grad = std::move(grad);
     return result;
@@ -226,6 +223,50 @@ class Model final : public DeviceModel<T> {
     return sum;
   }
 
+  /// A batch's token ids for the device: per time-major row (t, b) its id, -1 past the
+  /// sequence's length; and for the table's gradient, each distinct id with the rows that read
+  /// it, in the order in which the CPU engine adds them (by sequence, then step).
+  struct TokenRows {
+    std::vector<std::int64_t> row_ids;  // [T * B]
+    std::vector<std::int64_t> ids;      // distinct ids, ascending
+    std::vector<std::int64_t> starts;   // [ids + 1]
+    std::vector<std::int64_t> rows;     // time-major rows, grouped by id
+  };
+
+  /// Throws std::invalid_argument for an id outside [0, vocab_size), as embed_tokens does.
+  static TokenRows token_rows(const ModelSpec& spec, const Batch<T>& batch) {
+    const Index B = batch.batch, steps = batch.steps;
+    TokenRows t;
+    t.row_ids.assign(static_cast<std::size_t>(steps * B), -1);
+    std::vector<std::pair<std::int64_t, std::int64_t>> uses;  // (id, time-major row), in (b, t) order
+    for (Index b = 0; b < B; ++b) {
+      for (Index s = 0; s < valid_steps(batch, b); ++s) {
+        const std::int64_t id = batch.tokens[b * steps + s];
+        if (id < 0 || id >= spec.vocab_size) throw std::invalid_argument("token ids must lie in [0, vocab_size)");
+        t.row_ids[static_cast<std::size_t>(s * B + b)] = id;
+        uses.emplace_back(id, s * B + b);
+      }
+    }
+    // by id; stable, so each id's rows keep their (b, t) order
+    std::stable_sort(uses.begin(), uses.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (std::size_t i = 0; i < uses.size(); ++i) {
+      if (i == 0 || uses[i].first != uses[i - 1].first) {
+        t.ids.push_back(uses[i].first);
+        t.starts.push_back(static_cast<std::int64_t>(i));
+      }
+      t.rows.push_back(uses[i].second);
+    }
+    t.starts.push_back(static_cast<std::int64_t>(uses.size()));
+    return t;
+  }
+
+  Buf<std::int64_t> uploaded_ints(const std::vector<std::int64_t>& host) {
+    Exec& ex = stack_.exec();
+    Buf<std::int64_t> buf = ex.template alloc<std::int64_t>(static_cast<Index>(host.size()));
+    ex.upload(buf.data(), host.data(), static_cast<Index>(host.size()));
+    return buf;
+  }
+
   /// The stack's run and the head's logits for a batch.
   struct Head {
     Index rows = 0;
@@ -233,6 +274,7 @@ class Model final : public DeviceModel<T> {
     std::vector<T> valid_host;
     Buf<T> valid, ones, features, logits;
     typename StackType::TapeHandle tape;
+    TokenRows tokens;  // models with a vocabulary
   };
 
   /// `upload`: copy `params` to the device first (else the resident ones are current).
@@ -242,23 +284,23 @@ class Model final : public DeviceModel<T> {
     const Index B = batch.batch, steps = batch.steps, D = rnn.input_size, F = spec_.features();
     const Index n_out = spec_.n_outputs, H = rnn.hidden_size, dirs = rnn.directions();
     if (B <= 0 || steps <= 0) throw std::invalid_argument("x must have at least one step and one sequence");
+    Head head;
+    if (spec_.vocab_size > 0) head.tokens = token_rows(spec_, batch);  // checks the ids first
     if (upload) ex.upload(stack_.params(), params, spec_.param_count());
 
-    std::vector<T> embedded;
-    const T* x = batch.x;
-    if (spec_.vocab_size > 0) {
-      embedded.resize(static_cast<std::size_t>(B * steps * D));
-      embed_tokens(spec_, params + spec_.embedding_offset(), batch, embedded.data());
-      x = embedded.data();
+    Buf<T> input;
+    if (spec_.vocab_size > 0) {  // looked up in the resident table
+      Buf<std::int64_t> ids = uploaded_ints(head.tokens.row_ids);
+      input = ex.template alloc<T>(steps * B * D);
+      ex.launch(steps * B * D, EmbedRows<T>{ids.data(), stack_.params() + spec_.embedding_offset(), D, input.data()});
+    } else {
+      input = stack_.to_device_time_major(batch.x, steps, B, D, true);
     }
     ForwardOptions options;
     options.training = training;
     options.dropout = dropout;
     options.dropout_key = key;
-    auto o = stack_.forward_device(stack_.to_device_time_major(x, steps, B, D, true), batch.lengths, Buf<T>(), Buf<T>(),
-                                   steps, B, options);
-
-    Head head;
+    auto o = stack_.forward_device(std::move(input), batch.lengths, Buf<T>(), Buf<T>(), steps, B, options);
     head.tape = std::move(o.tape);
     if (spec_.readout == Readout::Last) {
       head.rows = B;
