@@ -6,8 +6,9 @@ and RNN (tanh, relu); float32 and float64; 2 layers, bidirectional, batch-first 
 initial state, per-sequence lengths; an inference forward, then a training forward and backward.
 Shapes are odd on purpose (no multiple of 32 or 8), one case is large enough to need several
 thread blocks, and one has host arrays over 1 MiB. Outputs, final states, dL/dx, dL/d(state) and every parameter gradient must match
-the CPU layer's within a norm-inf relative tolerance. Last, three short classifier fits whose
-whole training step (clipping and optimizer included) runs on the device.
+the CPU layer's within a norm-inf relative tolerance. Last, a model over token ids (the
+embedding on the device) and three short classifier fits whose whole training step (clipping
+and optimizer included) runs on the device.
 
     python bench/gpu_smoke.py                 # exit 0: all cases match
     python bench/gpu_smoke.py --device cuda   # the device to test (default cuda)
@@ -22,6 +23,7 @@ import sys
 import time
 import warnings
 import zlib
+from typing import Callable
 
 import numpy as np
 
@@ -114,6 +116,46 @@ def fit_case(optimizer: str, device: str) -> dict:
     return errs
 
 
+def vocab_case(dtype: str, device: str) -> dict:
+    """A model over token ids (as the text models'): embedding lookup and its gradient on the
+    device, ragged lengths, against the CPU engine's loss_and_grad; then three device steps."""
+    from rnnkit import optim
+    from rnnkit._backend import core
+    from rnnkit._fitting import _BatchStep
+    from rnnkit.cuda import _model_calls, parse_device
+
+    class Owner:  # holds the cached device model, as an estimator does
+        pass
+
+    rng = np.random.default_rng(zlib.crc32(dtype.encode()))
+    B, T, vocab = 13, 9, 11
+    spec = core.ModelSpec(core.LayerSpec("gru", 7, 10, 2, True, True), vocab, "cross_entropy", "sequence", vocab)
+    params = rng.uniform(-0.3, 0.3, spec.param_count).astype(dtype)
+    x = rng.integers(0, vocab, (B, T)).astype(np.int64)
+    lengths = rng.integers(1, T + 1, B).astype(np.int64)
+    labels = rng.integers(0, vocab, B * T).astype(np.int64)
+    errs: dict = {}
+    grads = {}
+    for where, index in (("cpu", None), ("dev", parse_device(device))):
+        _, loss_and_grad = _model_calls(Owner(), spec, dtype, index)
+        g = np.zeros_like(params)
+        loss = loss_and_grad(spec, params, x, lengths, labels, None, g, 0.0, 0, 1)
+        grads[where] = (loss, g)
+    errs["loss"] = abs(grads["dev"][0] - grads["cpu"][0]) / abs(grads["cpu"][0])
+    errs["grads"] = rel_err(grads["dev"][1], grads["cpu"][1])
+    stepped = {}
+    for where, index in (("cpu", None), ("dev", parse_device(device))):
+        p, g = params.copy(), np.zeros_like(params)
+        opt = optim.Adam([(p, g)], lr=1e-3)
+        step = _BatchStep(spec, p, g, opt, dropout=0.0, clip_norm=1.0, clip_value=None, n_threads=1,
+                          diverged=lambda: "diverged", run=_model_calls(Owner(), spec, dtype, index)[1])
+        for _ in range(3):
+            step(x, lengths, labels, None, 0)
+        stepped[where] = p
+    errs["3 steps"] = rel_err(stepped["dev"], stepped["cpu"])
+    return errs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
@@ -129,41 +171,38 @@ def main(argv=None) -> int:
             return 1
         print(f"rnnkit {rnnkit.__version__}, {rnnkit.cuda.device_count()} CUDA device(s)")
 
-    failures = []
+    failures: list = []
     n = 0
     start = time.perf_counter()
+
+    def check(case: str, rtol: float, run: Callable[[], dict]) -> None:
+        """Run one case, print its worst error and note it in `failures` beyond `rtol` or when it raises."""
+        nonlocal n
+        try:
+            errs = run()
+        except Exception as exc:  # report every case, then fail
+            failures.append(f"{case}: {type(exc).__name__}: {exc}")
+            print(f"ERROR {case}: {type(exc).__name__}: {exc}", flush=True)
+            return
+        n += 1
+        worst = max(errs, key=errs.get)
+        ok = all(v <= rtol for v in errs.values())
+        print(f"{'ok  ' if ok else 'FAIL'} {case}: max rel err {errs[worst]:.2e} ({worst})", flush=True)
+        if not ok:
+            bad = ", ".join(f"{k} {v:.2e}" for k, v in errs.items() if not v <= rtol)
+            failures.append(f"{case}: beyond rtol {rtol:g}: {bad}")
+
     for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
         for dtype in ("float32", "float64"):
             for k, shape in enumerate(SHAPES):
                 batch_first = k % 2 == 1
-                case = f"{cell} {dtype} T,B,D,H={shape} batch_first={batch_first}"
-                try:
-                    errs = one_case(cell, dtype, shape, batch_first, args.device)
-                except Exception as exc:  # report every case, then fail
-                    failures.append(f"{case}: {type(exc).__name__}: {exc}")
-                    print(f"ERROR {case}: {type(exc).__name__}: {exc}", flush=True)
-                    continue
-                n += 1
-                worst = max(errs, key=errs.get)
-                ok = all(v <= RTOL[dtype] for v in errs.values())
-                print(f"{'ok  ' if ok else 'FAIL'} {case}: max rel err {errs[worst]:.2e} ({worst})", flush=True)
-                if not ok:
-                    bad = ", ".join(f"{k} {v:.2e}" for k, v in errs.items() if not v <= RTOL[dtype])
-                    failures.append(f"{case}: beyond rtol {RTOL[dtype]:g}: {bad}")
+                check(f"{cell} {dtype} T,B,D,H={shape} batch_first={batch_first}", RTOL[dtype],
+                      lambda: one_case(cell, dtype, shape, batch_first, args.device))
+    for dtype in ("float32", "float64"):
+        check(f"token ids (embedding on the device) {dtype}", RTOL[dtype], lambda: vocab_case(dtype, args.device))
     for optimizer in ("adam", "sgd", "rmsprop"):
-        case = f"RNNClassifier fit float64 optimizer={optimizer}"
-        try:
-            errs = fit_case(optimizer, args.device)
-        except Exception as exc:
-            failures.append(f"{case}: {type(exc).__name__}: {exc}")
-            print(f"ERROR {case}: {type(exc).__name__}: {exc}", flush=True)
-            continue
-        n += 1
-        worst = max(errs, key=errs.get)
-        ok = all(v <= 1e-9 for v in errs.values())  # a fit's chain of steps: the device tests' bound
-        print(f"{'ok  ' if ok else 'FAIL'} {case}: max rel err {errs[worst]:.2e} ({worst})", flush=True)
-        if not ok:
-            failures.append(f"{case}: beyond rtol 1e-9: {worst} {errs[worst]:.2e}")
+        # a fit's chain of steps: the device tests' bound for whole fits
+        check(f"RNNClassifier fit float64 optimizer={optimizer}", 1e-9, lambda: fit_case(optimizer, args.device))
     print(f"{n} cases run, {len(failures)} failed, {time.perf_counter() - start:.1f} s")
     for f in failures:
         print("  " + f, file=sys.stderr)
