@@ -233,8 +233,9 @@ class Model final : public DeviceModel<T> {
     std::vector<std::int64_t> rows;     // time-major rows, grouped by id
   };
 
-  /// Throws std::invalid_argument for an id outside [0, vocab_size), as embed_tokens does.
-  static TokenRows token_rows(const ModelSpec& spec, const Batch<T>& batch) {
+  /// `for_gradient`: also the grouping by id. Throws std::invalid_argument for an id outside
+  /// [0, vocab_size), as embed_tokens does.
+  static TokenRows token_rows(const ModelSpec& spec, const Batch<T>& batch, bool for_gradient) {
     const Index B = batch.batch, steps = batch.steps;
     TokenRows t;
     t.row_ids.assign(static_cast<std::size_t>(steps * B), -1);
@@ -244,9 +245,10 @@ class Model final : public DeviceModel<T> {
         const std::int64_t id = batch.tokens[b * steps + s];
         if (id < 0 || id >= spec.vocab_size) throw std::invalid_argument("token ids must lie in [0, vocab_size)");
         t.row_ids[static_cast<std::size_t>(s * B + b)] = id;
-        uses.emplace_back(id, s * B + b);
+        if (for_gradient) uses.emplace_back(id, s * B + b);
       }
     }
+    if (!for_gradient) return t;
     // by id; stable, so each id's rows keep their (b, t) order
     std::stable_sort(uses.begin(), uses.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
     for (std::size_t i = 0; i < uses.size(); ++i) {
@@ -285,7 +287,7 @@ class Model final : public DeviceModel<T> {
     const Index n_out = spec_.n_outputs, H = rnn.hidden_size, dirs = rnn.directions();
     if (B <= 0 || steps <= 0) throw std::invalid_argument("x must have at least one step and one sequence");
     Head head;
-    if (spec_.vocab_size > 0) head.tokens = token_rows(spec_, batch);  // checks the ids first
+    if (spec_.vocab_size > 0) head.tokens = token_rows(spec_, batch, training);  // checks the ids first
     if (upload) ex.upload(stack_.params(), params, spec_.param_count());
 
     Buf<T> input;
