@@ -96,7 +96,8 @@ struct TrainSettings {
 
 /// A stack with a dense head and a loss (what the estimators train), on the device: the
 /// device counterpart of rnnkit::predict / rnnkit::loss_and_grad (model.hpp), with the same
-/// arguments. Each call copies the parameters and the batch to the device once.
+/// arguments, and whole training steps (train_step). Each call copies the batch to the device
+/// once, and the parameters once unless train_step is told they are resident.
 template <class T>
 class DeviceModel {
  public:
