@@ -118,9 +118,24 @@ inline constexpr std::size_t kFourRowPackingPaysBytes = std::size_t{512} << 10;
 /// (at 400-430 KB, B=1 T=100 ran up to 11% slower packed, B=4 T=25 2-11% faster: stop 29).
 /// The choice depends on the shapes alone, never on whether the weights are frozen: a frozen
 /// copy gives the same bits as its layer.
+/// The AVX-512 build packs four rows past L2 too: on Zen 4 (AMD EPYC family 25 model 17, one
+/// core), LSTM D=H=512 at B=4 T=25, dot_rows against packed, frozen layer, four alternating
+/// processes: 5.2-6.1 ms against 4.5-4.9 (and the trainable layer, which compares its weights with
+/// the packing's copy, 5.7-6.5 against 5.1-5.7), at B=8 over two threads (four rows each) 5.6-6.4
+/// against 4.4-5.1 (bench/NOTES.md, 2026-11-30). The rule follows the build, not the machine,
+/// so a build's bits stay the same everywhere it runs.
+#if defined(__AVX512F__)
+inline constexpr bool kFourRowsPackPastL2 = true;
+#else
+inline constexpr bool kFourRowsPackPastL2 = false;
+#endif
+
 inline bool worth_packing(Index steps, Index rows, std::size_t w_bytes) noexcept {
   constexpr Index kFourRowSteps = 8, kLongSteps = 64;
-  if (rows >= 4) return steps >= kFourRowSteps && (w_bytes <= kFourRowPackingPaysBytes || steps >= kLongSteps);
+  if (rows >= 4) {
+    const bool fits = kFourRowsPackPastL2 || w_bytes <= kFourRowPackingPaysBytes;
+    return steps >= kFourRowSteps && (fits || steps >= kLongSteps);
+  }
   return rows == 1 && steps >= kLongSteps && w_bytes <= kPackingPaysBytes;
 }
 
