@@ -27,7 +27,8 @@ std::size_t direction_bytes(const typename rnnkit::Tape<T>::Direction& d) {
 template <class T>
 std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
   const auto& s = t.scratch;
-  std::size_t n = direction_bytes<T>(s.direction);
+  std::size_t n = 0;
+  for (const auto& d : s.directions) n += direction_bytes<T>(d);
   for (const auto* v : {&s.input, &s.output, &s.grad_gates, &s.grad_gates_hidden,
                         &s.grad_input, &s.grad_output}) {
     n += vector_bytes(*v);

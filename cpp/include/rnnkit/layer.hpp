@@ -3,6 +3,7 @@
 // the data allows, over all time steps; the cells do the element-wise rest.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -90,7 +91,7 @@ struct Tape {
     std::vector<Packed> packed;   // per (layer, direction), in state order
     AlignedVector<T> input;       // inference: a layer's time-major input
     AlignedVector<T> output;      // a layer's time-major output (inference, and the top layer)
-    Direction direction;          // inference: the one direction running
+    std::array<Direction, 2> directions;  // inference: each direction's, while it runs
     AlignedVector<T> grad_gates;  // backward: [T, B, GH]
     AlignedVector<T> grad_gates_hidden;  // backward, GRU: [T, B, GH]
     AlignedVector<T> grad_input;  // backward: dL/d(a layer's input)

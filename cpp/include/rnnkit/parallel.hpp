@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
+#include <vector>
 
 #include "rnnkit/tensor.hpp"
 
@@ -50,6 +52,30 @@ void parallel_blocks(Index n, int threads, Index align, const Body& body,
   }
 #endif
   for (Index b = 0; b < blocks; ++b) run(b);
+}
+
+/// Calls task(i) for i in [0, n), each on a thread of its own (in turn on this one without
+/// OpenMP). An exception thrown by a task is rethrown here once all have ended (the first one,
+/// by index); it cannot leave an OpenMP region.
+template <class Task>
+void run_each_on_its_thread(Index n, const Task& task) {
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
+  const auto guarded = [&](Index i) {
+    try {
+      task(i);
+    } catch (...) {
+      errors[static_cast<std::size_t>(i)] = std::current_exception();
+    }
+  };
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(static_cast<int>(n)) schedule(static, 1)
+  for (Index i = 0; i < n; ++i) guarded(i);
+#else
+  for (Index i = 0; i < n; ++i) guarded(i);
+#endif
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
 }
 
 /// When the calls of one workspace end, to tell whether the next follows a pause. After a
