@@ -471,14 +471,10 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     // writes every row of out).
     if (active != nullptr && states_at == nullptr) std::fill_n(out, output_size, T(0));
     if (options.training) tape.layers[static_cast<std::size_t>(l)].directions.resize(static_cast<std::size_t>(dirs));
-    // The two directions of a layer are independent: for a small batch on two threads each
-    // takes one, and they run at once. Zen 4, back to back, ms, one direction after the other on
-    // two threads -> at once (inference on a frozen copy / training step): BiLSTM B=1 T=100
-    // H=128 0.62-0.67 / 1.70-1.95 -> 0.34-0.36 / 1.30-1.37, BiGRU 0.46-0.50 / 1.23-1.42 ->
-    // 0.25-0.28 / 0.96-1.05; B=4 H=256 about level; a 2-layer BiLSTM B=32 H=128 level for
-    // inference, 1-5% slower training, so larger batches keep both threads per direction
-    // (bench/NOTES.md, 2026-11-30). After a pause the directions run one after the other on this
-    // thread, with the same single-thread plan, so with the same bits.
+    // The two directions of a layer are independent: for a small batch on two threads each takes
+    // one and they run at once (a B=1 T=100 H=128 BiLSTM 0.62-0.67 -> 0.34-0.36 ms; a B=32 one
+    // trained up to 5% slower, so larger batches keep both threads per direction: bench/NOTES.md,
+    // 2026-11-30). After a pause they run one after the other here, with the same plan and bits.
     constexpr Index kMaxBatchAtOnce = 8;
     const int direction_threads =
         dirs == 2 && options.n_threads == 2 && batch <= kMaxBatchAtOnce ? 1 : options.n_threads;
