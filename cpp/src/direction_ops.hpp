@@ -147,6 +147,15 @@ inline bool worth_packing_transposed(Index steps, Index rows) noexcept {
   return rows == 1 ? steps >= kOneRowSteps : steps * (rows - 1) >= kBreakEven;
 }
 
+/// Threads each direction of a layer runs on. The two directions of a bidirectional layer are
+/// independent: for a small batch on two threads each takes one and they run at once (a B=1
+/// T=100 H=128 BiLSTM 0.62-0.67 -> 0.34-0.36 ms on Zen 4; a B=32 one trained up to 5% slower, so
+/// larger batches keep both threads per direction: bench/NOTES.md, 2026-11-30).
+inline int threads_per_direction(Index directions, Index batch, int n_threads) noexcept {
+  constexpr Index kMaxBatchAtOnce = 8;
+  return directions == 2 && n_threads == 2 && batch <= kMaxBatchAtOnce ? 1 : n_threads;
+}
+
 /// Rows up to which an unpacked product is dot_rows (Eigen's general product would re-pack the
 /// weights at every call).
 constexpr Index kMaxGemvRows = 4;

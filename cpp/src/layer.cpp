@@ -471,13 +471,9 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     // writes every row of out).
     if (active != nullptr && states_at == nullptr) std::fill_n(out, output_size, T(0));
     if (options.training) tape.layers[static_cast<std::size_t>(l)].directions.resize(static_cast<std::size_t>(dirs));
-    // The two directions of a layer are independent: for a small batch on two threads each takes
-    // one and they run at once (a B=1 T=100 H=128 BiLSTM 0.62-0.67 -> 0.34-0.36 ms; a B=32 one
-    // trained up to 5% slower, so larger batches keep both threads per direction: bench/NOTES.md,
-    // 2026-11-30). After a pause they run one after the other here, with the same plan and bits.
-    constexpr Index kMaxBatchAtOnce = 8;
-    const int direction_threads =
-        dirs == 2 && options.n_threads == 2 && batch <= kMaxBatchAtOnce ? 1 : options.n_threads;
+    // Directions with fewer threads than the call run at once; after a pause, one after the
+    // other on this thread, with the same plan (so the same bits).
+    const int direction_threads = threads_per_direction(dirs, batch, options.n_threads);
     const bool at_once = direction_threads < options.n_threads && !after_pause;
     if (scratch.packed.size() < static_cast<std::size_t>((l + 1) * dirs)) {
       scratch.packed.resize(static_cast<std::size_t>((l + 1) * dirs));  // before any thread indexes it
