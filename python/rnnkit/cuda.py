@@ -216,7 +216,7 @@ class _DeviceModelCalls:
         ``opt.step_count + 1``, not counted here); ``params`` is overwritten with the result.
         ``params_resident``: ``params`` hold what the last train_step left there and on the
         device, unchanged since, so they are not copied in again."""
-        kind, options = opt._device_settings()
+        kind, options = opt._settings()
         return self._model.train_step(params, x, lengths, labels, values, weights, dropout, key, clip_value, clip_norm,
                                       kind, options, opt.step_count + 1, params_resident)
 

@@ -94,9 +94,9 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, kernel: Any) -> None:
         raise NotImplementedError
 
-    def _device_settings(self) -> Tuple[str, dict]:
-        """(kind, keywords) of this optimizer for a device model's ``train_step``, whose state
-        slots follow ``_buffers``."""
+    def _settings(self) -> Tuple[str, dict]:
+        """(kind, hyperparameters by keyword): what the CPU kernel and a device model's
+        ``train_step`` (whose state slots follow ``_buffers``) both take."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -141,10 +141,9 @@ class SGD(Optimizer):
         super().__init__(params)
 
     def _update(self, p, g, state, kernel) -> None:
-        kernel(p, g, state["momentum_buffer"], self.step_count == 1, self.lr, self.momentum,
-               self.dampening, self.weight_decay, self.nesterov, self.maximize)
+        kernel(p, g, state["momentum_buffer"], first_step=self.step_count == 1, **self._settings()[1])
 
-    def _device_settings(self) -> Tuple[str, dict]:
+    def _settings(self) -> Tuple[str, dict]:
         return "sgd", {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
                        "weight_decay": self.weight_decay, "nesterov": self.nesterov, "maximize": self.maximize}
 
@@ -167,11 +166,10 @@ class Adam(Optimizer):
         super().__init__(params)
 
     def _update(self, p, g, state, kernel) -> None:
-        kernel(p, g, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"], self.step_count,
-               self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay, self._decoupled,
-               self.amsgrad, self.maximize)
+        kernel(p, g, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"], step=self.step_count,
+               **self._settings()[1])
 
-    def _device_settings(self) -> Tuple[str, dict]:
+    def _settings(self) -> Tuple[str, dict]:
         return "adam", {"lr": self.lr, "beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
                         "weight_decay": self.weight_decay, "decoupled_weight_decay": self._decoupled,
                         "amsgrad": self.amsgrad, "maximize": self.maximize}
@@ -206,10 +204,9 @@ class RMSprop(Optimizer):
         super().__init__(params)
 
     def _update(self, p, g, state, kernel) -> None:
-        kernel(p, g, state["square_avg"], state["grad_avg"], state["momentum_buffer"], self.lr,
-               self.alpha, self.eps, self.weight_decay, self.momentum, self.centered, self.maximize)
+        kernel(p, g, state["square_avg"], state["grad_avg"], state["momentum_buffer"], **self._settings()[1])
 
-    def _device_settings(self) -> Tuple[str, dict]:
+    def _settings(self) -> Tuple[str, dict]:
         return "rmsprop", {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
                            "momentum": self.momentum, "centered": self.centered, "maximize": self.maximize}
 
