@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print one side-by-side table of rnnkit against PyTorch and ONNX Runtime (RNN tanh, LSTM, GRU).
 
-Per row (cell, mode, B, T, D, H) and thread count: torch ms, ONNX Runtime ms (inference rows;
+Per row (cell, mode, B, T, D, H; layers and directions where not one of each) and thread count: torch ms, ONNX Runtime ms (inference rows;
 "-" for training rows or without onnxruntime), rnnkit ms (the trainable layer), frozen ms
 (inference rows: ``rnnkit.freeze(layer)``, the deployed copy whose packed weights are kept by
 address, as ORT's session keeps its own), the ratios torch/rnnkit, ORT/rnnkit and ORT/frozen
@@ -9,12 +9,13 @@ address, as ORT's session keeps its own), the ratios torch/rnnkit, ORT/rnnkit an
 float32 2048x2048 matmul, best of several, at the same thread count).
 
 ONNX Runtime runs the rnnkit layer exported by ``rnnkit.onnx.export`` (one ``LSTM``/``GRU``/
-``RNN`` node) with the CPU provider, ``intra_op_num_threads`` = the row's thread count and all
+``RNN`` node per layer) with the CPU provider, ``intra_op_num_threads`` = the row's thread count and all
 graph optimisations.
 
 GFLOP of a forward: 2*B*G*H*(T*D + (T-1)*H), G = 1/3/4 for RNN/GRU/LSTM (no initial state is
 given, and the first step's product with the zero state is skipped); a training step adds
-2 * 2*B*T*G*H*(D+H) for backward.
+2 * 2*B*T*G*H*(D+H) for backward. A stacked or bidirectional row sums these over its layers
+and directions, the input size above the first layer being H (or 2*H, bidirectional).
 
 Timing: each row builds the models on the same weights and inputs, checks rnnkit and ONNX
 Runtime against torch (1e-4 relative), warms them up, then runs blocks of each library's calls
@@ -293,7 +294,7 @@ def table_cells(res: Dict[str, object], sgemm: Dict[int, Dict[str, object]]) -> 
     noisy = "*" if res.get("noisy") else ""
     ort_s, frozen_s = res.get("ort_s"), res.get("frozen_s")
     return [
-        "RNN-tanh" if row.cell == "rnn" else row.cell.upper(), row.mode,
+        row.label, row.mode,
         str(row.B), str(row.T), str(row.D), str(row.H), str(res["threads"]),
         fmt_ms(res["torch_s"]), "-" if ort_s is None else fmt_ms(ort_s), fmt_ms(res["rnnkit_s"]),
         "-" if frozen_s is None else fmt_ms(frozen_s),
@@ -534,7 +535,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "address (what ORT's session does with its own), same outputs bit for bit (checked first).")
         print("- torch/rnnkit, ORT/rnnkit, ORT/frozen > 1: rnnkit is faster. GFLOP/s counts 2*B*G*H*(T*D + (T-1)*H) per "
               "forward (G = 1/3/4 for RNN/GRU/LSTM; the first step's product with the zero initial state is "
-              "skipped), plus 2 * 2*B*T*G*H*(D+H) for a training step's backward (incl. dL/dx; and an SGD update).")
+              "skipped), plus 2 * 2*B*T*G*H*(D+H) for a training step's backward (incl. dL/dx; and an SGD update); "
+              "a stacked or bidirectional row sums that over its layers and directions, D being 2*H (bi) or H "
+              "above the first layer.")
         print(f"- {noise_line}")
         if args.quick:
             print("- QUICK mode: tiny shapes, not a measurement.")

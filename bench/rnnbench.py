@@ -3,9 +3,10 @@
 Used by ``conftest.py`` / ``test_bench_rnn.py`` (pytest-benchmark) and by ``compare.py``
 (one side-by-side table). Nothing here imports torch, onnxruntime or rnnkit at import time.
 
-A *row* is one (cell, mode, B, T, D, H) problem. A :class:`Pair` holds an rnnkit layer and a
+A *row* is one (cell, mode, B, T, D, H) problem, of one layer in one direction unless it says
+more (``layers``, ``bidirectional``). A :class:`Pair` holds an rnnkit layer and a
 ``torch.nn`` layer with the same weights (rnnkit's ``state_dict`` loaded into torch), the same
-inputs ``x`` (T, B, D) and the same upstream gradient ``G`` (T, B, H), and hands out the
+inputs ``x`` (T, B, D) and the same upstream gradient ``G`` (T, B, directions * H), and hands out the
 steps to time:
 
 * ``inference``: one forward of the whole batch (torch under ``no_grad``), float32, seq-major;
@@ -54,22 +55,42 @@ class Row:
     T: int
     D: int
     H: int
-    source: str = "grid"  # "grid" or the DeepBench set the row comes from
+    source: str = "grid"  # "grid", the DeepBench set the row comes from, or "issue 8"
+    layers: int = 1
+    bidirectional: bool = False
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
 
     @property
     def id(self) -> str:
-        return f"{self.cell}-{self.mode}-B{self.B}-T{self.T}-D{self.D}-H{self.H}"
+        stack = "" if self.layers == 1 else f"-L{self.layers}"
+        return f"{self.cell}-{self.mode}-B{self.B}-T{self.T}-D{self.D}-H{self.H}{stack}{'-bi' if self.bidirectional else ''}"
+
+    @property
+    def label(self) -> str:
+        """The cell as the tables name it, with the stack where it is not one layer, one direction."""
+        name = "RNN-tanh" if self.cell == "rnn" else self.cell.upper()
+        if self.layers > 1:
+            name += f" {self.layers} layers"
+        return name + (" bi" if self.bidirectional else "")
 
     @property
     def gflop(self) -> float:
-        """GFLOP of one call. Forward: 2*B*G*H*(T*D + (T-1)*H), the products with the inputs and
-        with the state; the rows give no initial state, and the first step's product with that
-        zero state is skipped, so not counted. Backward: twice 2*B*T*G*H*(D+H) (the weight
-        gradients, and dL/dx with dL/dh of every step). A training step is forward + backward."""
+        """GFLOP of one call. Forward, per layer and direction: 2*B*G*H*(T*D_l + (T-1)*H), the
+        products with the inputs and with the state, where D_l is D for the first layer and
+        directions*H above it; the rows give no initial state, and the first step's product
+        with that zero state is skipped, so not counted. Backward: twice 2*B*T*G*H*(D_l+H) (the
+        weight gradients, and dL/dx with dL/dh of every step). A training step is forward + backward."""
         b_g_h = 2.0 * self.B * GATES[self.cell] * self.H
-        fwd = b_g_h * (self.T * self.D + (self.T - 1) * self.H)
-        bwd = 2.0 * b_g_h * self.T * (self.D + self.H)
-        return (fwd + (bwd if self.mode == "train" else 0.0)) / 1e9
+        total = 0.0
+        for layer in range(self.layers):
+            d_in = self.D if layer == 0 else self.directions * self.H
+            fwd = b_g_h * (self.T * d_in + (self.T - 1) * self.H)
+            bwd = 2.0 * b_g_h * self.T * (d_in + self.H)
+            total += self.directions * (fwd + (bwd if self.mode == "train" else 0.0))
+        return total / 1e9
 
     def quick(self) -> "Row":
         """The same row shrunk for the quick (CI smoke) mode."""
@@ -84,6 +105,15 @@ GRID: Tuple[Tuple[int, int, int, int], ...] = (
     (32, 50, 64, 256),
     (16, 25, 512, 512),  # large
     (8, 1000, 64, 64),  # long
+)
+
+# Rows of issue 8's table that the grid lacks: its batch-1 rows take D=64 (the grid's take
+# D=32), and one stacked bidirectional LSTM. (cell, B, T, D, H, layers, bidirectional, modes)
+ISSUE8: Tuple[Tuple[str, int, int, int, int, int, bool, Tuple[str, ...]], ...] = (
+    ("lstm", 1, 100, 64, 64, 1, False, ("inference",)),
+    ("gru", 1, 100, 64, 64, 1, False, ("inference",)),
+    ("rnn", 1, 100, 64, 64, 1, False, ("inference",)),
+    ("lstm", 32, 50, 64, 128, 2, True, MODES),
 )
 
 # DeepBench (baidu-research/DeepBench, code/kernels/rnn_problems.h) rows that are cheap on a
@@ -101,10 +131,12 @@ DEEPBENCH: Tuple[Tuple[str, str, int, int, int, Tuple[str, ...]], ...] = (
 
 
 def all_rows() -> List[Row]:
-    """Every row: the grid for each cell and mode, then the DeepBench rows."""
+    """Every row: the grid for each cell and mode, then the DeepBench rows, then issue 8's."""
     rows = [Row(cell, mode, B, T, D, H) for cell in CELLS for (B, T, D, H) in GRID for mode in MODES]
     for dset, cell, H, B, T, modes in DEEPBENCH:
         rows += [Row(cell, mode, B, T, H, H, source=f"deepbench:{dset}") for mode in modes]
+    for cell, B, T, D, H, layers, bi, modes in ISSUE8:
+        rows += [Row(cell, mode, B, T, D, H, source="issue 8", layers=layers, bidirectional=bi) for mode in modes]
     return rows
 
 
@@ -175,22 +207,23 @@ class Pair:
         self.row, self.threads = row, threads
         self._torch = torch
         D, H = row.D, row.H
+        stack = dict(num_layers=row.layers, bidirectional=row.bidirectional)
         if row.cell == "rnn":
-            self.m = rnnkit.RNN(D, H, nonlinearity="tanh", seed=seed, n_threads=threads)
-            self.tm = torch.nn.RNN(D, H, nonlinearity="tanh")
+            self.m = rnnkit.RNN(D, H, nonlinearity="tanh", seed=seed, n_threads=threads, **stack)
+            self.tm = torch.nn.RNN(D, H, nonlinearity="tanh", **stack)
         elif row.cell == "lstm":
-            self.m = rnnkit.LSTM(D, H, seed=seed, n_threads=threads)
-            self.tm = torch.nn.LSTM(D, H)
+            self.m = rnnkit.LSTM(D, H, seed=seed, n_threads=threads, **stack)
+            self.tm = torch.nn.LSTM(D, H, **stack)
         elif row.cell == "gru":
-            self.m = rnnkit.GRU(D, H, seed=seed, n_threads=threads)
-            self.tm = torch.nn.GRU(D, H)
+            self.m = rnnkit.GRU(D, H, seed=seed, n_threads=threads, **stack)
+            self.tm = torch.nn.GRU(D, H, **stack)
         else:
             raise ValueError(f"unknown cell {row.cell!r}")
         self.tm = self.tm.float()
         self.tm.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.m.state_dict().items()})
         rng = np.random.default_rng(seed + 1)
         self.x = rng.standard_normal((row.T, row.B, D)).astype(np.float32)
-        self.G = rng.standard_normal((row.T, row.B, H)).astype(np.float32)
+        self.G = rng.standard_normal((row.T, row.B, row.directions * H)).astype(np.float32)
         self.xt = torch.from_numpy(self.x)  # inference input
         self.xt_grad = torch.from_numpy(self.x.copy()).requires_grad_(True)  # training input
         self.Gt = torch.from_numpy(self.G)

@@ -39,6 +39,8 @@ def test_bench(benchmark, row, lib, quick, bench_threads, pair_cache):
         T=run_row.T,
         D=run_row.D,
         H=run_row.H,
+        layers=run_row.layers,
+        bidirectional=run_row.bidirectional,
         source=run_row.source,
         threads=bench_threads,
         gflop=run_row.gflop,
