@@ -274,7 +274,8 @@ def test_parity_with_threads(cell, n_threads):
     loop), and small batches whose forward splits the hidden units between threads (with packed
     weights, and with a matrix-vector product for one sequence) and whose backward splits each
     step's columns: still torch's results in float64. At two threads the small batches run their
-    two directions at once instead, one thread each; at three, the units split."""
+    two directions at once instead, one thread each, forward and backward (the reverse
+    direction's dL/dx summed apart, then added); at three, the units split."""
     # (B, H, layers): a split batch; steps big enough (2*B*G*H*H >= 4e6 flops) to split units
     # (forward) and columns (backward), for 3 sequences (packed weights) and for one (GEMV)
     one_row_h = {"lstm": 720, "gru": 820}.get(cell, 1420)

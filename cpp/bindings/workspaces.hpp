@@ -29,10 +29,10 @@ std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
   const auto& s = t.scratch;
   std::size_t n = 0;
   for (const auto& d : s.directions) n += direction_bytes<T>(d);
-  for (const auto* v : {&s.input, &s.output, &s.grad_gates, &s.grad_gates_hidden,
-                        &s.grad_input, &s.grad_output}) {
+  for (const auto* v : {&s.input, &s.output, &s.grad_input, &s.grad_input_reverse, &s.grad_output}) {
     n += vector_bytes(*v);
   }
+  for (const auto& g : s.gate_grads) n += vector_bytes(g.input) + vector_bytes(g.hidden);
   for (const auto& p : s.packed) {
     n += vector_bytes(p.ih_spare) + vector_bytes(p.hh_spare) + p.ih.bytes() + p.hh.bytes();
     for (const auto* units : {&p.hh_units, &p.ih_units}) {

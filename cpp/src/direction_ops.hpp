@@ -147,10 +147,12 @@ inline bool worth_packing_transposed(Index steps, Index rows) noexcept {
   return rows == 1 ? steps >= kOneRowSteps : steps * (rows - 1) >= kBreakEven;
 }
 
-/// Threads each direction of a layer runs on. The two directions of a bidirectional layer are
-/// independent: for a small batch on two threads each takes one and they run at once (a B=1
-/// T=100 H=128 BiLSTM 0.62-0.67 -> 0.34-0.36 ms on Zen 4; a B=32 one trained up to 5% slower, so
-/// larger batches keep both threads per direction: bench/NOTES.md, 2026-11-30).
+/// Threads each direction of a layer runs on, forward and backward. The two directions of a
+/// bidirectional layer are independent: for a small batch on two threads each takes one and
+/// they run at once (a B=1 T=100 H=128 BiLSTM's forward 0.62-0.67 -> 0.34-0.36 ms on Zen 4, its
+/// training step with backward's directions at once too 1.29-1.90 -> 0.93-1.19; a B=32 one
+/// trained up to 5% slower, so larger batches keep both threads per direction: bench/NOTES.md,
+/// 2026-11-30 stops 35 and 36).
 inline int threads_per_direction(Index directions, Index batch, int n_threads) noexcept {
   constexpr Index kMaxBatchAtOnce = 8;
   return directions == 2 && n_threads == 2 && batch <= kMaxBatchAtOnce ? 1 : n_threads;

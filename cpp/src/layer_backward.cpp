@@ -130,11 +130,14 @@ void backward_rows(const DirectionContext<T>& c, const typename Tape<T>::Directi
 }
 
 /// Back-propagates one direction of one layer. Adds dL/d(input) into grad_input and the
-/// parameter gradients into grad_params; writes the initial-state gradients.
+/// parameter gradients into grad_params; writes the initial-state gradients. Uses its own
+/// gate-gradient buffers and (layer, direction)'s packing `cache` only, so that the two
+/// directions of a layer can run at once, each with its own grad_input.
 template <class T>
 void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Direction& tape,
                         const T* input, const T* grad_output, const BackwardArgs<T>& args,
-                        T* grad_input, T* grad_params, typename Tape<T>::Scratch& scratch) {
+                        T* grad_input, T* grad_params, typename Tape<T>::GateGrads& gate_grads,
+                        typename Tape<T>::Packed& cache) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
@@ -148,10 +151,10 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   const bool small_weights = gh * (c.input_width + h) <= kSmallWeights;
   const Index chunk_rows = small_weights ? kGradChunkRows / 2 : kGradChunkRows;
   const Index chunk = std::min(steps, std::max<Index>(1, chunk_rows / batch));
-  scratch.grad_gates.resize(static_cast<std::size_t>(chunk * batch * gh));
-  if (gru) scratch.grad_gates_hidden.resize(scratch.grad_gates.size());
-  T* dgx = scratch.grad_gates.data();
-  T* dgh = gru ? scratch.grad_gates_hidden.data() : dgx;
+  gate_grads.input.resize(static_cast<std::size_t>(chunk * batch * gh));
+  if (gru) gate_grads.hidden.resize(gate_grads.input.size());
+  T* dgx = gate_grads.input.data();
+  T* dgh = gru ? gate_grads.hidden.data() : dgx;
 
   AlignedVector<T> dh_carry(static_cast<std::size_t>(state_size), T(0));
   AlignedVector<T> dc(lstm ? static_cast<std::size_t>(state_size) : 0, T(0));
@@ -162,10 +165,6 @@ void backward_direction(const DirectionContext<T>& c, const typename Tape<T>::Di
   // W_hh^T and W_ih^T are packed into the memory of the forward's W_hh and W_ih panels, which
   // a training forward packs again on its next call anyway: two weight-sized buffers fewer at
   // the step's peak (bench/NOTES.md, 2026-11-27, night).
-  if (scratch.packed.size() <= static_cast<std::size_t>(c.state_index())) {
-    scratch.packed.resize(static_cast<std::size_t>(c.state_index() + 1));
-  }
-  auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
   std::optional<PackedRows<T>> w_hh_t;  // W_hh^T [H, GH], packed once for all steps
   const Index rows_per_thread = batch / plan.batch_threads;
   const bool pack_hh = rows_per_thread > kMaxGemvRows || worth_packing_transposed(steps, rows_per_thread);
@@ -275,10 +274,27 @@ void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
       scratch.grad_input.assign(input_size, T(0));
       grad_input = scratch.grad_input.data();
     }
-    for (Index d = 0; d < dirs; ++d) {
-      const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, n_threads);
+    // Directions with fewer threads than the call run at once (as in forward); the reverse one
+    // then adds its dL/d(input) into a buffer of its own, added to the other's after both.
+    const int direction_threads = threads_per_direction(dirs, batch, n_threads);
+    const bool at_once = direction_threads < n_threads;
+    if (at_once) scratch.grad_input_reverse.assign(input_size, T(0));
+    if (scratch.packed.size() < static_cast<std::size_t>((l + 1) * dirs)) {
+      scratch.packed.resize(static_cast<std::size_t>((l + 1) * dirs));  // before any thread indexes it
+    }
+    const auto run_direction = [&](Index d) {
+      const DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, direction_threads);
+      const auto own = static_cast<std::size_t>(at_once ? d : 0);
       backward_direction(c, layer.directions[static_cast<std::size_t>(d)], layer.input.data(), grad_output, args,
-                         grad_input, args.grad_params, scratch);
+                         at_once && d == 1 ? scratch.grad_input_reverse.data() : grad_input, args.grad_params,
+                         scratch.gate_grads[own], scratch.packed[static_cast<std::size_t>(c.state_index())]);
+    };
+    if (at_once) {
+      run_each_on_its_thread(2, run_direction);
+      ArrayMap<T>(grad_input, static_cast<Index>(input_size)) +=
+          ConstArrayMap<T>(scratch.grad_input_reverse.data(), static_cast<Index>(input_size));
+    } else {
+      for (Index d = 0; d < dirs; ++d) run_direction(d);
     }
     if (!layer.dropout_scale.empty()) {
       ArrayMap<T>(grad_input, static_cast<Index>(input_size)) *=

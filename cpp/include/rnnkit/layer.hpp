@@ -87,14 +87,20 @@ struct Tape {
     KeepPacked keep = KeepPacked::Checked;
   };
 
+  /// Backward's gate gradients for one direction's chunk of steps.
+  struct GateGrads {
+    AlignedVector<T> input;   // [chunk, B, GH] dL/d(gates) on the input side
+    AlignedVector<T> hidden;  // GRU: on the hidden side (the others use `input` for both)
+  };
+
   struct Scratch {
     std::vector<Packed> packed;   // per (layer, direction), in state order
     AlignedVector<T> input;       // inference: a layer's time-major input
     AlignedVector<T> output;      // a layer's time-major output (inference, and the top layer)
     std::array<Direction, 2> directions;  // inference: each direction's, while it runs
-    AlignedVector<T> grad_gates;  // backward: [T, B, GH]
-    AlignedVector<T> grad_gates_hidden;  // backward, GRU: [T, B, GH]
+    std::array<GateGrads, 2> gate_grads;  // backward: the first; each direction's where they run at once
     AlignedVector<T> grad_input;  // backward: dL/d(a layer's input)
+    AlignedVector<T> grad_input_reverse;  // backward, directions at once: the reverse direction's share
     AlignedVector<T> grad_output; // backward: dL/d(a layer's output)
   };
 
