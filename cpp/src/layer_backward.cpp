@@ -307,6 +307,10 @@ void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
       grad_output = scratch.grad_output.data();
     }
   }
+  // Its workers spin after it as after a forward: an inference call right after it is not
+  // after a pause (it ran alone on the calling thread, 1.6-1.8x slower, in a loop of training
+  // steps and inference calls on one tape: bench/NOTES.md, 2026-11-30 stop 36).
+  tape.pace.call_ended();
 }
 
 template void backward(Tape<float>&, const BackwardArgs<float>&, int);
