@@ -28,6 +28,7 @@ is measured side by side, in one process, at one time.
     python bench/compare.py --quick              # tiny shapes: a smoke run of a few seconds
     python bench/compare.py --step               # the streaming step at batch 1
     python bench/compare.py --spaced             # small calls made 20 ms apart (latency, not throughput)
+    python bench/compare.py --fit --both-threads # whole estimator fits against the torch training loop
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def measure_sgemm(threads: int) -> Dict[str, object]:
 # ------------------------------------------------------------------------------ timing
 def time_side_by_side(
     steps: Dict[str, "callable"], budget_s: float, min_calls: int, max_calls: int, block_s: float = 0.05,
-    settle_s: float = 0.05,
+    settle_s: float = 0.05, warmup: int = 2,
 ) -> Dict[str, float]:
     """Median single-call seconds of each step, the steps' calls interleaved in blocks.
 
@@ -147,8 +148,8 @@ def time_side_by_side(
     sized by a 140 us one is 0.6 ms long; its median came out 1.7x its steady time).
     """
     for step in steps.values():  # warm-up
-        step()
-        step()
+        for _ in range(warmup):
+            step()
     block: Dict[str, int] = {}
     for name, step in steps.items():
         t0 = time.perf_counter()
@@ -341,9 +342,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--spaced", type=float, nargs="?", const=20.0, default=None, metavar="PAUSE_MS",
                    help="the spaced-call table instead: batch 1-4 inference rows and steps, each call made "
                         "PAUSE_MS (default 20) after the last, at 1 thread and all cores; median and 90th percentile")
+    p.add_argument("--fit", action="store_true",
+                   help="the whole-fit table instead: RNNClassifier/RNNRegressor.fit vs the torch loop for the same model")
     p.add_argument("--sgemm-child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.quick = args.quick or rnnbench.quick_from_env()
+    args.budget_given = args.budget
+    if args.fit and args.min_calls is None:
+        args.min_calls = 3  # whole fits of seconds each
     if args.budget is None:
         args.budget = 0.02 if args.quick else 0.6
     if args.min_calls is None:
@@ -473,6 +479,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.step:
         return step_table(args)
+    if args.fit:
+        import fitbench
+
+        if args.budget_given is None:
+            args.budget = 0.0 if args.quick else 3.0  # whole fits: min_calls of them, or 3 s of each side
+        return fitbench.fit_table(args, time_side_by_side, machine_facts)
     if args.spaced is not None:
         return spaced_table(args)
     cores = rnnbench.all_cores()
