@@ -343,6 +343,42 @@ def _check_bidirectional_ragged(cell, input_size, hidden, layers, batch, steps, 
     assert np.array_equal(inference[1], ours["h_n"])
 
 
+# (B, T, H, layers, batch_first): a unidirectional stack whose steps are too small to split
+# (2*B*G*H*H < 0.25 MFLOP), so that at two threads its layers run at once, each a chunk of 8
+# steps behind the one below: T=37 (four whole chunks, then 5 steps), T=8 (one chunk), T=3
+# (shorter than one), three layers (the third on the first layer's thread), batch-first input.
+PIPELINE_SHAPES = ((1, 37, 20, 2, False), (3, 8, 12, 3, False), (5, 3, 9, 2, True), (2, 37, 16, 4, True))
+PIPELINE_GRID = list(itertools.product(CELLS, PIPELINE_SHAPES, DTYPES))
+
+
+@pytest.mark.parametrize("cell,shape,dtype", PIPELINE_GRID,
+                         ids=[f"{c}-B{s[0]}-T{s[1]}-H{s[2]}-L{s[3]}{'-bf' if s[4] else ''}-{d}"
+                              for c, s, d in PIPELINE_GRID])
+def test_pipelined_layers(cell, shape, dtype):
+    """At two threads and a small batch, a unidirectional stack's layers run at once, each
+    reading the layer below's output as it is written (bench/NOTES.md, 2026-11-30 stop 36), with
+    sequences ending inside the chunks and a given initial state: torch's results, gradients
+    included; inference (trainable and frozen) equal to training bit for bit; zero padding."""
+    import rnnkit
+
+    batch, steps, hidden, layers, batch_first = shape
+    m = make_rnnkit(cell, D, hidden, layers, batch_first=batch_first, dtype=dtype, seed=61, n_threads=2)
+    tm = make_torch(cell, D, hidden, layers, batch_first=batch_first, dtype=dtype, state_dict=m.state_dict())
+    lengths = [steps - (5 * b) % steps for b in range(batch)]
+    p = make_problem(cell, steps, batch, D, hidden, layers, False, dtype, batch_first=batch_first,
+                     lengths=lengths, seed=62)
+    ours = rnnkit_run(m, p)
+    compare_results(ours, torch_run(tm, p), RTOL[dtype])
+    _check_padding_zero(ours, p, "rnnkit")
+    for layer in (m, rnnkit.freeze(m)):
+        # Right after another call: a small call after a pause (torch's run) runs its layers one
+        # after the other on the calling thread (CallPace), which would leave the pipeline untested.
+        rnnkit_forward(layer, p, training=False)
+        out, h_n, _ = rnnkit_forward(layer, p, training=False)
+        assert np.array_equal(out, ours["out"])
+        assert np.array_equal(h_n, ours["h_n"])
+
+
 # Input size 256 and W_ih of 2 MB or more (GH x 256 values: GH >= 2048 in float32, >= 1024 in
 # float64), where the forward projects 256 rows (steps x batch rows) at a time instead of 64.
 # (cell, dtype, H, B, T, threads): one loop over the whole batch (4 rows: 64 steps a chunk, then

@@ -33,6 +33,7 @@ std::size_t tape_bytes(const rnnkit::Tape<T>& t) {
     n += vector_bytes(*v);
   }
   for (const auto& g : s.gate_grads) n += vector_bytes(g.input) + vector_bytes(g.hidden);
+  for (const auto& o : s.stack_outputs) n += vector_bytes(o);
   for (const auto& p : s.packed) {
     n += vector_bytes(p.ih_spare) + vector_bytes(p.hh_spare) + p.ih.bytes() + p.hh.bytes();
     for (const auto* units : {&p.hh_units, &p.ih_units}) {

@@ -7,8 +7,12 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <exception>
 #include <numeric>
 #include <optional>
+#include <thread>
+#include <vector>
 
 #include "rnnkit/layer.hpp"
 #include "rnnkit/packed_gemm.hpp"
@@ -156,6 +160,88 @@ inline bool worth_packing_transposed(Index steps, Index rows) noexcept {
 inline int threads_per_direction(Index directions, Index batch, int n_threads) noexcept {
   constexpr Index kMaxBatchAtOnce = 8;
   return directions == 2 && n_threads == 2 && batch <= kMaxBatchAtOnce ? 1 : n_threads;
+}
+
+/// Batch rows per thread below which plan_loop does not split the batch, and the FLOP of one
+/// step's recurrent product below which it does not split the hidden units (plan_loop says why).
+constexpr Index kMinRowsPerThread = 4;
+constexpr double kMinUnitStepFlops = 0.25e6;
+
+/// Whether the layers of a stack run at once, one thread each, each a few steps behind the one
+/// below (a pipeline): one direction, two layers or more, two threads and a small batch, whose
+/// steps are too small to split between threads (bench/NOTES.md, 2026-11-30 stop 36). Dropout
+/// between layers is applied to a whole layer's output after it, so it keeps them one after the other.
+inline bool pipeline_layers(const LayerSpec& spec, Index batch, int n_threads, bool dropout) noexcept {
+  return !spec.bidirectional && spec.num_layers >= 2 && n_threads == 2 && !dropout &&
+         batch < 2 * kMinRowsPerThread &&
+         2.0 * static_cast<double>(batch * spec.gate_width() * spec.hidden_size) < kMinUnitStepFlops;
+}
+
+/// Steps a pipelined layer projects at a time: the layer above starts that many steps behind.
+constexpr Index kPipelineChunkSteps = 8;
+
+/// How many steps of a layer's output are written, for the layer above it in a pipeline, and
+/// whether any layer of the pipeline failed (so that none waits forever for it). Each on a cache
+/// line of its own: two layers' counters on one line would pass it between their cores at every
+/// step.
+class alignas(64) StepProgress {
+ public:
+  void publish(Index steps) noexcept { steps_.store(steps, std::memory_order_release); }
+  void fail() noexcept { failed_->store(true, std::memory_order_release); }
+  /// Waits until `steps` steps are written; false if a layer failed meanwhile.
+  bool wait_for(Index steps) const noexcept {
+    for (unsigned spins = 0; steps_.load(std::memory_order_acquire) < steps; ++spins) {
+      if (failed_->load(std::memory_order_acquire)) return false;
+      if (spins >= kSpinsBeforeYield) std::this_thread::yield();
+    }
+    return true;
+  }
+  explicit StepProgress(std::atomic<bool>* failed) noexcept : failed_(failed) {}
+
+ private:
+  static constexpr unsigned kSpinsBeforeYield = 1u << 12;
+  std::atomic<Index> steps_{0};
+  std::atomic<bool>* failed_;
+};
+
+/// Runs layer(l, below, written) for each of a pipeline's `layers`: on two threads, the even
+/// layers on one and the odd on the other, each thread its layers in order, each layer waiting
+/// in its loop for the steps of the one below (`below`; nullptr for the first) and saying in
+/// `written` how far it has got; all in order on this thread where OpenMP gives one thread, or
+/// with `on_this_thread`. A layer's exception stops the layers that wait on it and is rethrown
+/// here (the lowest layer's).
+template <class Layer>
+void run_pipeline(Index layers, bool on_this_thread, const Layer& layer) {
+  std::atomic<bool> failed{false};
+  std::deque<StepProgress> written;  // (StepProgress does not move)
+  for (Index l = 0; l < layers; ++l) written.emplace_back(&failed);
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(layers));
+  const auto run = [&](int thread, int threads) {
+    for (Index l = thread; l < layers; l += threads) {
+      const auto i = static_cast<std::size_t>(l);
+      try {
+        layer(l, l > 0 ? &written[i - 1] : nullptr, written[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+        written[i].fail();
+        return;
+      }
+    }
+  };
+#ifdef _OPENMP
+  if (!on_this_thread) {
+#pragma omp parallel num_threads(2)
+    run(omp_get_thread_num(), omp_get_num_threads());
+  } else {
+    run(0, 1);
+  }
+#else
+  (void)on_this_thread;
+  run(0, 1);
+#endif
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
 }
 
 /// Rows up to which an unpacked product is dot_rows (Eigen's general product would re-pack the
@@ -374,6 +460,11 @@ struct StepProjection {
   const PackedRows<T>* w_ih = nullptr;
   const T* input = nullptr;
   bool keep = true;  // whether the tape keeps the gates (training)
+  // In a pipeline (pipeline_layers): steps projected at a time (else projection_chunk_rows), how
+  // far the layer below has written the input, and where this layer says how far it has written.
+  Index chunk_steps = 0;
+  const StepProgress* input_ready = nullptr;
+  StepProgress* output_written = nullptr;
 };
 
 /// The steps a loop projecting `chunk` steps at a time projects at its step s (s counts in the
@@ -417,8 +508,7 @@ template <class T>
 LoopPlan plan_loop(const DirectionContext<T>& c) {
   LoopPlan plan;
   if (c.n_threads <= 1) return plan;
-  constexpr Index kMinRowsPerThread = 4;
-  constexpr double kMinStepFlops = 4.0e6, kMinUnitStepFlops = 0.25e6;
+  constexpr double kMinStepFlops = 4.0e6;
   const double step_flops = 2.0 * c.batch * c.gate_width() * c.hidden();
   plan.other_threads = c.n_threads;
   if (c.batch >= 2 * kMinRowsPerThread) {

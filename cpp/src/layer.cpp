@@ -47,7 +47,9 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   // to the tape after it), so that training and inference run the cell at the same addresses.
   // Inference keeps no gates: they stay in chunk_gates there too, placed like the tape's.
   const PackedRows<T>* w_ih = projection.w_ih;
-  const Index chunk = w_ih != nullptr ? std::max<Index>(1, projection_chunk_rows<T>(gh, c.input_width) / rows) : 1;
+  const Index chunk = w_ih == nullptr           ? 1
+                      : projection.chunk_steps > 0 ? projection.chunk_steps
+                                                   : std::max<Index>(1, projection_chunk_rows<T>(gh, c.input_width) / rows);
   const bool gather = chunk > 1 && rows < batch;
   const bool buffered = gather || (w_ih != nullptr && !projection.keep);
   const Index d = c.input_width;
@@ -63,6 +65,8 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
     const T* h_prev = tape.state_data() + layout.state(slot.prev) + b0 * h;
     if (w_ih != nullptr && s % chunk == 0) {
       cs = chunk_steps(c.reverse, steps, s, chunk);
+      // (a pipeline runs forward only: the chunk's last step is cs.first + cs.count - 1)
+      if (projection.input_ready != nullptr && !projection.input_ready->wait_for(cs.first + cs.count)) return;
       const Index first_row = cs.first * batch + b0;
       // Not gathered, the chunk is all rows of its steps (or one step): its first row sits
       // where the tape's would, modulo a packet, and so do the others.
@@ -104,6 +108,7 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
       if (step.active != nullptr && step.active[r] == 0) continue;  // output stays zero
       std::copy_n(step.h_next + r * h, h, output + (t * batch + b0 + r) * dirs * h + (c.reverse ? h : 0));
     }
+    if (projection.output_written != nullptr) projection.output_written->publish(s + 1);
   }
 }
 
@@ -288,19 +293,24 @@ void forward_units(const DirectionContext<T>& c, typename Tape<T>::Direction& ta
 /// ([T, B, dirs*H], pre-zeroed) and its final state. With `states_in_output` (training, one
 /// direction, output = states_in_output + B*H) the tape keeps its states [h_{-1}; output] there
 /// (output then needs no zeroing: every row is written, rows past a length zeroed at the end).
+/// In a pipeline (pipeline_layers), `input_ready` tells how far the layer below has written
+/// `input` (nullptr for the first layer) and `output_written` takes how far this one has.
 template <class T>
 void forward_direction(const DirectionContext<T>& c, const T* input, const ForwardArgs<T>& args,
                        T* output, typename Tape<T>::Direction& tape, typename Tape<T>::Scratch& scratch,
-                       bool training, bool frozen_weights, T* states_in_output = nullptr) {
+                       bool training, bool frozen_weights, T* states_in_output = nullptr,
+                       const StepProgress* input_ready = nullptr, StepProgress* output_written = nullptr) {
   const Index steps = c.steps, batch = c.batch, h = c.hidden(), gh = c.gate_width();
   const bool lstm = c.spec.cell == CellKind::Lstm;
   const bool gru = c.spec.cell == CellKind::Gru;
   const Index state_size = batch * h;
 
   const LoopPlan plan = plan_loop(c);
-  const bool project_in_loop = plan.unit_threads <= 1 && plan.batch_threads == c.n_threads &&
-                               batch / plan.batch_threads >= kMinStepProjectionRows &&
-                               steps * batch > kMaxGemvProjectionRows;
+  // A pipelined layer reads its input as the layer below writes it: projected as the loop goes.
+  const bool project_in_loop = input_ready != nullptr ||
+                               (plan.unit_threads <= 1 && plan.batch_threads == c.n_threads &&
+                                batch / plan.batch_threads >= kMinStepProjectionRows &&
+                                steps * batch > kMaxGemvProjectionRows);
   // Split by hidden units, each thread projects its own units' gates (no pass of its own, no
   // thread waiting for another's half of the projection).
   const bool units_project = plan.unit_threads > 1 && steps * batch > kMaxGemvProjectionRows;
@@ -329,11 +339,14 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   auto& cache = scratch.packed[static_cast<std::size_t>(c.state_index())];
   cache.keep = training ? KeepPacked::No : frozen_weights ? KeepPacked::Frozen : KeepPacked::Checked;
   StepProjection<T> projection;
+  projection.output_written = output_written;
   if (project_in_loop) {
     projection.w_ih = &packed_weights(cache.ih, c.w_ih, gh, c.input_width, cache.keep, &cache.ih_spare,
                                       plan.other_threads);
     projection.input = input;
     projection.keep = keep_gates;
+    projection.input_ready = input_ready;
+    projection.chunk_steps = input_ready != nullptr ? kPipelineChunkSteps : 0;
   } else if (!units_project) {
     project_inputs(c, input, tape.gates.data(), plan.other_threads, &cache);
   }
@@ -448,12 +461,29 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
   // buffer as much memory again.
   const bool direct = !options.batch_first;
   const auto output_size = static_cast<std::size_t>(steps * batch * dirs * h);
-  for (Index l = 0; l < num_layers; ++l) {
+  // A unidirectional stack at a small batch on two threads runs its layers at once, each a few
+  // steps behind the one below; after a pause, one after the other on this thread, with the same
+  // plan (so the same bits).
+  const bool pipelined = pipeline_layers(spec, batch, options.n_threads, use_dropout);
+  if (pipelined && !options.training) scratch.stack_outputs.resize(static_cast<std::size_t>(num_layers - 1));
+  if (scratch.packed.size() < static_cast<std::size_t>(num_layers * dirs)) {
+    scratch.packed.resize(static_cast<std::size_t>(num_layers * dirs));  // before any thread indexes it
+  }
+  struct LayerIo {
+    const T* input;
+    T* out;
+    T* states_at;
+    AlignedVector<T>* output;  // out's buffer (nullptr: the caller's)
+  };
+  // Layer l's output buffer, sized and (where lengths end early) zeroed.
+  const auto prepare = [&](Index l, const T* layer_input) {
     const bool top = l + 1 == num_layers;
-    // Training: each output is the next layer's kept input. Inference: two buffers alternate.
+    // Training: each output is the next layer's kept input. Inference: two buffers alternate,
+    // except in a pipeline, where each layer below the top has its own.
     AlignedVector<T>& output = options.training && !top ? tape.layers[static_cast<std::size_t>(l + 1)].input
-                               : input == scratch.output.data() ? scratch.input
-                                                                 : scratch.output;
+                               : pipelined && !top      ? scratch.stack_outputs[static_cast<std::size_t>(l)]
+                               : layer_input == scratch.output.data() ? scratch.input
+                                                                      : scratch.output;
     // A unidirectional top layer's training states [h_{-1}; out] in the output's memory: the
     // caller's where it offers the slot before out, else the time-major buffer's, one slot
     // longer (bench/NOTES.md, 2026-11-27 night session 2).
@@ -461,55 +491,71 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
         options.training && top && dirs == 1 &&
         (!direct || (options.out_keeps_states && static_cast<Index>(output_size) >= kMinStatesInCallerOutput));
     const Index state_size = batch * h;
-    T* out = args.out;
+    LayerIo io{layer_input, args.out, nullptr, nullptr};
     if (!(top && direct)) {
       output.resize(output_size + (states_in_output ? static_cast<std::size_t>(state_size) : 0));
-      out = output.data() + (states_in_output ? state_size : 0);
+      io.out = output.data() + (states_in_output ? state_size : 0);
+      io.output = &output;
     }
-    T* const states_at = states_in_output ? out - state_size : nullptr;
+    io.states_at = states_in_output ? io.out - state_size : nullptr;
     // Past a length: zero (states kept in out are zeroed there after the loop instead, which
     // writes every row of out).
-    if (active != nullptr && states_at == nullptr) std::fill_n(out, output_size, T(0));
-    if (options.training) tape.layers[static_cast<std::size_t>(l)].directions.resize(static_cast<std::size_t>(dirs));
+    if (active != nullptr && io.states_at == nullptr) std::fill_n(io.out, output_size, T(0));
+    if (options.training) {
+      tape.layers[static_cast<std::size_t>(l)].directions.resize(static_cast<std::size_t>(dirs));
+      if (!top) tape.layers[static_cast<std::size_t>(l + 1)].dropout_scale.clear();  // a reused tape's masks
+    }
+    return io;
+  };
+  // Direction d of layer l on `threads` threads (in a pipeline: its tape is its parity's).
+  const auto run_direction = [&](Index l, Index d, const LayerIo& io, int threads, const StepProgress* input_ready,
+                                 StepProgress* output_written) {
+    DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, threads);
+    c.zero_start = args.h0 == nullptr;
+    c.after_pause = after_pause;
+    auto& dir_tape = options.training
+                         ? tape.layers[static_cast<std::size_t>(l)].directions[static_cast<std::size_t>(d)]
+                         : scratch.directions[static_cast<std::size_t>(pipelined ? l % 2 : d)];
+    forward_direction(c, io.input, args, io.out, dir_tape, scratch, options.training, options.frozen_weights,
+                      io.states_at, input_ready, output_written);
+    if (io.states_at != nullptr && direct) {
+      dir_tape.caller_output = true;
+      dir_tape.output_fingerprint = fingerprint(io.out, output_size);
+    }
+  };
+  if (pipelined) {
+    std::vector<LayerIo> io;
+    for (Index l = 0; l < num_layers; ++l) io.push_back(prepare(l, l == 0 ? input : io.back().out));
+    run_pipeline(num_layers, after_pause, [&](Index l, const StepProgress* below, StepProgress& written) {
+      run_direction(l, 0, io[static_cast<std::size_t>(l)], 1, below, &written);
+    });
+    input = io.back().out;
+  }
+  for (Index l = 0; l < num_layers && !pipelined; ++l) {
+    const bool top = l + 1 == num_layers;
+    const LayerIo io = prepare(l, input);
     // Directions with fewer threads than the call run at once; after a pause, one after the
     // other on this thread, with the same plan (so the same bits).
     const int direction_threads = threads_per_direction(dirs, batch, options.n_threads);
     const bool at_once = direction_threads < options.n_threads && !after_pause;
-    if (scratch.packed.size() < static_cast<std::size_t>((l + 1) * dirs)) {
-      scratch.packed.resize(static_cast<std::size_t>((l + 1) * dirs));  // before any thread indexes it
-    }
-    const auto run_direction = [&](Index d) {
-      DirectionContext<T> c(spec, steps, batch, l, d, args.params, active, direction_threads);
-      c.zero_start = args.h0 == nullptr;
-      c.after_pause = after_pause;
-      auto& dir_tape =
-          options.training ? tape.layers[static_cast<std::size_t>(l)].directions[static_cast<std::size_t>(d)]
-                           : scratch.directions[static_cast<std::size_t>(d)];
-      forward_direction(c, input, args, out, dir_tape, scratch, options.training, options.frozen_weights, states_at);
-      if (states_at != nullptr && direct) {
-        dir_tape.caller_output = true;
-        dir_tape.output_fingerprint = fingerprint(out, output_size);
-      }
-    };
+    const auto run = [&](Index d) { run_direction(l, d, io, direction_threads, nullptr, nullptr); };
     if (at_once) {
-      run_each_on_its_thread(2, run_direction);
+      run_each_on_its_thread(2, run);
     } else {
-      for (Index d = 0; d < dirs; ++d) run_direction(d);
+      for (Index d = 0; d < dirs; ++d) run(d);
     }
-    if (options.training && !top) {
+    if (use_dropout && !top) {
       auto& scale = tape.layers[static_cast<std::size_t>(l + 1)].dropout_scale;
-      scale.clear();  // a reused tape may hold an earlier call's masks
-      if (use_dropout) {
-        scale.resize(output.size());
-        const T keep = T(1) / static_cast<T>(1.0 - options.dropout);
-        for (std::size_t i = 0; i < output.size(); ++i) {
-          const bool drop = uniform01(options.dropout_key, static_cast<std::uint64_t>(l), i) < options.dropout;
-          scale[i] = drop ? T(0) : keep;
-          output[i] *= scale[i];
-        }
+      AlignedVector<T>& output = *io.output;
+      scale.resize(output.size());
+      const T keep = T(1) / static_cast<T>(1.0 - options.dropout);
+      for (std::size_t i = 0; i < output.size(); ++i) {
+        const bool drop = uniform01(options.dropout_key, static_cast<std::uint64_t>(l), i) < options.dropout;
+        scale[i] = drop ? T(0) : keep;
+        output[i] *= scale[i];
       }
     }
-    input = out;
+    input = io.out;
   }
   if (!direct) from_time_major(input, args.out, steps, batch, dirs * h, options.batch_first);
   tape.pace.call_ended();

@@ -97,7 +97,8 @@ struct Tape {
     std::vector<Packed> packed;   // per (layer, direction), in state order
     AlignedVector<T> input;       // inference: a layer's time-major input
     AlignedVector<T> output;      // a layer's time-major output (inference, and the top layer)
-    std::array<Direction, 2> directions;  // inference: each direction's, while it runs
+    std::array<Direction, 2> directions;  // inference: each direction's (a pipeline's: each layer parity's)
+    std::vector<AlignedVector<T>> stack_outputs;  // inference, layers pipelined: each lower layer's output
     std::array<GateGrads, 2> gate_grads;  // backward: the first; each direction's where they run at once
     AlignedVector<T> grad_input;  // backward: dL/d(a layer's input)
     AlignedVector<T> grad_input_reverse;  // backward, directions at once: the reverse direction's share
