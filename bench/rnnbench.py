@@ -55,7 +55,7 @@ class Row:
     T: int
     D: int
     H: int
-    source: str = "grid"  # "grid", the DeepBench set the row comes from, or "issue 8"
+    source: str = "grid"  # "grid", the DeepBench set the row comes from, "issue 8" or "stack"
     layers: int = 1
     bidirectional: bool = False
 
@@ -116,6 +116,15 @@ ISSUE8: Tuple[Tuple[str, int, int, int, int, int, bool, Tuple[str, ...]], ...] =
     ("lstm", 32, 50, 64, 128, 2, True, MODES),
 )
 
+# Stacks at small batches, where a layer's steps are too small for two threads and rnnkit runs
+# a unidirectional stack's layers, or a bidirectional layer's directions, at once instead.
+# (cell, B, T, D, H, layers, bidirectional, modes)
+STACKS: Tuple[Tuple[str, int, int, int, int, int, bool, Tuple[str, ...]], ...] = (
+    ("lstm", 1, 100, 64, 128, 2, False, MODES),
+    ("gru", 1, 100, 64, 128, 2, False, MODES),
+    ("lstm", 4, 100, 64, 128, 1, True, MODES),
+)
+
 # DeepBench (baidu-research/DeepBench, code/kernels/rnn_problems.h) rows that are cheap on a
 # 2-core machine; input size = hidden size there. (set, cell, H, B, T, modes)
 DEEPBENCH: Tuple[Tuple[str, str, int, int, int, Tuple[str, ...]], ...] = (
@@ -131,12 +140,14 @@ DEEPBENCH: Tuple[Tuple[str, str, int, int, int, Tuple[str, ...]], ...] = (
 
 
 def all_rows() -> List[Row]:
-    """Every row: the grid for each cell and mode, then the DeepBench rows, then issue 8's."""
+    """Every row: the grid for each cell and mode, then the DeepBench rows, issue 8's, and the small-batch stacks."""
     rows = [Row(cell, mode, B, T, D, H) for cell in CELLS for (B, T, D, H) in GRID for mode in MODES]
     for dset, cell, H, B, T, modes in DEEPBENCH:
         rows += [Row(cell, mode, B, T, H, H, source=f"deepbench:{dset}") for mode in modes]
     for cell, B, T, D, H, layers, bi, modes in ISSUE8:
         rows += [Row(cell, mode, B, T, D, H, source="issue 8", layers=layers, bidirectional=bi) for mode in modes]
+    for cell, B, T, D, H, layers, bi, modes in STACKS:
+        rows += [Row(cell, mode, B, T, D, H, source="stack", layers=layers, bidirectional=bi) for mode in modes]
     return rows
 
 
