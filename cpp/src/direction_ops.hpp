@@ -162,6 +162,17 @@ inline int threads_per_direction(Index directions, Index batch, int n_threads) n
   return directions == 2 && n_threads == 2 && batch <= kMaxBatchAtOnce ? 1 : n_threads;
 }
 
+/// Floating-point operations of an inference call: each layer's products with its inputs and
+/// with its state.
+inline double call_flops(const LayerSpec& spec, Index steps, Index batch) noexcept {
+  double flops = 0.0;
+  for (Index l = 0; l < spec.num_layers; ++l) {
+    flops += 2.0 * static_cast<double>(spec.directions() * steps * batch * spec.gate_width()) *
+             static_cast<double>(spec.layer_input_size(l) + spec.hidden_size);
+  }
+  return flops;
+}
+
 /// Batch rows per thread below which plan_loop does not split the batch, and the FLOP of one
 /// step's recurrent product below which it does not split the hidden units (plan_loop says why).
 constexpr Index kMinRowsPerThread = 4;

@@ -1,5 +1,6 @@
 // The layer driver: stacking, directions, variable lengths and dropout around the cells, for
-// the forward pass and the streaming step (the backward pass is in layer_backward.cpp).
+// the forward pass (the backward pass is in layer_backward.cpp, the streaming step in
+// layer_step.cpp).
 //
 // Per (layer, direction) the forward pass is: the input projection, one product for many steps'
 // inputs at a time, then per step one recurrent product and one fused element-wise cell step.
@@ -402,17 +403,6 @@ void forward_direction(const DirectionContext<T>& c, const T* input, const Forwa
   }
 }
 
-/// Floating-point operations of an inference call: each layer's products with its inputs and
-/// with its state.
-double call_flops(const LayerSpec& spec, Index steps, Index batch) {
-  double flops = 0.0;
-  for (Index l = 0; l < spec.num_layers; ++l) {
-    flops += 2.0 * static_cast<double>(spec.directions() * steps * batch * spec.gate_width()) *
-             static_cast<double>(spec.layer_input_size(l) + spec.hidden_size);
-  }
-  return flops;
-}
-
 }  // namespace
 
 static_assert(kStatesSlotAlign % EIGEN_MAX_ALIGN_BYTES == 0, "the offered slot must be aligned as AlignedVector");
@@ -561,60 +551,6 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
   tape.pace.call_ended();
 }
 
-template <class T>
-void step(const LayerSpec& spec, const StepArgs<T>& args, StepWorkspace<T>& ws, int n_threads) {
-  spec.validate();
-  if (spec.bidirectional) throw std::invalid_argument("step() needs a unidirectional stack");
-  if (args.batch <= 0) throw std::invalid_argument("x must hold at least one sequence");
-  const Index batch = args.batch, h = spec.hidden_size, gh = spec.gate_width(), state_size = batch * h;
-  const bool lstm = spec.cell == CellKind::Lstm;
-  ws.gates.resize(static_cast<std::size_t>(batch * gh));
-  ws.rec.resize(ws.gates.size());
-  ws.input.resize(static_cast<std::size_t>(state_size));
-  if (spec.cell == CellKind::Gru) ws.extra.resize(static_cast<std::size_t>(state_size));
-
-  // A step's splits do not change its results: after a pause, a small step runs on this thread.
-  const int threads = ws.pace.alone(call_flops(spec, 1, batch)) ? 1 : n_threads;
-  const T* input = args.x;
-  for (Index l = 0; l < spec.num_layers; ++l) {
-    const DirectionContext<T> c(spec, 1, batch, l, 0, args.params, nullptr, threads);
-    project_inputs(c, input, ws.gates.data(), threads);
-    const T* h_prev = args.h0 != nullptr ? args.h0 + l * state_size : nullptr;
-    if (h_prev == nullptr) {
-      std::fill_n(args.h_n + l * state_size, state_size, T(0));  // zero state, read below
-      h_prev = args.h_n + l * state_size;
-    }
-    if (args.h0 == nullptr) {
-      std::fill(ws.rec.begin(), ws.rec.end(), T(0));  // a zero state's product
-    } else {
-      recurrent_product(c, h_prev, batch, ws.rec.data(), plan_loop(c).step_threads);
-    }
-
-    ForwardStep<T> st;
-    st.batch = batch;
-    st.hidden = h;
-    st.gates = ws.gates.data();
-    st.recurrent = ws.rec.data();
-    st.bias_hh = c.b_hh;
-    st.h_prev = h_prev;
-    st.h_next = ws.input.data();
-    if (lstm) {
-      st.c_prev = args.c0 != nullptr ? args.c0 + l * state_size : nullptr;
-      if (st.c_prev == nullptr) {
-        std::fill_n(args.c_n + l * state_size, state_size, T(0));
-        st.c_prev = args.c_n + l * state_size;
-      }
-      st.c_next = args.c_n + l * state_size;  // may alias c_prev: each element is read before written
-    }
-    if (spec.cell == CellKind::Gru) st.extra = ws.extra.data();
-    cell_forward(spec.cell, st);
-    std::copy(ws.input.begin(), ws.input.end(), args.h_n + l * state_size);
-    input = args.h_n + l * state_size;
-  }
-  std::copy_n(args.h_n + (spec.num_layers - 1) * state_size, state_size, args.out);
-  ws.pace.call_ended();
-}
-
 namespace layer_ops {
 
 template <class T>
@@ -652,7 +588,5 @@ template void restore_states(Tape<double>&, const double*);
 
 template void forward(const LayerSpec&, const ForwardArgs<float>&, const ForwardOptions&, Tape<float>&);
 template void forward(const LayerSpec&, const ForwardArgs<double>&, const ForwardOptions&, Tape<double>&);
-template void step(const LayerSpec&, const StepArgs<float>&, StepWorkspace<float>&, int);
-template void step(const LayerSpec&, const StepArgs<double>&, StepWorkspace<double>&, int);
 
 RNNKIT_END_NAMESPACE
