@@ -140,3 +140,18 @@ def test_slot_offered_only_where_the_states_go_there(steps, batch, hidden, kept)
         assert out.base is None or out.base.size == out.size
     gx, _ = m.backward(np.ones_like(out))
     assert gx.shape == p_x.shape and np.isfinite(gx).all()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_changing_out_of_a_pipelined_stack(cell, change):
+    # A small batch on two threads whose layers run at once (each a chunk of steps behind the one
+    # below, the top one projecting its input 8 steps at a time): backward's rerun of the top
+    # layer takes the same plan, so the gradients stay the same bits.
+    steps, batch, hidden = 120, 5, 60  # T x B x H = 36,000: the states go to the caller's out
+    p = make_problem(cell, steps, batch, D, hidden, 2, False, "float32", with_lengths=True, seed=5)
+    m = make_rnnkit(cell, D, hidden, 2, dtype="float32", seed=6, n_threads=2)
+    untouched = _run(m, p)
+    changed = _run(m, p, CHANGES[change])
+    assert not np.array_equal(changed[1], untouched[0])
+    _assert_same_gradients(untouched, changed)
