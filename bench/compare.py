@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Print one side-by-side table of rnnkit against PyTorch and ONNX Runtime (RNN tanh, LSTM, GRU).
 
-Per row (cell, mode, B, T, D, H; layers and directions where not one of each) and thread count: torch ms, ONNX Runtime ms (inference rows;
-"-" for training rows or without onnxruntime), rnnkit ms (the trainable layer), frozen ms
+Per row (cell, mode, B, T, D, H; layers and directions where not one of each) and thread count:
+torch ms, ONNX Runtime ms (inference rows; "-" for training rows or without onnxruntime), rnnkit ms (the trainable layer), frozen ms
 (inference rows: ``rnnkit.freeze(layer)``, the deployed copy whose packed weights are kept by
 address, as ORT's session keeps its own), the ratios torch/rnnkit, ORT/rnnkit and ORT/frozen
 (> 1: rnnkit is faster), rnnkit's GFLOP/s and its fraction of this machine's sgemm rate (numpy
 float32 2048x2048 matmul, best of several, at the same thread count).
 
 ONNX Runtime runs the rnnkit layer exported by ``rnnkit.onnx.export`` (one ``LSTM``/``GRU``/
-``RNN`` node per layer) with the CPU provider, ``intra_op_num_threads`` = the row's thread count and all
-graph optimisations.
+``RNN`` node per layer) with the CPU provider, ``intra_op_num_threads`` = the row's thread count
+and all graph optimisations.
 
 GFLOP of a forward: 2*B*G*H*(T*D + (T-1)*H), G = 1/3/4 for RNN/GRU/LSTM (no initial state is
 given, and the first step's product with the zero state is skipped); a training step adds
@@ -134,7 +134,8 @@ def time_side_by_side(
     steps: Dict[str, "callable"], budget_s: float, min_calls: int, max_calls: int, block_s: float = 0.05,
     settle_s: float = 0.05, warmup: int = 2,
 ) -> Dict[str, float]:
-    """Median single-call seconds of each step, the steps' calls interleaved in blocks.
+    """Median single-call seconds of each step, the steps' calls interleaved in blocks, after
+    ``warmup`` untimed calls of each.
 
     Each block starts ``settle_s`` after the previous one ends: thread pools spin for a while
     after their last call (ONNX Runtime's for several milliseconds, OpenMP's and OpenBLAS's for
