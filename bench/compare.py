@@ -2,9 +2,10 @@
 """Print one side-by-side table of rnnkit against PyTorch and ONNX Runtime (RNN tanh, LSTM, GRU).
 
 Per row (cell, mode, B, T, D, H; layers and directions where not one of each) and thread count:
-torch ms, ONNX Runtime ms (inference rows; "-" for training rows or without onnxruntime), rnnkit ms (the trainable layer), frozen ms
-(inference rows: ``rnnkit.freeze(layer)``, the deployed copy whose packed weights are kept by
-address, as ORT's session keeps its own), the ratios torch/rnnkit, ORT/rnnkit and ORT/frozen
+torch ms, ONNX Runtime ms (inference rows; "-" for training rows or without onnxruntime), rnnkit
+ms (the trainable layer), frozen ms (inference rows: ``rnnkit.freeze(layer)``, the deployed copy
+whose packed weights are kept by address, as ORT's session keeps its own), the ratios
+torch/rnnkit, ORT/rnnkit and ORT/frozen
 (> 1: rnnkit is faster), rnnkit's GFLOP/s and its fraction of this machine's sgemm rate (numpy
 float32 2048x2048 matmul, best of several, at the same thread count).
 
