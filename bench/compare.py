@@ -5,9 +5,9 @@ Per row (cell, mode, B, T, D, H; layers and directions where not one of each) an
 torch ms, ONNX Runtime ms (inference rows; "-" for training rows or without onnxruntime), rnnkit
 ms (the trainable layer), frozen ms (inference rows: ``rnnkit.freeze(layer)``, the deployed copy
 whose packed weights are kept by address, as ORT's session keeps its own), the ratios
-torch/rnnkit, ORT/rnnkit and ORT/frozen
-(> 1: rnnkit is faster), rnnkit's GFLOP/s and its fraction of this machine's sgemm rate (numpy
-float32 2048x2048 matmul, best of several, at the same thread count).
+torch/rnnkit, ORT/rnnkit and ORT/frozen (> 1: rnnkit is faster), rnnkit's GFLOP/s and its
+fraction of this machine's sgemm rate (numpy float32 2048x2048 matmul, best of several, at the
+same thread count).
 
 ONNX Runtime runs the rnnkit layer exported by ``rnnkit.onnx.export`` (one ``LSTM``/``GRU``/
 ``RNN`` node per layer) with the CPU provider, ``intra_op_num_threads`` = the row's thread count
