@@ -7,12 +7,8 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <deque>
-#include <exception>
 #include <numeric>
 #include <optional>
-#include <thread>
-#include <vector>
 
 #include "rnnkit/layer.hpp"
 #include "rnnkit/packed_gemm.hpp"
@@ -190,70 +186,6 @@ inline bool pipeline_layers(const LayerSpec& spec, Index batch, int n_threads, b
 
 /// Steps a pipelined layer projects at a time: the layer above starts that many steps behind.
 constexpr Index kPipelineChunkSteps = 8;
-
-/// How many steps of a layer's output are written, for the layer above it in a pipeline, and
-/// whether any layer of the pipeline failed (so that none waits forever for it). Each on a cache
-/// line of its own: two layers' counters on one line would pass it between their cores at every
-/// step.
-class alignas(64) StepProgress {
- public:
-  void publish(Index steps) noexcept { steps_.store(steps, std::memory_order_release); }
-  void fail() noexcept { failed_->store(true, std::memory_order_release); }
-  /// Waits until `steps` steps are written; false if a layer failed meanwhile.
-  bool wait_for(Index steps) const noexcept {
-    for (unsigned spins = 0; steps_.load(std::memory_order_acquire) < steps; ++spins) {
-      if (failed_->load(std::memory_order_acquire)) return false;
-      if (spins >= kSpinsBeforeYield) std::this_thread::yield();
-    }
-    return true;
-  }
-  explicit StepProgress(std::atomic<bool>* failed) noexcept : failed_(failed) {}
-
- private:
-  static constexpr unsigned kSpinsBeforeYield = 1u << 12;
-  std::atomic<Index> steps_{0};
-  std::atomic<bool>* failed_;
-};
-
-/// Runs layer(l, below, written) for each of a pipeline's `layers`: on two threads, the even
-/// layers on one and the odd on the other, each thread its layers in order, each layer waiting
-/// in its loop for the steps of the one below (`below`; nullptr for the first) and saying in
-/// `written` how far it has got; all in order on this thread where OpenMP gives one thread, or
-/// with `on_this_thread`. A layer's exception stops the layers that wait on it and is rethrown
-/// here (the lowest layer's).
-template <class Layer>
-void run_pipeline(Index layers, bool on_this_thread, const Layer& layer) {
-  std::atomic<bool> failed{false};
-  std::deque<StepProgress> written;  // (StepProgress does not move)
-  for (Index l = 0; l < layers; ++l) written.emplace_back(&failed);
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(layers));
-  const auto run = [&](int thread, int threads) {
-    for (Index l = thread; l < layers; l += threads) {
-      const auto i = static_cast<std::size_t>(l);
-      try {
-        layer(l, l > 0 ? &written[i - 1] : nullptr, written[i]);
-      } catch (...) {
-        errors[i] = std::current_exception();
-        written[i].fail();
-        return;
-      }
-    }
-  };
-#ifdef _OPENMP
-  if (!on_this_thread) {
-#pragma omp parallel num_threads(2)
-    run(omp_get_thread_num(), omp_get_num_threads());
-  } else {
-    run(0, 1);
-  }
-#else
-  (void)on_this_thread;
-  run(0, 1);
-#endif
-  for (const auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
-}
 
 /// Rows up to which an unpacked product is dot_rows (Eigen's general product would re-pack the
 /// weights at every call).
