@@ -48,9 +48,8 @@ void forward_rows(const DirectionContext<T>& c, typename Tape<T>::Direction& tap
   // to the tape after it), so that training and inference run the cell at the same addresses.
   // Inference keeps no gates: they stay in chunk_gates there too, placed like the tape's.
   const PackedRows<T>* w_ih = projection.w_ih;
-  const Index chunk = w_ih == nullptr           ? 1
-                      : projection.chunk_steps > 0 ? projection.chunk_steps
-                                                   : std::max<Index>(1, projection_chunk_rows<T>(gh, c.input_width) / rows);
+  const Index default_chunk = std::max<Index>(1, projection_chunk_rows<T>(gh, c.input_width) / rows);
+  const Index chunk = w_ih == nullptr ? 1 : projection.chunk_steps > 0 ? projection.chunk_steps : default_chunk;
   const bool gather = chunk > 1 && rows < batch;
   const bool buffered = gather || (w_ih != nullptr && !projection.keep);
   const Index d = c.input_width;

@@ -308,7 +308,7 @@ void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
     }
   }
   // Its workers spin after it as after a forward: an inference call right after it is not
-  // after a pause (it ran alone on the calling thread, 1.6-1.8x slower, in a loop of training
+  // after a pause (it ran alone on the calling thread, 1.7-1.9x slower, in a loop of training
   // steps and inference calls on one tape: bench/NOTES.md, 2026-11-30 stop 36).
   tape.pace.call_ended();
 }
