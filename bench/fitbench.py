@@ -26,6 +26,8 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
+from rnnbench import all_cores, stack_label
+
 #: Adam's learning rate, and the clip of the gradient's norm, on both sides (the estimator's defaults).
 LR = 1e-3
 CLIP_NORM = 1.0
@@ -56,10 +58,7 @@ class FitRow:
 
     @property
     def label(self) -> str:
-        name = {"rnn": "RNN-tanh"}.get(self.cell, self.cell.upper())
-        if self.layers > 1:
-            name += f" {self.layers} layers"
-        return name + (" bi" if self.bidirectional else "")
+        return stack_label(self.cell, self.layers, self.bidirectional)
 
     def quick(self) -> "FitRow":
         """The same fit shrunk for the quick (CI smoke) mode."""
@@ -199,8 +198,6 @@ def fit_table(args, timer: Callable[..., Dict[str, float]], facts: Callable[[], 
     compare.py's side-by-side timer; ``facts`` its machine description."""
     import re
     import sys
-
-    from rnnbench import all_cores
 
     rows = [r for r in all_fit_rows() if not args.filter or re.search(args.filter, r.id)]
     if args.quick:

@@ -45,6 +45,14 @@ TORCH_MISSING_REASON = (
 ORT_MISSING_REASON = "onnxruntime or onnx is not installed: the ONNX Runtime column needs both (pip install '.[onnx]')"
 
 
+def stack_label(cell: str, layers: int, bidirectional: bool) -> str:
+    """The cell as the tables name it, with the stack where it is not one layer, one direction."""
+    name = "RNN-tanh" if cell == "rnn" else cell.upper()
+    if layers > 1:
+        name += f" {layers} layers"
+    return name + (" bi" if bidirectional else "")
+
+
 @dataclass(frozen=True)
 class Row:
     """One benchmark problem: cell, mode and shape (x is (T, B, D), the hidden size is H)."""
@@ -70,11 +78,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        """The cell as the tables name it, with the stack where it is not one layer, one direction."""
-        name = "RNN-tanh" if self.cell == "rnn" else self.cell.upper()
-        if self.layers > 1:
-            name += f" {self.layers} layers"
-        return name + (" bi" if self.bidirectional else "")
+        return stack_label(self.cell, self.layers, self.bidirectional)
 
     @property
     def gflop(self) -> float:
