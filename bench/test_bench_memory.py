@@ -14,9 +14,10 @@ import memory
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self (Linux only)")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("row", memory.QUICK_ROWS, ids=lambda r: f"{r[0]}-B{r[1]}-T{r[2]}")
-def test_memory_row_runs(row):
-    res = memory.run_row(row)
+def test_memory_row_runs(row, threads):
+    res = memory.run_row(row, threads=threads)
     act = memory.activation_bytes(*row)
     assert act > 0
     assert res["weight_bytes"] > 0
