@@ -348,21 +348,23 @@ def _check_bidirectional_ragged(cell, input_size, hidden, layers, batch, steps, 
 # steps behind the one below: T=37 (four whole chunks, then 5 steps), T=8 (one chunk), T=3
 # (shorter than one), three layers (the third on the first layer's thread), batch-first input.
 PIPELINE_SHAPES = ((1, 37, 20, 2, False), (3, 8, 12, 3, False), (5, 3, 9, 2, True), (2, 37, 16, 4, True))
-PIPELINE_GRID = list(itertools.product(CELLS, PIPELINE_SHAPES, DTYPES))
+# Two threads for every shape; four (the pipeline still on two of them) for two of them.
+PIPELINE_GRID = [(cell, shape, dtype, threads) for cell, shape, dtype in itertools.product(CELLS, PIPELINE_SHAPES, DTYPES)
+                 for threads in ((2, 4) if shape[0] in (1, 2) else (2,))]
 
 
-@pytest.mark.parametrize("cell,shape,dtype", PIPELINE_GRID,
-                         ids=[f"{c}-B{s[0]}-T{s[1]}-H{s[2]}-L{s[3]}{'-bf' if s[4] else ''}-{d}"
-                              for c, s, d in PIPELINE_GRID])
-def test_pipelined_layers(cell, shape, dtype):
-    """At two threads and a small batch, a unidirectional stack's layers run at once, each
-    reading the layer below's output as it is written (bench/NOTES.md, 2026-11-30 stop 36), with
-    sequences ending inside the chunks and a given initial state: torch's results, gradients
+@pytest.mark.parametrize("cell,shape,dtype,n_threads", PIPELINE_GRID,
+                         ids=[f"{c}-B{s[0]}-T{s[1]}-H{s[2]}-L{s[3]}{'-bf' if s[4] else ''}-{d}-threads{n}"
+                              for c, s, d, n in PIPELINE_GRID])
+def test_pipelined_layers(cell, shape, dtype, n_threads):
+    """From two threads and a small batch, a unidirectional stack's layers run at once, each
+    reading the layer below's output as it is written (bench/NOTES.md, 2026-11-30 stops 36-37),
+    with sequences ending inside the chunks and a given initial state: torch's results, gradients
     included; inference (trainable and frozen) equal to training bit for bit; zero padding."""
     import rnnkit
 
     batch, steps, hidden, layers, batch_first = shape
-    m = make_rnnkit(cell, D, hidden, layers, batch_first=batch_first, dtype=dtype, seed=61, n_threads=2)
+    m = make_rnnkit(cell, D, hidden, layers, batch_first=batch_first, dtype=dtype, seed=61, n_threads=n_threads)
     tm = make_torch(cell, D, hidden, layers, batch_first=batch_first, dtype=dtype, state_dict=m.state_dict())
     lengths = [steps - (5 * b) % steps for b in range(batch)]
     p = make_problem(cell, steps, batch, D, hidden, layers, False, dtype, batch_first=batch_first,

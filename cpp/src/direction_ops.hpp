@@ -147,17 +147,6 @@ inline bool worth_packing_transposed(Index steps, Index rows) noexcept {
   return rows == 1 ? steps >= kOneRowSteps : steps * (rows - 1) >= kBreakEven;
 }
 
-/// Threads each direction of a layer runs on, forward and backward. The two directions of a
-/// bidirectional layer are independent: for a small batch on two threads each takes one and
-/// they run at once (a B=1 T=100 H=128 BiLSTM's forward 0.62-0.67 -> 0.34-0.36 ms on Zen 4, its
-/// training step with backward's directions at once too 1.29-1.90 -> 0.93-1.19; a B=32 one
-/// trained up to 5% slower, so larger batches keep both threads per direction: bench/NOTES.md,
-/// 2026-11-30 stops 35 and 36).
-inline int threads_per_direction(Index directions, Index batch, int n_threads) noexcept {
-  constexpr Index kMaxBatchAtOnce = 8;
-  return directions == 2 && n_threads == 2 && batch <= kMaxBatchAtOnce ? 1 : n_threads;
-}
-
 /// Floating-point operations of an inference call: each layer's products with its inputs and
 /// with its state.
 inline double call_flops(const LayerSpec& spec, Index steps, Index batch) noexcept {
@@ -174,14 +163,36 @@ inline double call_flops(const LayerSpec& spec, Index steps, Index batch) noexce
 constexpr Index kMinRowsPerThread = 4;
 constexpr double kMinUnitStepFlops = 0.25e6;
 
-/// Whether the layers of a stack run at once, one thread each, each a few steps behind the one
-/// below (a pipeline): one direction, two layers or more, two threads and a small batch, whose
-/// steps are too small to split between threads (bench/NOTES.md, 2026-11-30 stop 36). Dropout
-/// between layers is applied to a whole layer's output after it, so it keeps them one after the other.
-inline bool pipeline_layers(const LayerSpec& spec, Index batch, int n_threads, bool dropout) noexcept {
-  return !spec.bidirectional && spec.num_layers >= 2 && n_threads == 2 && !dropout &&
-         batch < 2 * kMinRowsPerThread &&
+/// Whether one step of `batch` rows is too small for plan_loop to split at any thread count: too
+/// few rows to split the batch, and a recurrent product too small to split the hidden units.
+inline bool small_step(const LayerSpec& spec, Index batch) noexcept {
+  return batch < 2 * kMinRowsPerThread &&
          2.0 * static_cast<double>(batch * spec.gate_width() * spec.hidden_size) < kMinUnitStepFlops;
+}
+
+/// Whether the layers of a stack run at once, each a few steps behind the one below (a pipeline,
+/// on two threads: run_pipeline): one direction, two layers or more, two threads or more and a
+/// small batch, whose steps are too small to split between threads (bench/NOTES.md, 2026-11-30
+/// stop 36; from three threads, stop 37). Dropout between layers is applied to a whole layer's
+/// output after it, so it keeps them one after the other.
+inline bool pipeline_layers(const LayerSpec& spec, Index batch, int n_threads, bool dropout) noexcept {
+  return !spec.bidirectional && spec.num_layers >= 2 && n_threads >= 2 && !dropout && small_step(spec, batch);
+}
+
+/// Threads each direction of a layer runs on, forward and backward. The two directions of a
+/// bidirectional layer are independent: for a small batch on two threads each takes one and
+/// they run at once (a B=1 T=100 H=128 BiLSTM's forward 0.62-0.67 -> 0.34-0.36 ms on Zen 4, its
+/// training step with backward's directions at once too 1.29-1.90 -> 0.93-1.19; a B=32 one
+/// trained up to 5% slower, so larger batches keep both threads per direction: bench/NOTES.md,
+/// 2026-11-30 stops 35 and 36). With more threads they run at once where one direction's loop
+/// would use no more than two of them anyway (8 rows split in two, or a step too small to split),
+/// which leaves the other threads idle but no longer runs the directions one after the other on
+/// a single thread (stop 37).
+inline int threads_per_direction(const LayerSpec& spec, Index batch, int n_threads) noexcept {
+  constexpr Index kMaxBatchAtOnce = 8;
+  if (!spec.bidirectional || n_threads < 2 || batch > kMaxBatchAtOnce) return n_threads;
+  const bool loop_uses_two_at_most = n_threads == 2 || batch == 2 * kMinRowsPerThread || small_step(spec, batch);
+  return loop_uses_two_at_most ? 1 : n_threads;
 }
 
 /// Steps a pipelined layer projects at a time: the layer above starts that many steps behind.

@@ -525,7 +525,7 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
     const LayerIo io = prepare(l, input);
     // Directions with fewer threads than the call run at once; after a pause, one after the
     // other on this thread, with the same plan (so the same bits).
-    const int direction_threads = threads_per_direction(dirs, batch, options.n_threads);
+    const int direction_threads = threads_per_direction(spec, batch, options.n_threads);
     const bool at_once = direction_threads < options.n_threads && !after_pause;
     const auto run = [&](Index d) { run_direction(l, d, io, direction_threads, nullptr, nullptr); };
     if (at_once) {

@@ -276,7 +276,7 @@ void backward(Tape<T>& tape, const BackwardArgs<T>& args, int n_threads) {
     }
     // Directions with fewer threads than the call run at once (as in forward); the reverse one
     // then adds its dL/d(input) into a buffer of its own, added to the other's after both.
-    const int direction_threads = threads_per_direction(dirs, batch, n_threads);
+    const int direction_threads = threads_per_direction(spec, batch, n_threads);
     const bool at_once = direction_threads < n_threads;
     if (at_once) scratch.grad_input_reverse.assign(input_size, T(0));
     if (scratch.packed.size() < static_cast<std::size_t>((l + 1) * dirs)) {
