@@ -45,10 +45,13 @@ class PackedRows {
     }
   }
 
-  /// Threads worth packing a [rows, depth] matrix with, of `n_threads`: one per 512 K values
-  /// (packing runs at about 1 ns per value on one core, so a thread gets 0.5 ms or more).
+  /// Threads worth packing a [rows, depth] matrix with, of `n_threads`: one per 64 K values
+  /// (packing runs at about 1 ns per value on one core, so a thread gets 64 us or more). A
+  /// training step packs its weights at every call, on one thread until 512 K values: W_hh of
+  /// 1 MB (H=512 tanh RNN, GRU) packed on two threads made the B=16 T=25 D=H=512 step 3-5%
+  /// faster at two threads, 9 of 10 alternating processes (bench/NOTES.md, 2026-11-30 stop 37).
   static int pack_threads(Index rows, Index depth, int n_threads) noexcept {
-    constexpr Index kValuesPerThread = Index{1} << 19;
+    constexpr Index kValuesPerThread = Index{1} << 16;
     return static_cast<int>(std::clamp<Index>(rows * depth / kValuesPerThread, 1, n_threads));
   }
 
