@@ -125,7 +125,8 @@ def measure_torch(cell: str, b: int, t: int, d: int, h: int, layers: int, bidire
     return {"peak_bytes": 1024.0 * (peak - before)}
 
 
-def run_row(row: Tuple[str, int, int, int, int, int, bool], library: str = "rnnkit", threads: int = 1) -> Dict[str, float]:
+def run_row(row: Tuple[str, int, int, int, int, int, bool], library: str = "rnnkit",
+            threads: int = 1) -> Dict[str, float]:
     fn = "measure" if library == "rnnkit" else "measure_torch"
     code = (f"import json, sys; sys.path.insert(0, {sys.path[0]!r}); import memory; "
             f"print(json.dumps(memory.{fn}(*{row!r}, threads={threads})))")

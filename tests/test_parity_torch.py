@@ -349,7 +349,8 @@ def _check_bidirectional_ragged(cell, input_size, hidden, layers, batch, steps, 
 # (shorter than one), three layers (the third on the first layer's thread), batch-first input.
 PIPELINE_SHAPES = ((1, 37, 20, 2, False), (3, 8, 12, 3, False), (5, 3, 9, 2, True), (2, 37, 16, 4, True))
 # Two threads for every shape; four (the pipeline still on two of them) for two of them.
-PIPELINE_GRID = [(cell, shape, dtype, threads) for cell, shape, dtype in itertools.product(CELLS, PIPELINE_SHAPES, DTYPES)
+PIPELINE_GRID = [(cell, shape, dtype, threads)
+                 for cell, shape, dtype in itertools.product(CELLS, PIPELINE_SHAPES, DTYPES)
                  for threads in ((2, 4) if shape[0] in (1, 2) else (2,))]
 
 
