@@ -147,13 +147,7 @@ class UnitPart {
       gate_slice_.resize(static_cast<std::size_t>(batch * width_));
     }
     rec_.resize(static_cast<std::size_t>(batch * width_));
-    h_prev_.resize(static_cast<std::size_t>(batch * nj_));
-    h_next_.resize(h_prev_.size());
-    if (c.spec.cell == CellKind::Lstm) {
-      c_prev_.resize(h_prev_.size());
-      c_next_.resize(h_prev_.size());
-    }
-    if (c.spec.cell == CellKind::Gru) extra_.resize(h_prev_.size());
+    if (c.spec.cell == CellKind::Gru) extra_.resize(static_cast<std::size_t>(batch * nj_));
     bias_ = gathered(c.b_hh);
     bias_ih_ = gathered(c.b_ih);
   }
@@ -189,40 +183,37 @@ class UnitPart {
         dot_rows(c.w_hh + (k * h + j0) * h, nj, h, states_prev, h, batch, rec_.data() + k * nj, width);
       }
     }
-    for (Index b = 0; b < batch; ++b) {
-      for (Index k = 0; k < gates && packed_ih_ == nullptr; ++k) {
+    for (Index b = 0; b < batch && packed_ih_ == nullptr; ++b) {
+      for (Index k = 0; k < gates; ++k) {
         std::copy_n(step_gates + b * gh + k * h + j0, nj, gate_slice_.data() + b * width + k * nj);
       }
-      std::copy_n(states_prev + b * h + j0, nj, h_prev_.data() + b * nj);
-      if (lstm) {
-        std::copy_n(tape_.cells.data() + layout_.state(slot.prev) + b * h + j0, nj, c_prev_.data() + b * nj);
-      }
     }
+    // The cell reads and writes this part's units of the states in place, rows H apart.
+    T* const states_next = tape_.state_data() + layout_.state(slot.next);
     ForwardStep<T> step;
     step.batch = batch;
     step.hidden = nj;
+    step.state_stride = h;
     step.gates = my_gates;
     step.recurrent = rec_.data();
     step.bias_hh = bias_.empty() ? nullptr : bias_.data();
-    step.h_prev = h_prev_.data();
-    step.h_next = h_next_.data();
+    step.h_prev = states_prev + j0;
+    step.h_next = states_next + j0;
     if (lstm) {
-      step.c_prev = c_prev_.data();
-      step.c_next = c_next_.data();
+      step.c_prev = tape_.cells.data() + layout_.state(slot.prev) + j0;
+      step.c_next = tape_.cells.data() + layout_.state(slot.next) + j0;
     }
     if (gru) step.extra = extra_.data();
     step.active = active;
     cell_forward(c.spec.cell, step);
     const Index dirs = c.spec.directions(), state_size = batch * h;
     for (Index b = 0; b < batch; ++b) {
-      std::copy_n(h_next_.data() + b * nj, nj, tape_.state_data() + layout_.state(slot.next) + b * h + j0);
-      if (lstm) std::copy_n(c_next_.data() + b * nj, nj, tape_.cells.data() + layout_.state(slot.next) + b * h + j0);
       if (gru && training_) std::copy_n(extra_.data() + b * nj, nj, tape_.extra.data() + t * state_size + b * h + j0);
       for (Index k = 0; k < gates && keep_gates; ++k) {
         std::copy_n(my_gates + b * width + k * nj, nj, step_gates + b * gh + k * h + j0);
       }
       if (tape_.in_output != nullptr || (active != nullptr && active[b] == 0)) continue;  // output stays zero
-      std::copy_n(h_next_.data() + b * nj, nj, output_ + (t * batch + b) * dirs * h + (c.reverse ? h : 0) + j0);
+      std::copy_n(states_next + b * h + j0, nj, output_ + (t * batch + b) * dirs * h + (c.reverse ? h : 0) + j0);
     }
   }
 
@@ -245,7 +236,7 @@ class UnitPart {
   Index j0_ = 0, nj_ = 0, width_ = 0, chunk_ = 1;
   const PackedRows<T>* packed_ = nullptr;
   const PackedRows<T>* packed_ih_ = nullptr;
-  AlignedVector<T> scratch_, ih_scratch_, chunk_gates_, gate_slice_, rec_, h_prev_, h_next_, c_prev_, c_next_, extra_;
+  AlignedVector<T> scratch_, ih_scratch_, chunk_gates_, gate_slice_, rec_, extra_;
   AlignedVector<T> bias_, bias_ih_;
   ChunkSteps cs_{0, 0};
 };

@@ -24,14 +24,19 @@ struct ForwardStep {
   const T* recurrent = nullptr;
   /// [GH] b_hh, or nullptr without bias.
   const T* bias_hh = nullptr;
-  const T* h_prev = nullptr;  // [B, H]
-  T* h_next = nullptr;        // [B, H]
-  const T* c_prev = nullptr;  // [B, H], LSTM only
-  T* c_next = nullptr;        // [B, H], LSTM only
+  const T* h_prev = nullptr;  // [B, H], rows state_rows() apart
+  T* h_next = nullptr;        // [B, H], rows state_rows() apart
+  const T* c_prev = nullptr;  // [B, H], LSTM only, rows state_rows() apart
+  T* c_next = nullptr;        // [B, H], LSTM only, rows state_rows() apart
   /// [B, H] GRU only: out: W_hn h_{t-1} + b_hn, kept for the backward step.
   T* extra = nullptr;
   /// [B] 1 where the step is inside the sequence, or nullptr when every row is.
   const std::uint8_t* active = nullptr;
+  /// Values from one row of the states to the next (0: `hidden`, packed): a step over a slice of
+  /// the hidden units reads and writes the whole states' rows in place.
+  Index state_stride = 0;
+
+  Index state_rows() const noexcept { return state_stride > 0 ? state_stride : hidden; }
 };
 
 /// Arguments of a backward step (the mirror of ForwardStep).

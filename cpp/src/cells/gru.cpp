@@ -33,8 +33,9 @@ void GruCell<T>::forward(const ForwardStep<T>& s) noexcept {
       hn = rec_n;
     }
     assign_by_position(n, gate_math::gru_new_pre(n, r, hn).tanh());
-    const ConstArrayMap<T> h_prev(s.h_prev + b * h, h);
-    assign_by_position(ArrayMap<T>(s.h_next + b * h, h), gate_math::gru_hidden(z, n, h_prev));
+    const Index row = b * s.state_rows();
+    const ConstArrayMap<T> h_prev(s.h_prev + row, h);
+    assign_by_position(ArrayMap<T>(s.h_next + row, h), gate_math::gru_hidden(z, n, h_prev));
   }
 }
 

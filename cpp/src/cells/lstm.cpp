@@ -26,10 +26,11 @@ void LstmCell<T>::forward(const ForwardStep<T>& s) noexcept {
     const auto f = gate(s.gates, b, gh, h, 1);
     const auto g = gate(s.gates, b, gh, h, 2);
     const auto o = gate(s.gates, b, gh, h, 3);
-    const ConstArrayMap<T> c_prev(s.c_prev + b * h, h);
-    ArrayMap<T> c_next(s.c_next + b * h, h);
+    const Index row = b * s.state_rows();
+    const ConstArrayMap<T> c_prev(s.c_prev + row, h);
+    ArrayMap<T> c_next(s.c_next + row, h);
     assign_by_position(c_next, gate_math::lstm_cell(f, c_prev, i, g));
-    assign_by_position(ArrayMap<T>(s.h_next + b * h, h), o * c_next.tanh());
+    assign_by_position(ArrayMap<T>(s.h_next + row, h), o * c_next.tanh());
   }
 }
 

@@ -19,7 +19,7 @@ void RnnCell<T>::forward(const ForwardStep<T>& s, bool relu) noexcept {
     } else {
       cells::activate(s, b, h, 0, cells::Tanh{});
     }
-    ArrayMap<T>(s.h_next + b * h, h) = cells::gate(s.gates, b, h, h, 0);
+    ArrayMap<T>(s.h_next + b * s.state_rows(), h) = cells::gate(s.gates, b, h, h, 0);
   }
 }
 

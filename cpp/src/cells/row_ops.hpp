@@ -66,9 +66,9 @@ inline bool is_active(const std::uint8_t* active, Index b) noexcept {
 /// Forward for an inactive row: the state is carried over unchanged.
 template <class T>
 void carry_state(const ForwardStep<T>& s, Index b) noexcept {
-  const Index h = s.hidden;
-  std::copy_n(s.h_prev + b * h, h, s.h_next + b * h);
-  if (s.c_prev != nullptr) std::copy_n(s.c_prev + b * h, h, s.c_next + b * h);
+  const Index h = s.hidden, row = b * s.state_rows();
+  std::copy_n(s.h_prev + row, h, s.h_next + row);
+  if (s.c_prev != nullptr) std::copy_n(s.c_prev + row, h, s.c_next + row);
 }
 
 /// Backward for an inactive row: no gate gradient; dh and dc pass straight to the previous step.
