@@ -441,9 +441,9 @@ void forward(const LayerSpec& spec, const ForwardArgs<T>& args, const ForwardOpt
   // buffer as much memory again.
   const bool direct = !options.batch_first;
   const auto output_size = static_cast<std::size_t>(steps * batch * dirs * h);
-  // A unidirectional stack at a small batch on two threads runs its layers at once, each a few
-  // steps behind the one below; after a pause, one after the other on this thread, with the same
-  // plan (so the same bits).
+  // A unidirectional stack at a small batch on two threads or more runs its layers at once (on
+  // two of them), each a few steps behind the one below; after a pause, one after the other on
+  // this thread, with the same plan (so the same bits).
   const bool pipelined = pipeline_layers(spec, batch, options.n_threads, use_dropout);
   if (pipelined && !options.training) scratch.stack_outputs.resize(static_cast<std::size_t>(num_layers - 1));
   if (scratch.packed.size() < static_cast<std::size_t>(num_layers * dirs)) {
